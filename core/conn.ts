@@ -1,0 +1,557 @@
+import type { Socket } from 'node:net';
+import { type NetloomError, netloomError } from './errors.ts';
+import type { EventHandler } from './handler.ts';
+import type { EventLoop } from './loop.ts';
+import { BYTES_IN, BYTES_OUT } from './stats.ts';
+import type { WheelNode } from './timer-wheel.ts';
+
+const EMPTY = Buffer.alloc(0);
+
+/** Buffer's encoders that skip `write()`'s argument juggling (present on Buffer.prototype, untyped). */
+type DirectWriter = Buffer & {
+  latin1Write(text: string, offset: number): number;
+  utf8Write(text: string, offset: number): number;
+};
+/** Writes below this size are copied into the connection's staging slab; larger ones go by reference. */
+export const COPY_LIMIT = 16 * 1024;
+const STAGE_SLAB = 16 * 1024;
+
+/** @internal Connection states. */
+export const CONNECTING = 0;
+export const OPEN = 1;
+export const CLOSING = 2;
+export const CLOSED = 3;
+
+/**
+ * One TCP or Unix-socket connection, accepted or dialed, owned by one loop. Every method may be called only
+ * from the thread of the loop that owns the connection (`conn.loop`), like every other loop object.
+ *
+ * Inbound bytes are lent: `peek`/`next` return views valid only until the current callback returns; keep
+ * what you need by copying it. Outbound bytes written during one callback turn leave in one socket write
+ * after the turn (writes of fewer than 16 KiB are copied into a pooled slab; larger buffers are sent by
+ * reference, so do not modify a buffer after writing it).
+ */
+export class Conn<Ctx = unknown> implements WheelNode {
+  /** Loop-unique id (increasing). */
+  readonly id: number;
+  /** The loop that owns this connection. */
+  readonly loop: EventLoop;
+  /** Whether this connection was dialed with `loop.dial` rather than accepted. */
+  readonly dialed: boolean;
+  /** A slot for the handler's per-connection state. */
+  context: Ctx | undefined = undefined;
+  /**
+   * Set by a protocol while a message is in progress; a graceful stop does not close a busy connection until
+   * it is idle or the deadline passes.
+   */
+  busy = false;
+
+  /** @internal */ handler: EventHandler<Ctx>;
+  /** @internal */ readonly socket: Socket;
+  /** @internal */ state: number;
+  /** @internal */ closeError: Error | undefined = undefined;
+  /** @internal Whether the connection was ever open (a failed dial never was). */
+  opened: boolean;
+  /** @internal */ lastActive: number;
+  /** @internal */ dirty = false;
+  /** @internal */ woken = false;
+
+  private inBuf: Buffer = EMPTY;
+  private inStart = 0;
+  private inEnd = 0;
+  private inOwned = false;
+
+  private stage: Buffer | null = null;
+  private stageStart = 0;
+  private stagePos = 0;
+  private readonly segments: Buffer[] = [];
+  private readonly slabs: Buffer[] = [];
+  private staged = 0;
+
+  private aboveHigh = false;
+  private userPaused = false;
+  private readingPaused = false;
+  private afterWriteBound: (() => void) | null = null;
+
+  private deadlineAt = 0;
+  /** @internal */ expireAt = 0;
+
+  /** @internal */ wheelAt = 0;
+  /** @internal */ wheelPrev: WheelNode | null = null;
+  /** @internal */ wheelNext: WheelNode | null = null;
+  /** @internal */ wheelSlot = -1;
+
+  /** @internal Use `loop.dial` or the loop's accept path; never constructed by handlers. */
+  constructor(id: number, loop: EventLoop, socket: Socket, handler: EventHandler<Ctx>, dialed: boolean) {
+    this.id = id;
+    this.loop = loop;
+    this.socket = socket;
+    this.handler = handler;
+    this.dialed = dialed;
+    this.state = dialed ? CONNECTING : OPEN;
+    this.opened = !dialed;
+    this.lastActive = loop.clock;
+  }
+
+  // ---- addresses ------------------------------------------------------------------------------------
+
+  /** Local address (IP, or the socket path for Unix sockets). */
+  get localAddress(): string {
+    return this.socket.localAddress ?? this.loop.address;
+  }
+  /** Local port (0 for Unix sockets). */
+  get localPort(): number {
+    return this.socket.localPort ?? 0;
+  }
+  /** Peer IP address ('' for Unix sockets or a closed socket). */
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+  /** Peer port (0 for Unix sockets). */
+  get remotePort(): number {
+    return this.socket.remotePort ?? 0;
+  }
+
+  // ---- inbound -------------------------------------------------------------------------------------
+
+  /** Bytes received and not yet consumed. */
+  get inboundBuffered(): number {
+    return this.inEnd - this.inStart;
+  }
+
+  /**
+   * The buffer holding the unconsumed inbound bytes, at `[offset, offset + inboundBuffered)`. For codecs that
+   * parse in place without creating views; the same lending rule as `peek` applies.
+   */
+  get buffer(): Buffer {
+    return this.inBuf;
+  }
+
+  /** Where the unconsumed inbound bytes start in {@link buffer}. */
+  get offset(): number {
+    return this.inStart;
+  }
+
+  /** A view of the next `n` unconsumed bytes (fewer if fewer are buffered; all of them when `n` < 0). */
+  peek(n = -1): Buffer {
+    const avail = this.inEnd - this.inStart;
+    const len = n < 0 || n > avail ? avail : n;
+    return this.inBuf.subarray(this.inStart, this.inStart + len);
+  }
+
+  /** Like {@link peek}, and consumes what it returns. */
+  next(n = -1): Buffer {
+    const view = this.peek(n);
+    this.inStart += view.length;
+    return view;
+  }
+
+  /** Consumes `n` bytes (all when `n` < 0) without looking; returns how many were consumed. */
+  discard(n = -1): number {
+    const avail = this.inEnd - this.inStart;
+    const len = n < 0 || n > avail ? avail : n;
+    this.inStart += len;
+    return len;
+  }
+
+  /** @internal Takes a chunk from the socket: lends it, or appends it to the owned leftover. */
+  receive(chunk: Buffer): boolean {
+    this.loop.stats.add(BYTES_IN, chunk.length);
+    this.lastActive = this.loop.clock;
+    const left = this.inEnd - this.inStart;
+    if (left === 0) {
+      if (this.inOwned) this.releaseInbound();
+      this.inBuf = chunk;
+      this.inStart = 0;
+      this.inEnd = chunk.length;
+      return true;
+    }
+    const need = left + chunk.length;
+    if (need > this.loop.options.readBufferCap) {
+      this.destroy(
+        netloomError(
+          'ERR_NETLOOM_INBOUND_OVERFLOW',
+          `connection ${this.id} holds ${need} unconsumed inbound bytes, over readBufferCap ${this.loop.options.readBufferCap}`,
+        ),
+      );
+      return false;
+    }
+    const buf = this.inBuf;
+    if (this.inOwned && buf.length - this.inEnd >= chunk.length) {
+      buf.set(chunk, this.inEnd);
+      this.inEnd += chunk.length;
+    } else if (this.inOwned && buf.length >= need) {
+      buf.copyWithin(0, this.inStart, this.inEnd);
+      buf.set(chunk, left);
+      this.inStart = 0;
+      this.inEnd = need;
+    } else {
+      const grown = this.loop.arena.take(need);
+      buf.copy(grown, 0, this.inStart, this.inEnd);
+      grown.set(chunk, left);
+      if (this.inOwned) this.loop.arena.give(buf);
+      this.inBuf = grown;
+      this.inOwned = true;
+      this.inStart = 0;
+      this.inEnd = need;
+    }
+    return true;
+  }
+
+  /** @internal After a traffic turn: copy a lent leftover into the arena, or return an emptied slab. */
+  settleInbound(): void {
+    const left = this.inEnd - this.inStart;
+    if (left === 0) {
+      if (this.inOwned) this.releaseInbound();
+      else if (this.inBuf !== EMPTY) {
+        this.inBuf = EMPTY;
+        this.inStart = this.inEnd = 0;
+      }
+    } else if (!this.inOwned) {
+      const slab = this.loop.arena.take(left);
+      this.inBuf.copy(slab, 0, this.inStart, this.inEnd);
+      this.inBuf = slab;
+      this.inOwned = true;
+      this.inStart = 0;
+      this.inEnd = left;
+    }
+  }
+
+  private releaseInbound(): void {
+    this.loop.arena.give(this.inBuf);
+    this.inBuf = EMPTY;
+    this.inOwned = false;
+    this.inStart = this.inEnd = 0;
+  }
+
+  // ---- outbound ------------------------------------------------------------------------------------
+
+  /** Bytes written and not yet taken by the kernel (staged this turn plus queued in the socket). */
+  get outboundBuffered(): number {
+    return this.staged + this.socket.writableLength;
+  }
+
+  /**
+   * Queues bytes (a string is UTF-8 encoded). They go out with the turn's single socket write. Writes after
+   * `close` or on a closed connection are dropped; check `closed` when it matters.
+   */
+  write(data: Uint8Array | string): void {
+    if (this.state >= CLOSING) return;
+    if (typeof data === 'string') {
+      this.writeString(data, false);
+      return;
+    }
+    const n = data.byteLength;
+    if (n === 0) return;
+    if (n < COPY_LIMIT) {
+      const stage = this.room(n);
+      stage.set(data, this.stagePos);
+      this.stagePos += n;
+    } else {
+      this.cutSegment();
+      if (this.loop.arena.owns(data)) {
+        // An engine-owned view (a lent inbound slab) would be reused under the socket: copy it.
+        const copy = this.loop.arena.take(n);
+        copy.set(data);
+        this.slabs.push(copy);
+        this.segments.push(copy.subarray(0, n));
+      } else {
+        this.segments.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, n));
+      }
+    }
+    this.staged += n;
+    if (!this.dirty) this.loop.markDirty(this);
+  }
+
+  /** Queues a string whose characters are all below U+0100, one byte each (HTTP header text). */
+  writeLatin1(text: string): void {
+    if (this.state >= CLOSING) return;
+    this.writeString(text, true);
+  }
+
+  /** Queues several chunks in order; they leave in the same socket write. */
+  writev(chunks: readonly (Uint8Array | string)[]): void {
+    for (let i = 0; i < chunks.length; i++) this.write(chunks[i]!);
+  }
+
+  private writeString(text: string, latin1: boolean): void {
+    const worst = latin1 ? text.length : text.length * 3;
+    if (worst === 0) return;
+    if (worst >= COPY_LIMIT) {
+      const bytes = Buffer.from(text, latin1 ? 'latin1' : 'utf8');
+      this.write(bytes);
+      return;
+    }
+    const stage = this.room(worst) as DirectWriter;
+    const n = latin1 ? stage.latin1Write(text, this.stagePos) : stage.utf8Write(text, this.stagePos);
+    this.stagePos += n;
+    this.staged += n;
+    if (!this.dirty) this.loop.markDirty(this);
+  }
+
+  /** Ensures the staging slab has `n` free bytes. */
+  private room(n: number): Buffer {
+    let stage = this.stage;
+    if (stage === null) {
+      stage = this.stage = this.loop.arena.take(Math.max(n, STAGE_SLAB));
+      this.stageStart = this.stagePos = 0;
+    } else if (stage.length - this.stagePos < n) {
+      this.cutSegment();
+      this.slabs.push(stage);
+      stage = this.stage = this.loop.arena.take(Math.max(n, STAGE_SLAB));
+      this.stageStart = this.stagePos = 0;
+    }
+    return stage;
+  }
+
+  private cutSegment(): void {
+    const stage = this.stage;
+    if (stage !== null && this.stagePos > this.stageStart) {
+      this.segments.push(stage.subarray(this.stageStart, this.stagePos));
+      this.stageStart = this.stagePos;
+    }
+  }
+
+  /**
+   * Hands staged bytes to the socket now. The engine calls it after every callback turn, so handlers need it
+   * only to push bytes out mid-turn.
+   */
+  flush(): void {
+    this.dirty = false;
+    const n = this.staged;
+    if (n === 0 || this.state === CLOSED) return;
+    this.staged = 0;
+    const socket = this.socket;
+    const opts = this.loop.options;
+    const before = socket.writableLength;
+    const cb = this.aboveHigh || before + n > opts.highWaterMark ? this.afterWrite() : undefined;
+    if (this.segments.length === 0) {
+      const stage = this.stage!;
+      const view = stage.subarray(this.stageStart, this.stagePos);
+      if (cb === undefined) socket.write(view);
+      else socket.write(view, cb);
+    } else {
+      this.cutSegment();
+      const segments = this.segments;
+      socket.cork();
+      const last = segments.length - 1;
+      for (let i = 0; i < last; i++) socket.write(segments[i]!);
+      if (cb === undefined) socket.write(segments[last]!);
+      else socket.write(segments[last]!, cb);
+      socket.uncork();
+      segments.length = 0;
+    }
+    this.loop.stats.add(BYTES_OUT, n);
+    this.lastActive = this.loop.clock;
+    // A write the kernel took at once holds no reference to our slabs, so they go back to the arena;
+    // otherwise the socket keeps them and they are left to the garbage collector.
+    const pending = socket.writableLength;
+    const arena = this.loop.arena;
+    if (this.stage !== null) {
+      if (pending === 0) arena.give(this.stage);
+      else arena.abandon();
+      this.stage = null;
+      this.stageStart = this.stagePos = 0;
+    }
+    if (this.slabs.length !== 0) {
+      for (const slab of this.slabs) {
+        if (pending === 0) arena.give(slab);
+        else arena.abandon();
+      }
+      this.slabs.length = 0;
+    }
+    if (pending > opts.highWaterMark) this.pressure(pending);
+  }
+
+  private pressure(pending: number): void {
+    if (pending > this.loop.options.writeBufferCap) {
+      this.destroy(
+        netloomError(
+          'ERR_NETLOOM_OUTBOUND_OVERFLOW',
+          `connection ${this.id} has ${pending} outbound bytes queued, over writeBufferCap ${this.loop.options.writeBufferCap}`,
+        ),
+      );
+      return;
+    }
+    if (!this.aboveHigh) {
+      this.aboveHigh = true;
+      this.updateReading();
+    }
+  }
+
+  private afterWrite(): () => void {
+    if (this.afterWriteBound === null) this.afterWriteBound = () => this.onWritten();
+    return this.afterWriteBound;
+  }
+
+  private onWritten(): void {
+    if (!this.aboveHigh || this.state === CLOSED) return;
+    if (this.socket.writableLength <= this.loop.options.lowWaterMark) {
+      this.aboveHigh = false;
+      this.updateReading();
+      this.loop.dispatchWritable(this);
+    }
+  }
+
+  // ---- flow control --------------------------------------------------------------------------------
+
+  /** Stops reading from this connection until {@link resume} (for flow control across connections). */
+  pause(): void {
+    this.userPaused = true;
+    this.updateReading();
+  }
+
+  /** Undoes {@link pause}. Reading stays off while outbound bytes are above the high-water mark. */
+  resume(): void {
+    this.userPaused = false;
+    this.updateReading();
+  }
+
+  /** Whether the engine is reading from this connection (not paused by the handler or by backpressure). */
+  get reading(): boolean {
+    return !this.readingPaused;
+  }
+
+  /** @internal */
+  updateReading(): void {
+    const want = this.state === OPEN && !this.userPaused && !this.aboveHigh;
+    if (want && this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    } else if (!want && !this.readingPaused && this.state !== CLOSING) {
+      this.readingPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  /**
+   * Calls `onTraffic` again soon (in this loop turn's check phase) even if no new bytes arrive: for a codec
+   * that left bytes unconsumed while it waited for something else (gnet's `Wake`).
+   */
+  wake(): void {
+    if (this.state === OPEN && !this.woken) {
+      this.woken = true;
+      this.loop.scheduleWake(this);
+    }
+  }
+
+  /**
+   * Hands the connection to another handler (a protocol upgrade). Bytes still buffered are offered to the
+   * new handler's `onTraffic` soon after.
+   */
+  setHandler(handler: EventHandler<Ctx>): void {
+    this.handler = handler;
+    if (this.inEnd > this.inStart) this.wake();
+  }
+
+  // ---- timers --------------------------------------------------------------------------------------
+
+  /**
+   * Arms a deadline `ms` milliseconds from now (0 disarms it). When it passes, the handler's `onDeadline`
+   * runs, or without one the connection is destroyed with `ERR_NETLOOM_DEADLINE`. Resolution is the loop's
+   * `timerResolution`.
+   */
+  setDeadline(ms: number): void {
+    this.deadlineAt = ms > 0 ? Date.now() + ms : 0;
+    this.loop.rearm(this);
+  }
+
+  /** @internal The earliest time something is due on this connection, or 0. */
+  nextDue(): number {
+    const opts = this.loop.options;
+    let at = this.deadlineAt;
+    if (this.expireAt !== 0 && (at === 0 || this.expireAt < at)) at = this.expireAt;
+    if (this.state === OPEN && opts.idleTimeout > 0) {
+      const idleAt = this.lastActive + opts.idleTimeout;
+      if (at === 0 || idleAt < at) at = idleAt;
+    }
+    return at;
+  }
+
+  /** @internal Runs what is due at `now`. */
+  expire(now: number): void {
+    if (this.state === CLOSED) return;
+    if (this.expireAt !== 0 && now >= this.expireAt) {
+      this.expireAt = 0;
+      if (this.state === CONNECTING) {
+        this.destroy(netloomError('ERR_NETLOOM_DIAL_TIMEOUT', `dial timed out on connection ${this.id}`));
+      } else {
+        this.destroy();
+      }
+      return;
+    }
+    if (this.state !== OPEN) {
+      this.loop.rearm(this);
+      return;
+    }
+    if (this.deadlineAt !== 0 && now >= this.deadlineAt) {
+      this.deadlineAt = 0;
+      this.loop.dispatchDeadline(this);
+    } else if (this.loop.options.idleTimeout > 0 && now - this.lastActive >= this.loop.options.idleTimeout) {
+      this.close(
+        netloomError(
+          'ERR_NETLOOM_IDLE_TIMEOUT',
+          `connection ${this.id} idle for ${this.loop.options.idleTimeout} ms`,
+        ),
+      );
+    }
+    this.loop.rearm(this);
+  }
+
+  // ---- closing -------------------------------------------------------------------------------------
+
+  /** Whether the connection is closing or closed (writes are dropped). */
+  get closed(): boolean {
+    return this.state >= CLOSING;
+  }
+
+  /**
+   * Closes gracefully: pending writes go out, then FIN; the engine reads and discards what the peer still
+   * sends (so the kernel does not reset the connection before the peer read our last bytes) until the peer
+   * closes or `lingerTimeout` passes. `err`, if given, is what `onClose` receives.
+   */
+  close(err?: Error): void {
+    if (this.state >= CLOSING) return;
+    if (err !== undefined && this.closeError === undefined) this.closeError = err;
+    if (this.state === CONNECTING) {
+      this.destroy();
+      return;
+    }
+    this.flush();
+    this.state = CLOSING;
+    this.inStart = this.inEnd;
+    this.settleInbound();
+    // Keep reading (and discarding) so the peer's FIN is seen; linger bounds how long.
+    if (this.readingPaused) {
+      this.readingPaused = false;
+      this.socket.resume();
+    }
+    this.socket.end();
+    this.expireAt = Date.now() + this.loop.options.lingerTimeout;
+    this.loop.rearm(this);
+  }
+
+  /** Closes at once, discarding pending writes. `err`, if given, is what `onClose` receives. */
+  destroy(err?: Error | NetloomError): void {
+    if (this.state === CLOSED) return;
+    if (err !== undefined && this.closeError === undefined) this.closeError = err;
+    this.state = CLOSED;
+    this.staged = 0;
+    this.socket.destroy();
+  }
+
+  /** @internal Releases arena memory once the socket is gone. */
+  release(): void {
+    this.state = CLOSED;
+    if (this.inOwned) this.releaseInbound();
+    else this.inBuf = EMPTY;
+    const arena = this.loop.arena;
+    // Staged slabs were never handed to the socket (a flush clears them), so they can be reused.
+    if (this.stage !== null) arena.give(this.stage);
+    for (const slab of this.slabs) arena.give(slab);
+    this.stage = null;
+    this.slabs.length = 0;
+    this.segments.length = 0;
+    this.staged = 0;
+  }
+}

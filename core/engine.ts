@@ -1,0 +1,317 @@
+import { EventEmitter } from 'node:events';
+import { extname, isAbsolute, resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { type Address, formatAddress, parseAddress } from './address.ts';
+import { netloomError } from './errors.ts';
+import type { HandlerExport } from './handler.ts';
+import { EventLoop } from './loop.ts';
+import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.ts';
+import { CLOSED, createStatsBuffer, type EngineStats, OPEN, RESTARTS, readStats } from './stats.ts';
+
+/** @internal What a loop worker receives as `workerData`. */
+export interface WorkerInit {
+  handlerModule: string;
+  index: number;
+  loops: number;
+  options: ResolvedOptions;
+  statsBuffer: SharedArrayBuffer;
+  port: number | undefined;
+}
+
+/** @internal Messages from a loop worker to the engine. */
+export type WorkerMessage =
+  | { type: 'ready'; port: number }
+  | { type: 'boot-failed'; error: unknown }
+  | { type: 'shutdown' }
+  | { type: 'stopped' };
+
+/** Options of {@link Engine.stop}. */
+export interface StopOptions {
+  /** Milliseconds busy connections get before they are force-closed (default: `shutdownDeadline`). */
+  deadline?: number;
+}
+
+/** Events an {@link Engine} emits. */
+export interface EngineEvents {
+  /** A loop worker crashed (an exception escaped the handler's own timers or promises). */
+  loopError: [error: unknown, loop: number];
+  /** A crashed loop worker was replaced and listens again. */
+  loopRestart: [loop: number];
+  /** A loop worker crashed more than `maxRestarts` times within `restartWindow` and is not restarted. */
+  loopFailed: [loop: number];
+}
+
+const warned = new Set<string>();
+function warnOnce(code: string, message: string): void {
+  if (warned.has(code)) return;
+  warned.add(code);
+  process.emitWarning(message, { code });
+}
+
+/** Why more than one loop cannot run here, or undefined when it can. */
+function multiLoopProblem(address: Address, options: ResolvedOptions): string | undefined {
+  if (address.kind === 'unix') {
+    return 'SO_REUSEPORT does not spread connections over Unix sockets; netloom serves unix:// addresses on one loop';
+  }
+  if (!options.reusePort) return 'reusePort is off and more than one loop needs it; running one loop';
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  if (major < 22 || (major === 22 && minor < 12) || (major === 23 && minor < 1)) {
+    return `Node ${process.version} has no reusePort for listen() (needs >= 22.12); running one loop`;
+  }
+  if (!['linux', 'freebsd', 'sunos', 'aix'].includes(process.platform)) {
+    return `SO_REUSEPORT does not balance connections on ${process.platform}; running one loop`;
+  }
+  return undefined;
+}
+
+/** Module specifier of a handler, as a URL string a worker can import. */
+function handlerSpecifier(handler: string | URL): string {
+  if (handler instanceof URL) return handler.href;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(handler)) return handler;
+  if (handler.startsWith('.') || isAbsolute(handler)) return pathToFileURL(resolvePath(handler)).href;
+  return handler; // a bare package specifier
+}
+
+/** @internal Loads a handler module's export. */
+export async function importHandler(specifier: string): Promise<HandlerExport> {
+  const mod = (await import(specifier)) as { default?: HandlerExport; handler?: HandlerExport };
+  const exported = mod.default ?? mod.handler;
+  if (exported === undefined || exported === null) {
+    throw netloomError(
+      'ERR_NETLOOM_HANDLER',
+      `module ${specifier} exports no handler (as default or "handler")`,
+    );
+  }
+  return exported;
+}
+
+interface LoopSlot {
+  index: number;
+  worker: Worker | null;
+  stopped: boolean;
+  crashes: number[];
+  exited: Promise<void>;
+}
+
+const WORKER_URL = new URL(`./loop-worker${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
+
+/**
+ * A running server: N loops listening on one address. Made by {@link serve}. Its methods may be called from
+ * the thread that called `serve`.
+ */
+export class Engine extends EventEmitter<EngineEvents> {
+  /** The address every loop listens on, with the real port when port 0 was asked. */
+  address = '';
+  /** The TCP port (0 for Unix sockets). */
+  port = 0;
+  /** How many loops run (1 after a fallback). */
+  readonly loops: number;
+  /** The options in force, defaults applied. */
+  readonly options: ResolvedOptions;
+  /** Resolves when the engine has stopped, whoever asked. */
+  readonly done: Promise<void>;
+
+  private readonly statsBuffer: SharedArrayBuffer;
+  private readonly parsed: Address;
+  private readonly specifier: string | null;
+  private readonly inline: HandlerExport | null;
+  private loop: EventLoop | null = null;
+  private readonly slots: LoopSlot[] = [];
+  private stopping: Promise<void> | null = null;
+  private resolveDone!: () => void;
+
+  /** @internal Use {@link serve}. */
+  constructor(handler: string | URL | HandlerExport, options: ResolvedOptions, loops: number) {
+    super();
+    this.options = options;
+    this.loops = loops;
+    this.parsed = parseAddress(options.address);
+    this.statsBuffer = createStatsBuffer(loops);
+    this.specifier = typeof handler === 'string' || handler instanceof URL ? handlerSpecifier(handler) : null;
+    this.inline = this.specifier === null ? (handler as HandlerExport) : null;
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+  }
+
+  /** Counters of every loop, read from shared memory (no messages, callable while loops run). */
+  stats(): EngineStats {
+    return readStats(this.statsBuffer);
+  }
+
+  /** @internal */
+  async start(): Promise<void> {
+    if (this.loops === 1) {
+      const loop = new EventLoop({
+        index: 0,
+        loops: 1,
+        options: this.options,
+        statsBuffer: this.statsBuffer,
+        requestShutdown: () => void this.stop(),
+      });
+      this.loop = loop;
+      const exported = this.inline ?? (await importHandler(this.specifier!));
+      await loop.boot(exported);
+      this.port = await loop.listen(this.parsed);
+      this.address = loop.address;
+      return;
+    }
+    try {
+      this.port = await this.spawn(0, undefined);
+      await Promise.all(Array.from({ length: this.loops - 1 }, (_, i) => this.spawn(i + 1, this.port)));
+    } catch (err) {
+      await this.stop({ deadline: 0 });
+      throw err;
+    }
+    this.address =
+      this.parsed.kind === 'tcp'
+        ? formatAddress({ ...this.parsed, port: this.port })
+        : formatAddress(this.parsed);
+  }
+
+  /** Starts loop `index` on a worker; resolves with its port once it listens. */
+  private spawn(index: number, port: number | undefined): Promise<number> {
+    let slot = this.slots[index];
+    if (slot === undefined) {
+      slot = { index, worker: null, stopped: false, crashes: [], exited: Promise.resolve() };
+      this.slots[index] = slot;
+    }
+    const init: WorkerInit = {
+      handlerModule: this.specifier!,
+      index,
+      loops: this.loops,
+      options: this.options,
+      statsBuffer: this.statsBuffer,
+      port,
+    };
+    const worker = new Worker(WORKER_URL, { workerData: init, name: `netloom-loop-${index}` });
+    slot.worker = worker;
+    slot.stopped = false;
+    const current = slot;
+    return new Promise<number>((resolve, reject) => {
+      let ready = false;
+      current.exited = new Promise<void>((onExit) => {
+        worker.on('exit', (code) => {
+          onExit();
+          if (!ready) {
+            reject(
+              netloomError('ERR_NETLOOM_LOOP', `loop ${index} exited with code ${code} before listening`),
+            );
+            return;
+          }
+          if (!current.stopped && this.stopping === null) this.crashed(current);
+        });
+      });
+      worker.on('message', (msg: WorkerMessage) => {
+        if (msg.type === 'ready') {
+          ready = true;
+          resolve(msg.port);
+        } else if (msg.type === 'boot-failed') {
+          reject(msg.error);
+        } else if (msg.type === 'shutdown') {
+          void this.stop();
+        } else if (msg.type === 'stopped') {
+          current.stopped = true;
+        }
+      });
+      worker.on('error', (err) => {
+        if (!ready) {
+          reject(err);
+          return;
+        }
+        if (this.listenerCount('loopError') === 0) {
+          process.stderr.write(`netloom: loop ${index} crashed: ${(err as Error)?.stack ?? String(err)}\n`);
+        }
+        this.emit('loopError', err, index);
+      });
+    });
+  }
+
+  /** A loop's worker died: account for its connections and start a new one. */
+  private crashed(slot: LoopSlot): void {
+    const cells = new BigInt64Array(this.statsBuffer);
+    const base = slot.index * 8;
+    const lost = Atomics.exchange(cells, base + OPEN, 0n);
+    Atomics.add(cells, base + CLOSED, lost);
+    const now = Date.now();
+    slot.crashes = slot.crashes.filter((t) => now - t < this.options.restartWindow);
+    slot.crashes.push(now);
+    if (slot.crashes.length > this.options.maxRestarts) {
+      process.stderr.write(`netloom: loop ${slot.index} crashed too often; not restarting it\n`);
+      this.emit('loopFailed', slot.index);
+      return;
+    }
+    Atomics.add(cells, base + RESTARTS, 1n);
+    this.spawn(slot.index, this.port).then(
+      () => this.emit('loopRestart', slot.index),
+      (err) => {
+        process.stderr.write(`netloom: restarting loop ${slot.index} failed: ${String(err)}\n`);
+        this.emit('loopFailed', slot.index);
+      },
+    );
+  }
+
+  /**
+   * Stops gracefully: every loop stops accepting and runs `onShutdown`, idle connections close, busy ones get
+   * until the deadline, then the rest are destroyed. Resolves when every loop has exited. Idempotent.
+   */
+  stop(options: StopOptions = {}): Promise<void> {
+    if (this.stopping !== null) return this.stopping;
+    const deadline = options.deadline ?? this.options.shutdownDeadline;
+    this.stopping = (async () => {
+      if (this.loop !== null) {
+        await this.loop.stop(deadline);
+      } else {
+        await Promise.all(
+          this.slots.map(async (slot) => {
+            const worker = slot.worker;
+            if (worker === null) return;
+            worker.postMessage({ type: 'stop', deadline });
+            // A worker kept alive by its handler's own timers is ended once its loop reports stopped.
+            const grace = setTimeout(() => void worker.terminate(), deadline + 2000);
+            await slot.exited;
+            clearTimeout(grace);
+          }),
+        );
+      }
+      this.resolveDone();
+    })();
+    return this.stopping;
+  }
+}
+
+/**
+ * Starts an engine. `handler` is a module specifier (a URL, a path, or a package name) whose module exports
+ * the handler as `default` or `handler`; every loop imports it on its own thread. With `loops: 1` a handler
+ * object (or factory) may be passed directly. Resolves once every loop listens.
+ *
+ * @example
+ * const engine = await serve(new URL('./handler.ts', import.meta.url), { address: 'tcp://0.0.0.0:9000', loops: 'auto' });
+ * process.on('SIGTERM', () => engine.stop());
+ */
+export async function serve(
+  handler: string | URL | HandlerExport,
+  options: EngineOptions = {},
+): Promise<Engine> {
+  const resolved = resolveOptions(options);
+  const address = parseAddress(resolved.address);
+  let loops = resolved.loops;
+  if (loops > 1) {
+    const problem = multiLoopProblem(address, resolved);
+    if (problem !== undefined) {
+      warnOnce('NETLOOM_SINGLE_LOOP', problem);
+      loops = 1;
+    }
+  }
+  const isSpecifier = typeof handler === 'string' || handler instanceof URL;
+  if (loops > 1 && !isSpecifier) {
+    throw netloomError(
+      'ERR_NETLOOM_OPTION',
+      'more than one loop needs the handler as a module specifier (each loop imports it on its own thread)',
+    );
+  }
+  const engine = new Engine(handler, { ...resolved, loops }, loops);
+  await engine.start();
+  return engine;
+}

@@ -1,0 +1,15 @@
+/**
+ * netloom's engine: event loops over worker threads with SO_REUSEPORT, the `Conn` API, timers, dialing,
+ * graceful shutdown and shared-memory stats. Protocols and the gateway build on this entry point.
+ *
+ * @packageDocumentation
+ */
+export { type Address, formatAddress, parseAddress } from './address.ts';
+export { COPY_LIMIT, Conn } from './conn.ts';
+export { Engine, type EngineEvents, type StopOptions, serve } from './engine.ts';
+export { NetloomError, type NetloomErrorCode, netloomError } from './errors.ts';
+export { Action, type EventHandler, type HandlerExport } from './handler.ts';
+export { type LogFields, type Logger, type LogLevel, stderrLogger } from './logger.ts';
+export { type DialOptions, EventLoop, type EventLoop as Loop, type LoopTimer } from './loop.ts';
+export { DEFAULT_OPTIONS, type EngineOptions, type ResolvedOptions } from './options.ts';
+export type { EngineStats, LoopStats } from './stats.ts';

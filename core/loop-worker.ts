@@ -1,0 +1,45 @@
+/**
+ * Entry point of a loop's worker thread: builds the loop, imports the handler module, listens, and obeys the
+ * engine's messages. Nothing here is public.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { parseAddress } from './address.ts';
+import { importHandler, type WorkerInit, type WorkerMessage } from './engine.ts';
+import { EventLoop } from './loop.ts';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (msg: WorkerMessage) => port.postMessage(msg);
+
+const loop = new EventLoop({
+  index: init.index,
+  loops: init.loops,
+  options: init.options,
+  statsBuffer: init.statsBuffer,
+  requestShutdown: () => post({ type: 'shutdown' }),
+});
+
+let booted: Promise<boolean> = (async () => {
+  try {
+    await loop.boot(await importHandler(init.handlerModule));
+    post({ type: 'ready', port: await loop.listen(parseAddress(init.options.address), init.port) });
+    return true;
+  } catch (error) {
+    post({ type: 'boot-failed', error });
+    return false;
+  }
+})();
+
+port.on('message', async (msg: { type: 'stop'; deadline: number }) => {
+  if (msg.type !== 'stop') return;
+  const ok = await booted;
+  booted = Promise.resolve(false);
+  if (ok) await loop.stop(msg.deadline);
+  post({ type: 'stopped' });
+  port.close();
+});
+
+// A failed boot leaves nothing to run: let the thread end.
+void booted.then((ok) => {
+  if (!ok) port.close();
+});

@@ -1,0 +1,591 @@
+import { existsSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import { type Address, formatAddress, parseAddress } from './address.ts';
+import { Arena } from './arena.ts';
+import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
+import { NetloomError, netloomError } from './errors.ts';
+import { Action, type EventHandler, type HandlerExport } from './handler.ts';
+import { type Logger, stderrLogger } from './logger.ts';
+import type { ResolvedOptions } from './options.ts';
+import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
+import { TimerWheel } from './timer-wheel.ts';
+
+const kConn = Symbol('netloom.conn');
+type ConnSocket = net.Socket & { [kConn]: Conn };
+
+/** A connection counts as idle for a graceful stop once it has been quiet this long. */
+const SHUTDOWN_QUIET_MS = 100;
+const DEFAULT_DIAL_TIMEOUT = 10_000;
+
+// Shared listeners: `this` is the socket, so no closure is created per connection.
+function onSocketData(this: ConnSocket, chunk: Buffer): void {
+  const conn = this[kConn];
+  conn.loop.onData(conn, chunk);
+}
+function onSocketEnd(this: ConnSocket): void {
+  const conn = this[kConn];
+  conn.loop.onEnd(conn);
+}
+function onSocketError(this: ConnSocket, err: Error): void {
+  const conn = this[kConn];
+  if (conn.closeError === undefined) conn.closeError = err;
+}
+function onSocketClose(this: ConnSocket): void {
+  const conn = this[kConn];
+  conn.loop.onClosed(conn);
+}
+function onSocketConnect(this: ConnSocket): void {
+  const conn = this[kConn];
+  conn.loop.onConnected(conn);
+}
+
+/** A cancellable loop timer from {@link EventLoop.after} or {@link EventLoop.every}. */
+export interface LoopTimer {
+  /** Stops the timer; safe to call more than once. */
+  cancel(): void;
+}
+
+/** Options of {@link EventLoop.dial}. */
+export interface DialOptions<Ctx = unknown> {
+  /** Milliseconds to wait for the connection before failing with `ERR_NETLOOM_DIAL_TIMEOUT` (default 10 s). */
+  timeout?: number;
+  /** TCP_NODELAY on the new connection (default: the engine's `noDelay`). */
+  noDelay?: boolean;
+  /** Initial `context` of the new connection. */
+  context?: Ctx;
+}
+
+/** @internal What the engine hands a loop. */
+export interface LoopInit {
+  index: number;
+  loops: number;
+  options: ResolvedOptions;
+  statsBuffer: SharedArrayBuffer;
+  requestShutdown: () => void;
+  log?: Logger;
+}
+
+/**
+ * One event loop: a listener, the connections it accepted or dialed, their timers and its buffer arena.
+ * Everything here runs on the loop's own thread; a loop object never crosses threads, so none of its
+ * methods may be called from another thread.
+ */
+export class EventLoop {
+  /** This loop's index, 0 to `loops - 1`. */
+  readonly index: number;
+  /** How many loops the engine runs. */
+  readonly loops: number;
+  /** The engine's options, defaults applied. */
+  readonly options: ResolvedOptions;
+  /** `options.data`, as cloned into this loop's thread. */
+  readonly data: unknown;
+  /** This loop's logger. */
+  log: Logger;
+  /** The address this loop listens on, with its real port, once listening. */
+  address = '';
+  /** The TCP port this loop listens on (0 for Unix sockets or before listening). */
+  port = 0;
+  /** True once a graceful stop has begun. */
+  shuttingDown = false;
+
+  /** @internal */ readonly arena: Arena;
+  /** @internal */ readonly stats: StatsRow;
+  /** @internal A coarse clock (ms), refreshed at each read and timer turn. */
+  clock = Date.now();
+
+  private handler: EventHandler = {};
+  private server: net.Server | null = null;
+  private unixPath: string | null = null;
+  private readonly conns = new Set<Conn>();
+  private readonly wheel: TimerWheel<Conn>;
+  private readonly dirty: Conn[] = [];
+  private readonly wakes: Conn[] = [];
+  private depth = 0;
+  private immediate: NodeJS.Immediate | null = null;
+  private readonly runImmediateBound = () => this.runImmediate();
+  private nextId = 1;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly requestShutdown: () => void;
+  private stopping: Promise<void> | null = null;
+  private stopped: (() => void) | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private forceTimer: NodeJS.Timeout | null = null;
+
+  /** @internal Loops are made by the engine. */
+  constructor(init: LoopInit) {
+    this.index = init.index;
+    this.loops = init.loops;
+    this.options = init.options;
+    this.data = init.options.data;
+    this.log = init.log ?? stderrLogger(init.index);
+    this.requestShutdown = init.requestShutdown;
+    this.arena = new Arena(64, init.options.poisonViews);
+    this.stats = new StatsRow(init.statsBuffer, init.index);
+    this.wheel = new TimerWheel<Conn>(init.options.timerResolution, (conn, now) => {
+      this.clock = now;
+      conn.expire(now);
+    });
+  }
+
+  /** Connections open on this loop now (accepted and dialed). */
+  get connections(): number {
+    return this.conns.size;
+  }
+
+  /** @internal Resolves the handler export and runs `onBoot`. */
+  async boot(exported: HandlerExport): Promise<void> {
+    this.handler = typeof exported === 'function' ? await exported(this) : exported;
+    if (this.handler === null || typeof this.handler !== 'object') {
+      throw netloomError('ERR_NETLOOM_HANDLER', 'the handler factory did not return a handler object');
+    }
+    const action = await this.handler.onBoot?.(this);
+    if (action === Action.Shutdown) this.shutdown();
+    if (this.handler.onTick !== undefined) {
+      this.tickTimer = setInterval(() => this.tick(), this.options.tickInterval);
+      this.tickTimer.unref();
+    }
+  }
+
+  /** @internal Starts listening; `port` overrides the address's port (loops after the first share it). */
+  async listen(address: Address, port?: number): Promise<number> {
+    const opts = this.options;
+    const server = net.createServer({
+      allowHalfOpen: true,
+      noDelay: opts.noDelay,
+      keepAlive: opts.keepAlive !== false,
+      keepAliveInitialDelay: opts.keepAlive === false ? 0 : opts.keepAlive,
+    });
+    server.on('connection', (socket: net.Socket) => this.accept(socket));
+    server.on('drop', () => this.stats.add(REJECTED, 1));
+    if (opts.maxConnections > 0) server.maxConnections = opts.maxConnections;
+    const bind = () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        const done = () => {
+          server.off('error', reject);
+          resolve();
+        };
+        if (address.kind === 'unix') server.listen({ path: address.path, backlog: opts.backlog }, done);
+        else
+          server.listen(
+            {
+              host: address.host,
+              port: port ?? address.port,
+              backlog: opts.backlog,
+              reusePort: this.loops > 1,
+              ipv6Only: address.family === 6,
+            },
+            done,
+          );
+      });
+    try {
+      await bind();
+    } catch (err) {
+      if (address.kind !== 'unix' || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      // A socket file left by a process that died: remove it if nobody answers on it, then bind again.
+      if (await unixPathAnswers(address.path)) throw err;
+      unlinkSync(address.path);
+      await bind();
+    }
+    server.on('error', (err) => this.log.error('listener error', { error: err }));
+    this.server = server;
+    const bound = server.address();
+    if (address.kind === 'unix') {
+      this.unixPath = address.path;
+      this.address = formatAddress(address);
+    } else if (bound !== null && typeof bound === 'object') {
+      this.port = bound.port;
+      this.address = formatAddress({ ...address, port: bound.port });
+    }
+    return this.port;
+  }
+
+  private register(conn: Conn, socket: net.Socket): void {
+    (socket as ConnSocket)[kConn] = conn;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    this.conns.add(conn);
+    this.stats.add(OPEN_COUNT, 1);
+  }
+
+  private accept(socket: net.Socket): void {
+    this.clock = Date.now();
+    const conn = new Conn(this.nextId++, this, socket, this.handler, false);
+    this.register(conn, socket);
+    this.stats.add(ACCEPTED, 1);
+    if (this.options.idleTimeout > 0) this.rearm(conn);
+    this.dispatchOpen(conn);
+  }
+
+  /**
+   * Dials `address` (`tcp://host:port`, `unix:///path`, or `host:port`) and returns the new connection at
+   * once; `handler.onOpen` runs when it connects and `handler.onClose` runs if it fails (the error's code is
+   * `ERR_NETLOOM_DIAL` or `ERR_NETLOOM_DIAL_TIMEOUT`). Writes made before it connects are sent on connect.
+   * The connection belongs to this loop like an accepted one. Loop thread only.
+   */
+  dial<Ctx = unknown>(
+    address: string,
+    handler: EventHandler<Ctx>,
+    options: DialOptions<Ctx> = {},
+  ): Conn<Ctx> {
+    const addr = parseAddress(address);
+    const socket =
+      addr.kind === 'unix'
+        ? net.connect({ path: addr.path, allowHalfOpen: true })
+        : net.connect({
+            host: addr.host,
+            port: addr.port,
+            family: addr.family === 0 ? undefined : addr.family,
+            allowHalfOpen: true,
+            noDelay: options.noDelay ?? this.options.noDelay,
+            keepAlive: this.options.keepAlive !== false,
+          });
+    this.clock = Date.now();
+    const conn = new Conn<Ctx>(this.nextId++, this, socket, handler, true);
+    conn.context = options.context;
+    this.register(conn as Conn, socket);
+    socket.once('connect', onSocketConnect);
+    this.stats.add(DIALED, 1);
+    conn.expireAt = this.clock + (options.timeout ?? DEFAULT_DIAL_TIMEOUT);
+    this.rearm(conn as Conn);
+    return conn;
+  }
+
+  /** @internal */
+  onConnected(conn: Conn): void {
+    if (conn.state !== CONNECTING) return;
+    this.clock = Date.now();
+    conn.state = OPEN;
+    conn.opened = true;
+    conn.expireAt = 0;
+    conn.lastActive = this.clock;
+    this.wheel.cancel(conn);
+    this.rearm(conn);
+    this.dispatchOpen(conn);
+  }
+
+  // ---- dispatch ------------------------------------------------------------------------------------
+
+  private dispatchOpen(conn: Conn): void {
+    const h = conn.handler;
+    if (h.onOpen === undefined) return;
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onOpen(conn);
+    } catch (err) {
+      this.handlerFailed(conn, 'onOpen', err);
+    }
+    this.endTurn();
+    if (action) this.apply(conn, action);
+  }
+
+  /** @internal */
+  onData(conn: Conn, chunk: Buffer): void {
+    if (conn.state !== OPEN) return; // closing: read and discard until the peer's FIN
+    this.clock = Date.now();
+    if (conn.receive(chunk)) this.traffic(conn);
+  }
+
+  private traffic(conn: Conn): void {
+    const h = conn.handler;
+    if (h.onTraffic === undefined) {
+      conn.settleInbound();
+      return;
+    }
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onTraffic(conn);
+    } catch (err) {
+      this.handlerFailed(conn, 'onTraffic', err);
+    }
+    if (conn.state !== CLOSED) conn.settleInbound();
+    this.endTurn();
+    if (action) this.apply(conn, action);
+  }
+
+  /** @internal */
+  onEnd(conn: Conn): void {
+    if (conn.state === CLOSING) {
+      conn.destroy();
+      return;
+    }
+    if (conn.state !== OPEN) return;
+    const h = conn.handler;
+    if (h.onEof === undefined) {
+      conn.close();
+      return;
+    }
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onEof(conn);
+    } catch (err) {
+      this.handlerFailed(conn, 'onEof', err);
+    }
+    this.endTurn();
+    if (action) this.apply(conn, action);
+  }
+
+  /** @internal */
+  dispatchWritable(conn: Conn): void {
+    const h = conn.handler;
+    if (h.onWritable === undefined || conn.state !== OPEN) return;
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onWritable(conn);
+    } catch (err) {
+      this.handlerFailed(conn, 'onWritable', err);
+    }
+    this.endTurn();
+    if (action) this.apply(conn, action);
+  }
+
+  /** @internal */
+  dispatchDeadline(conn: Conn): void {
+    const h = conn.handler;
+    if (h.onDeadline === undefined) {
+      conn.destroy(netloomError('ERR_NETLOOM_DEADLINE', `deadline passed on connection ${conn.id}`));
+      return;
+    }
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onDeadline(conn);
+    } catch (err) {
+      this.handlerFailed(conn, 'onDeadline', err);
+    }
+    this.endTurn();
+    if (action) this.apply(conn, action);
+  }
+
+  /** @internal */
+  onClosed(conn: Conn): void {
+    this.wheel.cancel(conn);
+    conn.release();
+    this.conns.delete(conn);
+    this.stats.add(OPEN_COUNT, -1);
+    this.stats.add(CLOSED_COUNT, 1);
+    let err = conn.closeError;
+    if (!conn.opened && !(err instanceof NetloomError)) {
+      err = netloomError('ERR_NETLOOM_DIAL', `dial failed: ${err?.message ?? 'connection closed'}`, err);
+    }
+    const h = conn.handler;
+    if (h.onClose !== undefined) {
+      let action: Action | void;
+      this.depth++;
+      try {
+        action = h.onClose(conn, err);
+      } catch (e) {
+        this.log.error('onClose threw', { conn: conn.id, error: e });
+      }
+      this.endTurn();
+      if (action === Action.Shutdown) this.shutdown();
+    }
+    if (this.stopped !== null && this.conns.size === 0) this.finishStop();
+  }
+
+  private apply(conn: Conn, action: Action): void {
+    if (action === Action.Close) conn.close();
+    else if (action === Action.Shutdown) this.shutdown();
+  }
+
+  private handlerFailed(conn: Conn, where: string, err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    const wrapped = netloomError('ERR_NETLOOM_HANDLER', `${where} threw: ${message}`, err);
+    this.log.error(wrapped.message, { conn: conn.id, error: err });
+    conn.destroy(wrapped);
+  }
+
+  private endTurn(): void {
+    if (--this.depth === 0 && this.dirty.length !== 0) this.flushDirty();
+  }
+
+  /** @internal A connection has staged bytes: flush them at the end of this turn. */
+  markDirty(conn: Conn): void {
+    conn.dirty = true;
+    this.dirty.push(conn);
+    if (this.depth === 0 && this.immediate === null) this.immediate = setImmediate(this.runImmediateBound);
+  }
+
+  /** @internal */
+  scheduleWake(conn: Conn): void {
+    this.wakes.push(conn);
+    if (this.immediate === null) this.immediate = setImmediate(this.runImmediateBound);
+  }
+
+  private flushDirty(): void {
+    const list = this.dirty;
+    for (let i = 0; i < list.length; i++) list[i]!.flush();
+    list.length = 0;
+  }
+
+  private runImmediate(): void {
+    this.immediate = null;
+    this.clock = Date.now();
+    if (this.wakes.length !== 0) {
+      const wakes = this.wakes.splice(0);
+      for (const conn of wakes) {
+        conn.woken = false;
+        if (conn.state === OPEN) this.traffic(conn);
+      }
+    }
+    if (this.dirty.length !== 0) this.flushDirty();
+  }
+
+  // ---- timers --------------------------------------------------------------------------------------
+
+  /** @internal Re-arms a connection's wheel entry after its due time moved earlier or was cleared. */
+  rearm(conn: Conn): void {
+    const at = conn.nextDue();
+    if (at === 0) this.wheel.cancel(conn);
+    else if (conn.wheelSlot === -1 || at < conn.wheelAt) this.wheel.schedule(conn, at);
+  }
+
+  /** Runs `fn` once after `ms` milliseconds on this loop. An exception in `fn` is logged, not fatal. */
+  after(ms: number, fn: () => void): LoopTimer {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      this.runTimer(fn);
+    }, ms);
+    this.timers.add(timer);
+    return {
+      cancel: () => {
+        clearTimeout(timer);
+        this.timers.delete(timer);
+      },
+    };
+  }
+
+  /** Runs `fn` every `ms` milliseconds on this loop until cancelled or the loop stops. */
+  every(ms: number, fn: () => void): LoopTimer {
+    const timer = setInterval(() => this.runTimer(fn), ms);
+    this.timers.add(timer);
+    return {
+      cancel: () => {
+        clearInterval(timer);
+        this.timers.delete(timer);
+      },
+    };
+  }
+
+  private runTimer(fn: () => void): void {
+    this.clock = Date.now();
+    this.depth++;
+    try {
+      fn();
+    } catch (err) {
+      this.log.error('loop timer threw', { error: err });
+    }
+    this.endTurn();
+  }
+
+  private tick(): void {
+    const h = this.handler;
+    if (h.onTick === undefined) return;
+    let action: Action | void;
+    this.depth++;
+    try {
+      action = h.onTick(this);
+    } catch (err) {
+      this.log.error('onTick threw', { error: err });
+    }
+    this.endTurn();
+    if (action === Action.Shutdown) this.shutdown();
+  }
+
+  // ---- shutdown ------------------------------------------------------------------------------------
+
+  /** Asks the engine to stop gracefully (every loop, not just this one). */
+  shutdown(): void {
+    this.requestShutdown();
+  }
+
+  /**
+   * @internal Graceful stop: stop accepting, tell the handler, close connections as they go idle, destroy
+   * what is left at the deadline, and resolve when no connection remains.
+   */
+  stop(deadline: number): Promise<void> {
+    if (this.stopping !== null) return this.stopping;
+    this.shuttingDown = true;
+    this.stopping = new Promise<void>((resolve) => {
+      this.stopped = resolve;
+    });
+    if (this.tickTimer !== null) clearInterval(this.tickTimer);
+    this.tickTimer = null;
+    this.server?.close();
+    if (this.unixPath !== null && existsSync(this.unixPath)) {
+      try {
+        unlinkSync(this.unixPath);
+      } catch {
+        // Someone else removed or replaced it; nothing of ours to clean.
+      }
+    }
+    const h = this.handler;
+    if (h.onShutdown !== undefined) {
+      this.depth++;
+      try {
+        h.onShutdown(this);
+      } catch (err) {
+        this.log.error('onShutdown threw', { error: err });
+      }
+      this.endTurn();
+    }
+    this.sweepIdle();
+    if (this.conns.size === 0) {
+      this.finishStop();
+    } else {
+      this.sweepTimer = setInterval(() => this.sweepIdle(), Math.max(this.options.timerResolution, 20));
+      this.forceTimer = setTimeout(() => {
+        const err = netloomError('ERR_NETLOOM_SHUTDOWN', `shutdown deadline of ${deadline} ms passed`);
+        for (const conn of [...this.conns]) conn.destroy(err);
+      }, deadline);
+    }
+    return this.stopping;
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    this.clock = now;
+    for (const conn of [...this.conns]) {
+      if (
+        conn.state === OPEN &&
+        !conn.busy &&
+        conn.inboundBuffered === 0 &&
+        conn.outboundBuffered === 0 &&
+        now - conn.lastActive >= SHUTDOWN_QUIET_MS
+      ) {
+        conn.close();
+      }
+    }
+  }
+
+  private finishStop(): void {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    if (this.forceTimer !== null) clearTimeout(this.forceTimer);
+    this.sweepTimer = this.forceTimer = null;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    this.wheel.dispose();
+    const done = this.stopped;
+    this.stopped = null;
+    done?.();
+  }
+}
+
+/** Whether something accepts connections on a Unix socket path. */
+function unixPathAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}

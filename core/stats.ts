@@ -1,0 +1,93 @@
+/**
+ * Per-loop counters in shared memory. Each loop is the only writer of its own row (Atomics keep every value
+ * whole); any thread may read every row at any time, which is how `engine.stats()` works without messages.
+ */
+
+const FIELDS = [
+  'open',
+  'accepted',
+  'closed',
+  'dialed',
+  'bytesIn',
+  'bytesOut',
+  'restarts',
+  'rejected',
+] as const;
+const STRIDE = 8;
+
+/** One loop's counters. */
+export interface LoopStats {
+  /** Connections open now (accepted and dialed). */
+  open: number;
+  /** Connections accepted since start. */
+  accepted: number;
+  /** Connections closed since start. */
+  closed: number;
+  /** Outbound connections dialed since start. */
+  dialed: number;
+  /** Bytes read from sockets. */
+  bytesIn: number;
+  /** Bytes handed to sockets. */
+  bytesOut: number;
+  /** Times this loop's worker was restarted after a crash. */
+  restarts: number;
+  /** Connections closed right after accept because the loop was at `maxConnections`. */
+  rejected: number;
+}
+
+/** Engine-wide counters: one row per loop and their sum. */
+export interface EngineStats {
+  loops: LoopStats[];
+  total: LoopStats;
+}
+
+export const OPEN = 0;
+export const ACCEPTED = 1;
+export const CLOSED = 2;
+export const DIALED = 3;
+export const BYTES_IN = 4;
+export const BYTES_OUT = 5;
+export const RESTARTS = 6;
+export const REJECTED = 7;
+
+/** Allocates the shared block for `loops` loops. */
+export function createStatsBuffer(loops: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(loops * STRIDE * 8);
+}
+
+/** A loop's writer over its row. */
+export class StatsRow {
+  private readonly cells: BigInt64Array;
+  private readonly base: number;
+
+  constructor(buffer: SharedArrayBuffer, loop: number) {
+    this.cells = new BigInt64Array(buffer);
+    this.base = loop * STRIDE;
+  }
+
+  add(field: number, n: number): void {
+    Atomics.add(this.cells, this.base + field, BigInt(n));
+  }
+}
+
+/** Reads every row; callable from any thread holding the buffer. */
+export function readStats(buffer: SharedArrayBuffer): EngineStats {
+  const cells = new BigInt64Array(buffer);
+  const loops: LoopStats[] = [];
+  const total = emptyStats();
+  for (let base = 0; base < cells.length; base += STRIDE) {
+    const row = emptyStats();
+    for (let f = 0; f < FIELDS.length; f++) {
+      const v = Number(Atomics.load(cells, base + f));
+      const name = FIELDS[f]!;
+      row[name] = v;
+      total[name] += v;
+    }
+    loops.push(row);
+  }
+  return { loops, total };
+}
+
+function emptyStats(): LoopStats {
+  return { open: 0, accepted: 0, closed: 0, dialed: 0, bytesIn: 0, bytesOut: 0, restarts: 0, rejected: 0 };
+}

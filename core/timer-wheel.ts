@@ -1,0 +1,99 @@
+/**
+ * A hashed timing wheel for per-connection timers (idle timeouts, deadlines, close linger). Connections are
+ * the nodes themselves (intrusive links), so arming, re-arming and cancelling allocate nothing and cost O(1);
+ * one interval per loop drives it, and only while something is armed.
+ */
+
+const SLOTS = 512;
+const MASK = SLOTS - 1;
+
+/** What the wheel needs on a node; the connection carries these fields. */
+export interface WheelNode {
+  /** Absolute time (ms) the node is due; read by the wheel, set by {@link TimerWheel.schedule}. */
+  wheelAt: number;
+  wheelPrev: WheelNode | null;
+  wheelNext: WheelNode | null;
+  /** Slot index, or -1 when not armed. */
+  wheelSlot: number;
+}
+
+export class TimerWheel<N extends WheelNode> {
+  private readonly heads: (N | null)[] = new Array(SLOTS).fill(null);
+  private readonly resolution: number;
+  private readonly fire: (node: N, now: number) => void;
+  private cursor: number;
+  private size = 0;
+  private interval: NodeJS.Timeout | null = null;
+
+  /** `fire` runs for each node whose time has come, after the node is unlinked. */
+  constructor(resolution: number, fire: (node: N, now: number) => void) {
+    this.resolution = resolution;
+    this.fire = fire;
+    this.cursor = Math.floor(Date.now() / resolution);
+  }
+
+  /** Arms (or re-arms) `node` for absolute time `at`. */
+  schedule(node: N, at: number): void {
+    if (node.wheelSlot !== -1) this.unlink(node);
+    node.wheelAt = at;
+    // A time already past lands in the next slot to be visited, never behind the cursor.
+    const tick = Math.max(Math.floor(at / this.resolution), this.cursor + 1);
+    const slot = tick & MASK;
+    const head = this.heads[slot] ?? null;
+    node.wheelSlot = slot;
+    node.wheelPrev = null;
+    node.wheelNext = head;
+    if (head !== null) head.wheelPrev = node;
+    this.heads[slot] = node;
+    if (++this.size === 1 && this.interval === null) this.start();
+  }
+
+  /** Disarms `node` if armed. */
+  cancel(node: N): void {
+    if (node.wheelSlot !== -1) this.unlink(node);
+  }
+
+  /** Stops the driving interval; armed nodes stay armed but no longer fire. */
+  dispose(): void {
+    if (this.interval !== null) clearInterval(this.interval);
+    this.interval = null;
+  }
+
+  private unlink(node: N): void {
+    const prev = node.wheelPrev;
+    const next = node.wheelNext;
+    if (prev !== null) prev.wheelNext = next;
+    else this.heads[node.wheelSlot] = next as N | null;
+    if (next !== null) next.wheelPrev = prev;
+    node.wheelPrev = null;
+    node.wheelNext = null;
+    node.wheelSlot = -1;
+    this.size--;
+  }
+
+  private start(): void {
+    this.cursor = Math.max(this.cursor, Math.floor(Date.now() / this.resolution) - 1);
+    this.interval = setInterval(() => this.advance(Date.now()), this.resolution);
+    this.interval.unref();
+  }
+
+  /** Visits every slot from the cursor up to `now`, firing what is due. */
+  advance(now: number): void {
+    const target = Math.floor(now / this.resolution);
+    const steps = Math.min(target - this.cursor, SLOTS);
+    for (let i = 1; i <= steps; i++) {
+      const slot = (this.cursor + i) & MASK;
+      let node = this.heads[slot] ?? null;
+      while (node !== null) {
+        const next = node.wheelNext as N | null;
+        if (node.wheelAt <= now) {
+          this.unlink(node);
+          this.fire(node, now);
+        }
+        node = next;
+      }
+    }
+    if (target > this.cursor) this.cursor = target;
+    if (this.size === 0) this.dispose();
+  }
+}

@@ -1,0 +1,87 @@
+// Shared helpers for tests: a seeded PRNG, socket clients, polling.
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** mulberry32: small, fast, seeded. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomBytes(rand: () => number, n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (rand() * 256) | 0;
+  return b;
+}
+
+export type Target = { port: number } | { path: string };
+
+export function connect(target: Target): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = 'path' in target ? net.connect(target.path) : net.connect(target.port, '127.0.0.1');
+    s.once('connect', () => {
+      s.off('error', reject);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+/** Sends `payload` in random-sized chunks and resolves with everything echoed back once it is all in. */
+export async function echoRoundTrip(target: Target, payload: Buffer, rand: () => number): Promise<Buffer> {
+  const s = await connect(target);
+  const received: Buffer[] = [];
+  let got = 0;
+  const done = new Promise<Buffer>((resolve, reject) => {
+    s.on('data', (d: Buffer) => {
+      received.push(d);
+      got += d.length;
+      if (got >= payload.length) {
+        s.end();
+        resolve(Buffer.concat(received));
+      }
+    });
+    s.on('error', reject);
+    s.on('close', () => {
+      if (got < payload.length) reject(new Error(`closed after ${got} of ${payload.length} bytes`));
+    });
+  });
+  for (let i = 0; i < payload.length; ) {
+    const size = Math.min(payload.length - i, 1 + Math.floor(rand() * rand() * 65536));
+    if (!s.write(payload.subarray(i, i + size))) await new Promise((r) => s.once('drain', r));
+    i += size;
+    if (rand() < 0.05) await new Promise((r) => setImmediate(r));
+  }
+  return done;
+}
+
+/** Polls `check` until it returns true or `ms` pass. */
+export async function waitFor(check: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Resolves when the socket closes, with whatever it received. */
+export function readUntilClose(s: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (d: Buffer) => chunks.push(d));
+  return new Promise((resolve) => {
+    s.once('close', () => resolve(Buffer.concat(chunks)));
+    s.on('error', () => {});
+  });
+}
+
+let unixCounter = 0;
+export function unixPath(): string {
+  return join(tmpdir(), `netloom-${process.pid}-${unixCounter++}.sock`);
+}

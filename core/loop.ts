@@ -272,7 +272,7 @@ export class EventLoop {
   private dispatchOpen(conn: Conn): void {
     const h = conn.handler;
     if (h.onOpen === undefined) return;
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onOpen(conn);
@@ -296,7 +296,7 @@ export class EventLoop {
       conn.settleInbound();
       return;
     }
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onTraffic(conn);
@@ -320,7 +320,7 @@ export class EventLoop {
       conn.close();
       return;
     }
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onEof(conn);
@@ -335,7 +335,7 @@ export class EventLoop {
   dispatchWritable(conn: Conn): void {
     const h = conn.handler;
     if (h.onWritable === undefined || conn.state !== OPEN) return;
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onWritable(conn);
@@ -353,7 +353,7 @@ export class EventLoop {
       conn.destroy(netloomError('ERR_NETLOOM_DEADLINE', `deadline passed on connection ${conn.id}`));
       return;
     }
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onDeadline(conn);
@@ -377,7 +377,7 @@ export class EventLoop {
     }
     const h = conn.handler;
     if (h.onClose !== undefined) {
-      let action: Action | void;
+      let action: Action | void = Action.None;
       this.depth++;
       try {
         action = h.onClose(conn, err);
@@ -488,7 +488,7 @@ export class EventLoop {
   private tick(): void {
     const h = this.handler;
     if (h.onTick === undefined) return;
-    let action: Action | void;
+    let action: Action | void = Action.None;
     this.depth++;
     try {
       action = h.onTick(this);

@@ -36,8 +36,10 @@ export class TimerWheel<N extends WheelNode> {
   schedule(node: N, at: number): void {
     if (node.wheelSlot !== -1) this.unlink(node);
     node.wheelAt = at;
-    // A time already past lands in the next slot to be visited, never behind the cursor.
-    const tick = Math.max(Math.floor(at / this.resolution), this.cursor + 1);
+    // Slot k is visited once now >= k * resolution, so a node goes to the first slot whose time is not
+    // before `at` (rounding down would let the cursor pass it a moment early and strand it for a whole
+    // revolution). A time already past lands in the next slot to be visited.
+    const tick = Math.max(Math.ceil(at / this.resolution), this.cursor + 1);
     const slot = tick & MASK;
     const head = this.heads[slot] ?? null;
     node.wheelSlot = slot;

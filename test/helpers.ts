@@ -26,6 +26,7 @@ export type Target = { port: number } | { path: string };
 export function connect(target: Target): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = 'path' in target ? net.connect(target.path) : net.connect(target.port, '127.0.0.1');
+    s.setNoDelay(true);
     s.once('connect', () => {
       s.off('error', reject);
       resolve(s);

@@ -9,7 +9,7 @@ import {
   type Conn,
   type EventHandler,
   type EventLoop,
-  NetloomError,
+  type NetloomError,
   parseAddress,
   serve,
 } from '../../core/index.ts';
@@ -54,7 +54,8 @@ describe('inbound leftovers and the arena', () => {
     try {
       const rand = prng(42);
       const frames: Buffer[] = [];
-      for (let i = 0; i < 200; i++) frames.push(frame(randomBytes(rand, Math.floor(rand() * rand() * 300_000))));
+      for (let i = 0; i < 200; i++)
+        frames.push(frame(randomBytes(rand, Math.floor(rand() * rand() * 300_000))));
       const payload = Buffer.concat(frames);
       const echoed = await echoRoundTrip({ port }, payload, prng(43));
       assert.ok(echoed.equals(payload));
@@ -107,7 +108,10 @@ describe('inbound leftovers and the arena', () => {
       s.write('def');
       await new Promise<void>((r) => s.once('data', () => r()));
       assert.equal(staleCopy!.toString(), 'abcdef');
-      assert.ok(stale!.every((b) => b === 0xde), 'the kept view reads poison, not the old bytes');
+      assert.ok(
+        stale!.every((b) => b === 0xde),
+        'the kept view reads poison, not the old bytes',
+      );
       s.destroy();
     } finally {
       await engine.stop();
@@ -244,7 +248,10 @@ describe('backpressure', () => {
       // The server stopped reading: the client could push only what kernel buffers hold.
       const stats = engine.stats().total;
       assert.ok(maxOutbound <= highWaterMark + 2 * 64 * 1024, `max outbound ${maxOutbound}`);
-      assert.ok(stats.bytesIn < 64 * 1024 * 1024, `server read ${stats.bytesIn} bytes from a non-reading client`);
+      assert.ok(
+        stats.bytesIn < 64 * 1024 * 1024,
+        `server read ${stats.bytesIn} bytes from a non-reading client`,
+      );
       assert.ok(sent > stats.bytesIn, 'the client was held back by the kernel, not the server buffering');
       // Now read: the server drains, fires onWritable and resumes reading.
       const before = stats.bytesIn;
@@ -664,7 +671,9 @@ describe('loops on worker threads', () => {
     try {
       const rand = prng(9);
       await Promise.all(
-        Array.from({ length: 64 }, (_, i) => echoRoundTrip({ port: engine.port }, randomBytes(rand, 100 + i), prng(i))),
+        Array.from({ length: 64 }, (_, i) =>
+          echoRoundTrip({ port: engine.port }, randomBytes(rand, 100 + i), prng(i)),
+        ),
       );
       await waitFor(() => engine.stats().total.open === 0);
       const { loops, total } = engine.stats();
@@ -688,10 +697,16 @@ describe('loops on worker threads', () => {
       assert.equal(errors.length, 1);
       assert.match(String((errors[0] as Error).message), /deliberate crash of loop/);
       assert.equal(engine.stats().loops[loop]!.restarts, 1);
-      await waitFor(() => engine.stats().total.open === 0, 5000, 'the dead loop\'s connections to be written off');
+      await waitFor(
+        () => engine.stats().total.open === 0,
+        5000,
+        "the dead loop's connections to be written off",
+      );
       // Both loops serve again.
       await Promise.all(
-        Array.from({ length: 32 }, (_, i) => echoRoundTrip({ port: engine.port }, Buffer.from(`again ${i}`), prng(i))),
+        Array.from({ length: 32 }, (_, i) =>
+          echoRoundTrip({ port: engine.port }, Buffer.from(`again ${i}`), prng(i)),
+        ),
       );
       const { loops } = engine.stats();
       assert.ok(loops[0]!.accepted > 0 && loops[1]!.accepted > 0);
@@ -746,7 +761,10 @@ describe('graceful shutdown', () => {
     await busyClosed;
     assert.ok(shutdownCalled);
     assert.ok(Date.now() - started >= 350, 'the busy connection kept the engine until the deadline');
-    assert.equal(errors.filter((e) => (e as NetloomError | undefined)?.code === 'ERR_NETLOOM_SHUTDOWN').length, 1);
+    assert.equal(
+      errors.filter((e) => (e as NetloomError | undefined)?.code === 'ERR_NETLOOM_SHUTDOWN').length,
+      1,
+    );
   });
 });
 
@@ -755,7 +773,10 @@ describe('options and addresses', () => {
     await assert.rejects(serve({}, { loops: 0 }), { code: 'ERR_NETLOOM_OPTION', message: /loops/ });
     await assert.rejects(serve({}, { highWaterMark: 10, lowWaterMark: 20 }), { code: 'ERR_NETLOOM_OPTION' });
     await assert.rejects(serve({}, { address: 'udp://1.2.3.4:5' }), { code: 'ERR_NETLOOM_ADDRESS' });
-    await assert.rejects(serve({}, { loops: 2 }), { code: 'ERR_NETLOOM_OPTION', message: /module specifier/ });
+    await assert.rejects(serve({}, { loops: 2 }), {
+      code: 'ERR_NETLOOM_OPTION',
+      message: /module specifier/,
+    });
     assert.throws(() => parseAddress('tcp://host:99999'), { code: 'ERR_NETLOOM_ADDRESS' });
     assert.deepEqual(parseAddress('tcp6://[::1]:80'), { kind: 'tcp', host: '::1', port: 80, family: 6 });
     assert.deepEqual(parseAddress('unix:///tmp/x.sock'), { kind: 'unix', path: '/tmp/x.sock' });

@@ -5,7 +5,15 @@ import { TimerWheel, type WheelNode } from '../../core/timer-wheel.ts';
 import { prng } from '../helpers.ts';
 
 type Node = WheelNode & { id: number; firedAt: number; fires: number };
-const node = (id: number): Node => ({ id, firedAt: -1, fires: 0, wheelAt: 0, wheelPrev: null, wheelNext: null, wheelSlot: -1 });
+const node = (id: number): Node => ({
+  id,
+  firedAt: -1,
+  fires: 0,
+  wheelAt: 0,
+  wheelPrev: null,
+  wheelNext: null,
+  wheelSlot: -1,
+});
 
 test('nodes fire once, never early, within one resolution of their time', () => {
   const resolution = 10;

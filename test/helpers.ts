@@ -37,7 +37,11 @@ export function connect(target: Target): Promise<net.Socket> {
 
 /** Sends `payload` in random-sized chunks and resolves with everything echoed back once it is all in. */
 export async function echoRoundTrip(target: Target, payload: Buffer, rand: () => number): Promise<Buffer> {
-  const s = await connect(target);
+  return echoOver(await connect(target), payload, rand);
+}
+
+/** {@link echoRoundTrip} over a socket already connected. */
+export async function echoOver(s: net.Socket, payload: Buffer, rand: () => number): Promise<Buffer> {
   const received: Buffer[] = [];
   let got = 0;
   const done = new Promise<Buffer>((resolve, reject) => {

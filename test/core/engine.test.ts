@@ -13,7 +13,7 @@ import {
   parseAddress,
   serve,
 } from '../../core/index.ts';
-import { connect, echoRoundTrip, prng, randomBytes, readUntilClose, waitFor } from '../helpers.ts';
+import { connect, echoOver, echoRoundTrip, prng, randomBytes, readUntilClose, waitFor } from '../helpers.ts';
 
 const echoModule = new URL('../fixtures/echo-handler.ts', import.meta.url);
 
@@ -728,7 +728,10 @@ describe('graceful shutdown', () => {
     const engine = await serve(echoModule, { loops: 2 });
     const rand = prng(5);
     const payloads = Array.from({ length: 8 }, () => randomBytes(rand, 1024 * 1024));
-    const trips = payloads.map((p, i) => echoRoundTrip({ port: engine.port }, p, prng(i + 50)));
+    // Connections are established and accepted first: stop() is about data in flight, not connects.
+    const sockets = await Promise.all(payloads.map(() => connect({ port: engine.port })));
+    await waitFor(() => engine.stats().total.accepted === payloads.length);
+    const trips = payloads.map((p, i) => echoOver(sockets[i]!, p, prng(i + 50)));
     await new Promise((r) => setTimeout(r, 5));
     const stopped = engine.stop({ deadline: 5000 });
     const echoes = await Promise.all(trips);

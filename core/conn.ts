@@ -2,7 +2,6 @@ import type { Socket } from 'node:net';
 import { type NetloomError, netloomError } from './errors.ts';
 import type { EventHandler } from './handler.ts';
 import type { EventLoop } from './loop.ts';
-import { BYTES_IN, BYTES_OUT } from './stats.ts';
 import type { WheelNode } from './timer-wheel.ts';
 
 const EMPTY = Buffer.alloc(0);
@@ -52,7 +51,12 @@ export class Conn<Ctx = unknown> implements WheelNode {
   /** @internal */ closeError: Error | undefined = undefined;
   /** @internal Whether the connection was ever open (a failed dial never was). */
   opened: boolean;
-  /** @internal */ lastActive: number;
+  /** @internal Loop clock at the last read or write (coarse: the loop refreshes its clock per timer tick). */
+  lastActive: number;
+  /** @internal Reads plus flushes so far; a graceful stop treats a connection whose count stood still as quiet. */
+  activity = 0;
+  /** @internal `activity` at the previous shutdown sweep. */
+  sweepMark = -1;
   /** @internal */ dirty = false;
   /** @internal */ woken = false;
 
@@ -60,11 +64,13 @@ export class Conn<Ctx = unknown> implements WheelNode {
   private inStart = 0;
   private inEnd = 0;
   private inOwned = false;
+  /** The last view `peek`/`next` lent this turn (identity, not `.buffer`, tells it apart: the getter is slow). */
+  private lentView: Buffer | null = null;
 
   private stage: Buffer | null = null;
   private stageStart = 0;
   private stagePos = 0;
-  private readonly segments: Buffer[] = [];
+  private readonly segments: Uint8Array[] = [];
   private readonly slabs: Buffer[] = [];
   private staged = 0;
 
@@ -136,11 +142,20 @@ export class Conn<Ctx = unknown> implements WheelNode {
   peek(n = -1): Buffer {
     const avail = this.inEnd - this.inStart;
     const len = n < 0 || n > avail ? avail : n;
-    return this.inBuf.subarray(this.inStart, this.inStart + len);
+    const view = this.inBuf.subarray(this.inStart, this.inStart + len);
+    this.lentView = view;
+    return view;
   }
 
   /** Like {@link peek}, and consumes what it returns. */
   next(n = -1): Buffer {
+    const buf = this.inBuf;
+    if (this.inStart === 0 && (n < 0 || n >= buf.length) && this.inEnd === buf.length) {
+      // Everything, from the start of the buffer: the buffer itself is the view.
+      this.inStart = this.inEnd;
+      this.lentView = buf;
+      return buf;
+    }
     const view = this.peek(n);
     this.inStart += view.length;
     return view;
@@ -156,8 +171,9 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   /** @internal Takes a chunk from the socket: lends it, or appends it to the owned leftover. */
   receive(chunk: Buffer): boolean {
-    this.loop.stats.add(BYTES_IN, chunk.length);
+    this.loop.stats.bytesIn += chunk.length;
     this.lastActive = this.loop.clock;
+    this.activity++;
     const left = this.inEnd - this.inStart;
     if (left === 0) {
       if (this.inOwned) this.releaseInbound();
@@ -200,6 +216,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   /** @internal After a traffic turn: copy a lent leftover into the arena, or return an emptied slab. */
   settleInbound(): void {
+    this.lentView = null;
     const left = this.inEnd - this.inStart;
     if (left === 0) {
       if (this.inOwned) this.releaseInbound();
@@ -243,20 +260,22 @@ export class Conn<Ctx = unknown> implements WheelNode {
     }
     const n = data.byteLength;
     if (n === 0) return;
-    if (n < COPY_LIMIT) {
+    // Bytes of the chunk lent this turn go by reference: the socket gave us that memory and nobody reuses it.
+    const lent = data === this.lentView && !this.inOwned;
+    if (n < COPY_LIMIT && !lent) {
       const stage = this.room(n);
       stage.set(data, this.stagePos);
       this.stagePos += n;
     } else {
       this.cutSegment();
-      if (this.loop.arena.owns(data)) {
+      if (!lent && this.loop.arena.owns(data)) {
         // An engine-owned view (a lent inbound slab) would be reused under the socket: copy it.
         const copy = this.loop.arena.take(n);
         copy.set(data);
         this.slabs.push(copy);
         this.segments.push(copy.subarray(0, n));
       } else {
-        this.segments.push(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, n));
+        this.segments.push(data);
       }
     }
     this.staged += n;
@@ -325,24 +344,30 @@ export class Conn<Ctx = unknown> implements WheelNode {
     const opts = this.loop.options;
     const before = socket.writableLength;
     const cb = this.aboveHigh || before + n > opts.highWaterMark ? this.afterWrite() : undefined;
-    if (this.segments.length === 0) {
+    const segments = this.segments;
+    if (segments.length === 0) {
       const stage = this.stage!;
       const view = stage.subarray(this.stageStart, this.stagePos);
       if (cb === undefined) socket.write(view);
       else socket.write(view, cb);
+    } else if (segments.length === 1 && this.stagePos === this.stageStart) {
+      if (cb === undefined) socket.write(segments[0]!);
+      else socket.write(segments[0]!, cb);
+      segments.pop();
     } else {
       this.cutSegment();
-      const segments = this.segments;
       socket.cork();
       const last = segments.length - 1;
       for (let i = 0; i < last; i++) socket.write(segments[i]!);
       if (cb === undefined) socket.write(segments[last]!);
       else socket.write(segments[last]!, cb);
       socket.uncork();
-      segments.length = 0;
+      // pop, not `length = 0`: truncating shrinks the backing store and the next push reallocates it.
+      while (segments.pop() !== undefined);
     }
-    this.loop.stats.add(BYTES_OUT, n);
+    this.loop.stats.bytesOut += n;
     this.lastActive = this.loop.clock;
+    this.activity++;
     // A write the kernel took at once holds no reference to our slabs, so they go back to the arena;
     // otherwise the socket keeps them and they are left to the garbage collector.
     const pending = socket.writableLength;
@@ -353,12 +378,11 @@ export class Conn<Ctx = unknown> implements WheelNode {
       this.stage = null;
       this.stageStart = this.stagePos = 0;
     }
-    if (this.slabs.length !== 0) {
-      for (const slab of this.slabs) {
-        if (pending === 0) arena.give(slab);
-        else arena.abandon();
-      }
-      this.slabs.length = 0;
+    let slab = this.slabs.pop();
+    while (slab !== undefined) {
+      if (pending === 0) arena.give(slab);
+      else arena.abandon();
+      slab = this.slabs.pop();
     }
     if (pending > opts.highWaterMark) this.pressure(pending);
   }

@@ -13,8 +13,10 @@ import { TimerWheel } from './timer-wheel.ts';
 const kConn = Symbol('netloom.conn');
 type ConnSocket = net.Socket & { [kConn]: Conn };
 
-/** A connection counts as idle for a graceful stop once it has been quiet this long. */
-const SHUTDOWN_QUIET_MS = 100;
+/** During a graceful stop, idle connections are looked for this often; one quiet period makes them idle. */
+const SHUTDOWN_SWEEP_MS = 100;
+/** How often a loop publishes its byte counters to shared memory. */
+const STATS_PUBLISH_MS = 20;
 const DEFAULT_DIAL_TIMEOUT = 10_000;
 
 // Shared listeners: `this` is the socket, so no closure is created per connection.
@@ -90,7 +92,7 @@ export class EventLoop {
 
   /** @internal */ readonly arena: Arena;
   /** @internal */ readonly stats: StatsRow;
-  /** @internal A coarse clock (ms), refreshed at each read and timer turn. */
+  /** @internal A coarse clock (ms), refreshed on timer ticks, accepts and deferred turns, not on every read. */
   clock = Date.now();
 
   private handler: EventHandler = {};
@@ -111,6 +113,7 @@ export class EventLoop {
   private stopped: (() => void) | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
   private forceTimer: NodeJS.Timeout | null = null;
+  private readonly publishTimer: NodeJS.Timeout;
 
   /** @internal Loops are made by the engine. */
   constructor(init: LoopInit) {
@@ -122,6 +125,8 @@ export class EventLoop {
     this.requestShutdown = init.requestShutdown;
     this.arena = new Arena(64, init.options.poisonViews);
     this.stats = new StatsRow(init.statsBuffer, init.index);
+    this.publishTimer = setInterval(() => this.stats.publish(), STATS_PUBLISH_MS);
+    this.publishTimer.unref();
     this.wheel = new TimerWheel<Conn>(init.options.timerResolution, (conn, now) => {
       this.clock = now;
       conn.expire(now);
@@ -286,7 +291,6 @@ export class EventLoop {
   /** @internal */
   onData(conn: Conn, chunk: Buffer): void {
     if (conn.state !== OPEN) return; // closing: read and discard until the peer's FIN
-    this.clock = Date.now();
     if (conn.receive(chunk)) this.traffic(conn);
   }
 
@@ -420,9 +424,13 @@ export class EventLoop {
   }
 
   private flushDirty(): void {
+    // pop, not `length = 0`: truncating shrinks the backing store and the next push reallocates it.
     const list = this.dirty;
-    for (let i = 0; i < list.length; i++) list[i]!.flush();
-    list.length = 0;
+    let conn = list.pop();
+    while (conn !== undefined) {
+      conn.flush();
+      conn = list.pop();
+    }
   }
 
   private runImmediate(): void {
@@ -540,7 +548,7 @@ export class EventLoop {
     if (this.conns.size === 0) {
       this.finishStop();
     } else {
-      this.sweepTimer = setInterval(() => this.sweepIdle(), Math.max(this.options.timerResolution, 20));
+      this.sweepTimer = setInterval(() => this.sweepIdle(), SHUTDOWN_SWEEP_MS);
       this.forceTimer = setTimeout(() => {
         const err = netloomError('ERR_NETLOOM_SHUTDOWN', `shutdown deadline of ${deadline} ms passed`);
         for (const conn of [...this.conns]) conn.destroy(err);
@@ -549,16 +557,18 @@ export class EventLoop {
     return this.stopping;
   }
 
+  /** Closes connections that are idle: nothing buffered, not busy, and no traffic since the last sweep. */
   private sweepIdle(): void {
-    const now = Date.now();
-    this.clock = now;
+    this.clock = Date.now();
     for (const conn of [...this.conns]) {
+      const quiet = conn.activity === conn.sweepMark;
+      conn.sweepMark = conn.activity;
       if (
+        quiet &&
         conn.state === OPEN &&
         !conn.busy &&
         conn.inboundBuffered === 0 &&
-        conn.outboundBuffered === 0 &&
-        now - conn.lastActive >= SHUTDOWN_QUIET_MS
+        conn.outboundBuffered === 0
       ) {
         conn.close();
       }
@@ -572,6 +582,8 @@ export class EventLoop {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.wheel.dispose();
+    clearInterval(this.publishTimer);
+    this.stats.publish();
     const done = this.stopped;
     this.stopped = null;
     done?.();

@@ -55,18 +55,43 @@ export function createStatsBuffer(loops: number): SharedArrayBuffer {
   return new SharedArrayBuffer(loops * STRIDE * 8);
 }
 
-/** A loop's writer over its row. */
+/**
+ * A loop's writer over its row. Connection counts are updated atomically at once; byte counts, which change
+ * on every read and write, accumulate in plain fields and are published by {@link publish} (the loop calls it
+ * every few milliseconds), so the hot path pays an addition, not an atomic operation.
+ */
 export class StatsRow {
   private readonly cells: BigInt64Array;
   private readonly base: number;
+  /** Bytes read, not yet published. */
+  bytesIn: number;
+  /** Bytes written, not yet published. */
+  bytesOut: number;
+  private publishedIn: number;
+  private publishedOut: number;
 
   constructor(buffer: SharedArrayBuffer, loop: number) {
     this.cells = new BigInt64Array(buffer);
     this.base = loop * STRIDE;
+    // A restarted loop continues the totals of the one it replaces.
+    this.bytesIn = this.publishedIn = Number(Atomics.load(this.cells, this.base + BYTES_IN));
+    this.bytesOut = this.publishedOut = Number(Atomics.load(this.cells, this.base + BYTES_OUT));
   }
 
   add(field: number, n: number): void {
     Atomics.add(this.cells, this.base + field, BigInt(n));
+  }
+
+  /** Makes the byte counts visible to other threads. */
+  publish(): void {
+    if (this.bytesIn !== this.publishedIn) {
+      this.publishedIn = this.bytesIn;
+      Atomics.store(this.cells, this.base + BYTES_IN, BigInt(this.bytesIn));
+    }
+    if (this.bytesOut !== this.publishedOut) {
+      this.publishedOut = this.bytesOut;
+      Atomics.store(this.cells, this.base + BYTES_OUT, BigInt(this.bytesOut));
+    }
   }
 }
 

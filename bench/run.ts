@@ -1,0 +1,22 @@
+// npm run bench -- <workload> [--rounds N] [--seconds S]
+// Servers run on CPU 0, load generators on CPU 1; see bench/harness.ts.
+import { parseArgs } from 'node:util';
+
+const WORKLOADS: Record<string, string> = {
+  echo: 'netloom echo vs a plain node:net echo server',
+};
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '5' } },
+});
+const workload = positionals[0];
+if (workload === undefined || !(workload in WORKLOADS)) {
+  console.error('usage: npm run bench -- <workload> [--rounds N] [--seconds S]\n\nworkloads:');
+  for (const [name, what] of Object.entries(WORKLOADS)) console.error(`  ${name.padEnd(14)} ${what}`);
+  process.exit(workload === undefined ? 0 : 2);
+}
+const mod = (await import(`./workloads/${workload}.ts`)) as {
+  run(args: { rounds: number; seconds: number }): Promise<void>;
+};
+await mod.run({ rounds: Number(values.rounds), seconds: Number(values.seconds) });

@@ -1,7 +1,7 @@
 // The benchmark harness: servers pinned to CPU 0, load generators to CPU 1, alternating rounds, medians and
 // ratios against a peer measured in the same run, and a JSON record of every round in bench/results/.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -155,6 +155,26 @@ export function runLoad(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+/** CPU time (user + system, in microseconds) a process has used so far, from /proc; -1 where unreadable. */
+export function cpuMicros(pid: number | undefined): number {
+  if (pid === undefined) return -1;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
+    return (ticks * 1e6) / CLOCK_TICKS;
+  } catch {
+    return -1;
+  }
+}
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
 /** One measurement: `rate` is what the table compares (requests, messages or records per second). */
 export interface Sample {
   rate: number;
@@ -220,7 +240,13 @@ export async function compare(opts: CompareOptions): Promise<void> {
         // Alternate the order each round as well, so neither side always runs first.
         const order = round % 2 === 1 ? servers : [...servers].reverse();
         for (const s of order) {
+          const cpuBefore = cpuMicros(s.child.pid);
           const sample = await scenario.measure(s, opts.seconds);
+          const cpuAfter = cpuMicros(s.child.pid);
+          // Server CPU per operation: steadier than throughput on a shared machine.
+          if (cpuBefore >= 0 && cpuAfter >= 0 && sample.rate > 0) {
+            sample.cpu_us_per_op = (cpuAfter - cpuBefore) / (sample.rate * opts.seconds);
+          }
           rounds.push({ round, scenario: scenario.name, contender: s.name, sample });
           process.stderr.write(`  round ${round} ${scenario.name} ${s.name}: ${Math.round(sample.rate)}/s\n`);
         }
@@ -229,7 +255,14 @@ export async function compare(opts: CompareOptions): Promise<void> {
   } finally {
     for (const s of servers) await s.stop();
   }
-  type Row = { median: number; min: number; max: number; ratio: number; roundRatio: number };
+  type Row = {
+    median: number;
+    min: number;
+    max: number;
+    ratio: number;
+    roundRatio: number;
+    cpuPerOp: number;
+  };
   const summary: Record<string, Record<string, Row>> = {};
   const lines: string[] = [];
   const cell = (text: string, width: number) => text.padStart(width);
@@ -244,7 +277,7 @@ export async function compare(opts: CompareOptions): Promise<void> {
       `${opts.workload} — ${scenario.name} (median of ${opts.rounds} rounds, ${opts.seconds}s each)`,
     );
     lines.push(
-      `${'contender'.padEnd(24)}${cell('median/s', 12)}${cell('min', 10)}${cell('max', 10)}${cell(`vs ${opts.peer}`, 16)}${cell('per-round', 11)}`,
+      `${'contender'.padEnd(24)}${cell('median/s', 12)}${cell('min', 10)}${cell('max', 10)}${cell(`vs ${opts.peer}`, 16)}${cell('per-round', 11)}${cell('CPU µs/op', 11)}`,
     );
     for (const c of opts.contenders) {
       const rates = ratesOf(c.name);
@@ -255,14 +288,23 @@ export async function compare(opts: CompareOptions): Promise<void> {
         max: Math.max(...rates),
         ratio: median(rates) / peerMedian,
         roundRatio: median(rates.map((r, i) => r / peerRates[i]!)),
+        cpuPerOp: median(
+          rounds
+            .filter((r) => r.scenario === scenario.name && r.contender === c.name)
+            .map((r) => Number(r.sample.cpu_us_per_op ?? Number.NaN)),
+        ),
       };
       summary[scenario.name]![c.name] = row;
       lines.push(
-        `${c.name.padEnd(24)}${cell(String(Math.round(row.median)), 12)}${cell(String(Math.round(row.min)), 10)}${cell(String(Math.round(row.max)), 10)}${cell(`${row.ratio.toFixed(2)}x`, 16)}${cell(`${row.roundRatio.toFixed(2)}x`, 11)}`,
+        `${c.name.padEnd(24)}${cell(String(Math.round(row.median)), 12)}${cell(String(Math.round(row.min)), 10)}${cell(String(Math.round(row.max)), 10)}${cell(`${row.ratio.toFixed(2)}x`, 16)}${cell(`${row.roundRatio.toFixed(2)}x`, 11)}${cell(row.cpuPerOp.toFixed(2), 11)}`,
       );
     }
   }
-  lines.push('', 'vs: ratio of the medians; per-round: median of the ratios measured within each round.');
+  lines.push(
+    '',
+    'vs: ratio of the medians; per-round: median of the ratios within each round;',
+    'CPU µs/op: server CPU time (user + system) per operation, median over rounds.',
+  );
   for (const n of opts.notes ?? []) lines.push(n);
   console.log(lines.join('\n'));
   const out = join(BENCH_DIR, 'results', `${opts.workload}.json`);

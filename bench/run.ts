@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 
 const WORKLOADS: Record<string, string> = {
   echo: 'netloom echo vs a plain node:net echo server',
+  http1: 'netloom hello vs node:http, fastify, nginx and a no-parse ceiling (wrk)',
 };
 
 const { values, positionals } = parseArgs({

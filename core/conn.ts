@@ -14,6 +14,8 @@ type DirectWriter = Buffer & {
 /** Writes below this size are copied into the connection's staging slab; larger ones go by reference. */
 export const COPY_LIMIT = 16 * 1024;
 const STAGE_SLAB = 16 * 1024;
+/** Strings up to this length are copied by a JS loop rather than the native encoder. */
+const SHORT_STRING = 64;
 
 /** @internal Connection states. */
 export const CONNECTING = 0;
@@ -288,6 +290,29 @@ export class Conn<Ctx = unknown> implements WheelNode {
     this.writeString(text, true);
   }
 
+  /**
+   * Low-level output for codecs that serialize in place: returns the staging buffer with at least `n` free
+   * bytes from {@link reservedAt}. Write there, then {@link commit} the end offset. Nothing is sent (or kept)
+   * without the commit.
+   */
+  reserve(n: number): Buffer {
+    return this.room(n);
+  }
+
+  /** Where the bytes of the last {@link reserve} begin. */
+  get reservedAt(): number {
+    return this.stagePos;
+  }
+
+  /** Keeps the reserved bytes up to offset `end` (exclusive) for the turn's write. */
+  commit(end: number): void {
+    if (this.state >= CLOSING) return;
+    const n = end - this.stagePos;
+    this.stagePos = end;
+    this.staged += n;
+    if (!this.dirty) this.loop.markDirty(this);
+  }
+
   /** Queues several chunks in order; they leave in the same socket write. */
   writev(chunks: readonly (Uint8Array | string)[]): void {
     for (let i = 0; i < chunks.length; i++) this.write(chunks[i]!);
@@ -302,7 +327,20 @@ export class Conn<Ctx = unknown> implements WheelNode {
       return;
     }
     const stage = this.room(worst) as DirectWriter;
-    const n = latin1 ? stage.latin1Write(text, this.stagePos) : stage.utf8Write(text, this.stagePos);
+    const pos = this.stagePos;
+    let n = 0;
+    if (text.length <= SHORT_STRING) {
+      // Short text: a byte loop beats the call into the native encoder (falls back at the first non-ASCII).
+      const len = text.length;
+      for (; n < len; n++) {
+        const c = text.charCodeAt(n);
+        if (c > 0x7f) break;
+        stage[pos + n] = c;
+      }
+      if (n < len) n = latin1 ? stage.latin1Write(text, pos) : stage.utf8Write(text, pos);
+    } else {
+      n = latin1 ? stage.latin1Write(text, pos) : stage.utf8Write(text, pos);
+    }
     this.stagePos += n;
     this.staged += n;
     if (!this.dirty) this.loop.markDirty(this);
@@ -476,7 +514,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
    * `timerResolution`.
    */
   setDeadline(ms: number): void {
-    this.deadlineAt = ms > 0 ? Date.now() + ms : 0;
+    this.deadlineAt = ms > 0 ? this.loop.now() + ms : 0;
     this.loop.rearm(this);
   }
 

@@ -127,10 +127,22 @@ export class EventLoop {
     this.stats = new StatsRow(init.statsBuffer, init.index);
     this.publishTimer = setInterval(() => this.stats.publish(), STATS_PUBLISH_MS);
     this.publishTimer.unref();
-    this.wheel = new TimerWheel<Conn>(init.options.timerResolution, (conn, now) => {
-      this.clock = now;
-      conn.expire(now);
-    });
+    this.wheel = new TimerWheel<Conn>(
+      init.options.timerResolution,
+      (conn, now) => conn.expire(now),
+      (now) => {
+        this.clock = now;
+      },
+    );
+  }
+
+  /**
+   * Milliseconds since the epoch, at the loop's timer resolution: while timers are armed the loop refreshes
+   * its clock on every tick instead of asking the system on every call. For timestamps on hot paths.
+   */
+  now(): number {
+    if (!this.wheel.running) this.clock = Date.now();
+    return this.clock;
   }
 
   /** Connections open on this loop now (accepted and dialed). */

@@ -25,10 +25,16 @@ export class TimerWheel<N extends WheelNode> {
   private size = 0;
   private interval: NodeJS.Timeout | null = null;
 
-  /** `fire` runs for each node whose time has come, after the node is unlinked. */
-  constructor(resolution: number, fire: (node: N, now: number) => void) {
+  private readonly onTick: ((now: number) => void) | undefined;
+
+  /**
+   * `fire` runs for each node whose time has come, after the node is unlinked; `onTick`, if given, runs with
+   * the current time at every tick of the driving interval (the loop keeps its coarse clock with it).
+   */
+  constructor(resolution: number, fire: (node: N, now: number) => void, onTick?: (now: number) => void) {
     this.resolution = resolution;
     this.fire = fire;
+    this.onTick = onTick;
     this.cursor = Math.floor(Date.now() / resolution);
   }
 
@@ -55,6 +61,11 @@ export class TimerWheel<N extends WheelNode> {
     if (node.wheelSlot !== -1) this.unlink(node);
   }
 
+  /** Whether the driving interval runs (something is armed). */
+  get running(): boolean {
+    return this.interval !== null;
+  }
+
   /** Stops the driving interval; armed nodes stay armed but no longer fire. */
   dispose(): void {
     if (this.interval !== null) clearInterval(this.interval);
@@ -75,7 +86,11 @@ export class TimerWheel<N extends WheelNode> {
 
   private start(): void {
     this.cursor = Math.max(this.cursor, Math.floor(Date.now() / this.resolution) - 1);
-    this.interval = setInterval(() => this.advance(Date.now()), this.resolution);
+    this.interval = setInterval(() => {
+      const now = Date.now();
+      this.onTick?.(now);
+      this.advance(now);
+    }, this.resolution);
     this.interval.unref();
   }
 

@@ -1,0 +1,24 @@
+// HTTP hello server: node examples/hello/main.ts --port P --loops N [--host H]
+// Prints "listening P" once every loop listens; SIGTERM or SIGINT drains and exits 0.
+import { parseArgs } from 'node:util';
+import { serve } from '../../core/index.ts';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '8080' },
+    host: { type: 'string', default: '127.0.0.1' },
+    loops: { type: 'string', default: '1' },
+  },
+});
+
+const engine = await serve(new URL('./handler.ts', import.meta.url), {
+  address: `tcp://${values.host}:${values.port}`,
+  loops: values.loops === 'auto' ? 'auto' : Number(values.loops),
+});
+console.log(`listening ${engine.port}`);
+
+const stop = () => {
+  engine.stop().then(() => process.exit(0));
+};
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);

@@ -1,0 +1,127 @@
+import type { Conn, EventHandler, EventLoop } from '../../core/index.ts';
+import type { BodyLimits } from './body.ts';
+import { Exchange } from './exchange.ts';
+import type { HeadLimits } from './head.ts';
+import type { Request } from './request.ts';
+import type { Response } from './response.ts';
+
+/** A request handler: respond through `res`; may be async. `req` and `res` are valid until `res.end()`. */
+export type RequestHandler = (req: Request, res: Response) => void | Promise<void>;
+
+/**
+ * Options of {@link server}. Every limit answers with the status RFC 9110/9112 names for it, then closes the
+ * connection.
+ */
+export interface ServerOptions {
+  /** Longest request line in bytes; longer gets 414. Default 8 KiB. */
+  maxRequestLine?: number;
+  /** Largest header section in bytes; larger gets 431. Default 16 KiB. */
+  maxHeaderBytes?: number;
+  /** Most header fields; more get 431. Default 100. */
+  maxHeaders?: number;
+  /** Largest request body in bytes (Content-Length or chunked); larger gets 413. Default 1 MiB. */
+  maxBodySize?: number;
+  /** Longest chunk-size line (size and extensions) in bytes; longer gets 400. Default 4 KiB. */
+  maxChunkLine?: number;
+  /**
+   * Body bytes that may wait in a connection's buffer before the handler reads them (and bytes of pipelined
+   * requests waiting for an earlier response); beyond it reading pauses. Default 64 KiB.
+   */
+  maxBufferedBody?: number;
+  /** Refuse HTTP/1.1 requests without Host (RFC 9112 §3.2). Default true. A duplicate Host is always refused. */
+  requireHost?: boolean;
+  /** Milliseconds a client has to send a complete request head (slowloris guard); then 408. Default 10 s. */
+  headersTimeout?: number;
+  /** Milliseconds a client has to send a request body after its head; then 408. Default 60 s. */
+  requestTimeout?: number;
+  /** Milliseconds an idle keep-alive connection is kept. Default 5 s. */
+  keepAliveTimeout?: number;
+  /** Called when each response ends (access logs, metrics). Runs on the loop thread; keep it cheap. */
+  onResponse?: (req: Request, res: Response, exchange: Exchange) => void;
+}
+
+const DEFAULTS: Required<Omit<ServerOptions, 'onResponse'>> = {
+  maxRequestLine: 8 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxHeaders: 100,
+  maxBodySize: 1024 * 1024,
+  maxChunkLine: 4 * 1024,
+  maxBufferedBody: 64 * 1024,
+  requireHost: true,
+  headersTimeout: 10_000,
+  requestTimeout: 60_000,
+  keepAliveTimeout: 5_000,
+};
+
+/** @internal What every connection's exchange shares. */
+export interface ServerCore {
+  readonly handler: RequestHandler;
+  readonly options: Required<Omit<ServerOptions, 'onResponse'>>;
+  readonly headLimits: HeadLimits;
+  readonly bodyLimits: BodyLimits;
+  readonly onResponse: ServerOptions['onResponse'];
+  shuttingDown: boolean;
+}
+
+function positiveInt(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1)
+    throw new TypeError(`http1 option ${name} must be a positive integer`);
+  return value;
+}
+
+/**
+ * An HTTP/1.1 server as an engine event handler: export it from a handler module and `serve` it.
+ *
+ * @example
+ * export default server((req, res) => {
+ *   res.header('content-type', 'text/plain').end('Hello, World!');
+ * });
+ */
+export function server(handler: RequestHandler, options: ServerOptions = {}): EventHandler<Exchange> {
+  const o = { ...DEFAULTS, ...options };
+  for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+    if (key !== 'requireHost') positiveInt(key, o[key] as number);
+  }
+  const core: ServerCore = {
+    handler,
+    options: o,
+    headLimits: {
+      maxStartLine: o.maxRequestLine,
+      maxHeaderBytes: o.maxHeaderBytes,
+      maxHeaders: o.maxHeaders,
+      requireHost: o.requireHost,
+    },
+    bodyLimits: {
+      maxBodySize: o.maxBodySize,
+      maxChunkLine: o.maxChunkLine,
+      maxTrailerBytes: o.maxHeaderBytes,
+      maxTrailers: o.maxHeaders,
+    },
+    onResponse: options.onResponse,
+    shuttingDown: false,
+  };
+  return {
+    onOpen(conn: Conn<Exchange>) {
+      conn.context = new Exchange(conn, core);
+    },
+    onTraffic(conn: Conn<Exchange>) {
+      conn.context!.process();
+    },
+    onDeadline(conn: Conn<Exchange>) {
+      conn.context!.onDeadline();
+    },
+    onEof(conn: Conn<Exchange>) {
+      conn.context!.onEof();
+    },
+    onWritable(conn: Conn<Exchange>) {
+      conn.context!.onWritable();
+    },
+    onClose(conn: Conn<Exchange>, err: Error | undefined) {
+      conn.context?.onClosed(err);
+    },
+    onShutdown(_loop: EventLoop) {
+      // Responses from now on carry `connection: close`; the engine closes idle connections itself.
+      core.shuttingDown = true;
+    },
+  };
+}

@@ -77,6 +77,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
   private staged = 0;
 
   private aboveHigh = false;
+  private wantWritable = false;
   private userPaused = false;
   private readingPaused = false;
   private afterWriteBound: (() => void) | null = null;
@@ -381,7 +382,10 @@ export class Conn<Ctx = unknown> implements WheelNode {
     const socket = this.socket;
     const opts = this.loop.options;
     const before = socket.writableLength;
-    const cb = this.aboveHigh || before + n > opts.highWaterMark ? this.afterWrite() : undefined;
+    // Invariant: whenever more than the low-water mark is queued, the last write carries the completion
+    // callback, so onWritable is never owed without a write left to trigger it.
+    const cb =
+      this.aboveHigh || this.wantWritable || before + n > opts.lowWaterMark ? this.afterWrite() : undefined;
     const segments = this.segments;
     if (segments.length === 0) {
       const stage = this.stage!;
@@ -447,12 +451,26 @@ export class Conn<Ctx = unknown> implements WheelNode {
   }
 
   private onWritten(): void {
-    if (!this.aboveHigh || this.state === CLOSED) return;
+    if ((!this.aboveHigh && !this.wantWritable) || this.state === CLOSED) return;
     if (this.socket.writableLength <= this.loop.options.lowWaterMark) {
-      this.aboveHigh = false;
-      this.updateReading();
+      this.wantWritable = false;
+      if (this.aboveHigh) {
+        this.aboveHigh = false;
+        this.updateReading();
+      }
       this.loop.dispatchWritable(this);
     }
+  }
+
+  /**
+   * For streaming writers: flushes, then returns true if queued outbound bytes are at or below the low-water
+   * mark; otherwise returns false and `onWritable` runs once they are.
+   */
+  whenWritable(): boolean {
+    this.flush();
+    if (this.state >= CLOSING || this.socket.writableLength <= this.loop.options.lowWaterMark) return true;
+    this.wantWritable = true;
+    return false;
   }
 
   // ---- flow control --------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ export interface EventHandler<Ctx = unknown> {
   onTraffic?(conn: Conn<Ctx>): Action | void;
 
   /**
-   * The connection's queued outbound bytes went above the high-water mark and have now fallen to the
-   * low-water mark: a streaming writer may continue. Loop thread.
+   * The connection's queued outbound bytes went above the high-water mark (or `conn.whenWritable()` was
+   * asked) and have now fallen to the low-water mark: a streaming writer may continue. Loop thread.
    */
   onWritable?(conn: Conn<Ctx>): Action | void;
 

@@ -329,8 +329,9 @@ export class Exchange implements BodySink {
       this.conn.destroy(err instanceof Error ? err : new Error(String(err)));
       return;
     }
-    // Only the status and its reason go to the client, never the error's text (unless it is an HttpError).
-    const reason = err instanceof HttpError ? err.message : (STATUS_TEXT[500] ?? 'error');
+    // Only the status and its reason go to the client, never an internal error's text: a 4xx HttpError's
+    // message is meant for the client, anything else (5xx included) is for the log.
+    const reason = err instanceof HttpError && status < 500 ? err.message : (STATUS_TEXT[status] ?? 'error');
     this.respondError(status, reason, this.keepAlive && this.bodyDone);
   }
 
@@ -412,8 +413,7 @@ export class Exchange implements BodySink {
 
   /** @internal */
   drain(): Promise<void> {
-    const conn = this.conn;
-    if (conn.closed || conn.outboundBuffered <= conn.loop.options.lowWaterMark) return Promise.resolve();
+    if (this.conn.whenWritable()) return Promise.resolve();
     return new Promise((resolve) => {
       if (this.drainWaiters === null) this.drainWaiters = [];
       this.drainWaiters.push(resolve);

@@ -138,8 +138,10 @@ export class HeadParser {
   private checkPartial(buf: Buffer, start: number, end: number): number {
     const limits = this.limits;
     if (this.lineLength < 0) {
-      const lf = buf.subarray(start, end).indexOf(LF);
-      if (lf !== -1) this.lineLength = lf + 1;
+      let s = start; // leading empty lines do not count toward the start line
+      while (s + 1 < end && buf[s] === CR && buf[s + 1] === LF) s += 2;
+      const lf = buf.subarray(s, end).indexOf(LF);
+      if (lf !== -1) this.lineLength = s - start + lf + 1;
       else if (end - start > limits.maxStartLine + 2) {
         return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
       }
@@ -160,8 +162,12 @@ export class HeadParser {
 
   private parseHead(buf: Buffer, start: number, end: number): number {
     let i = start;
-    // RFC 9112 §2.2: ignore empty lines received before the request line.
-    while (i + 1 < end && buf[i] === CR && buf[i + 1] === LF) i += 2;
+    // RFC 9112 §2.2: ignore empty lines received before the request line (a CR alone may await its LF).
+    while (i < end && buf[i] === CR) {
+      if (i + 1 >= end) return NEED_MORE;
+      if (buf[i + 1] !== LF) return this.fail(this.kind === 'request' ? 400 : 502, 'bare CR before the start line');
+      i += 2;
+    }
     const lineStart = i;
     i = this.kind === 'request' ? this.requestLine(buf, i, end) : this.statusLine(buf, i, end);
     if (i <= 0) return i;

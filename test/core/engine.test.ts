@@ -786,3 +786,37 @@ describe('options and addresses', () => {
     assert.deepEqual(parseAddress(':8080'), { kind: 'tcp', host: '0.0.0.0', port: 8080, family: 0 });
   });
 });
+
+describe('whenWritable', () => {
+  test('a streaming writer that asks is told once queued bytes fall to the low-water mark', async () => {
+    let told = 0;
+    let conn!: Conn;
+    const { engine, port } = await serveInline(
+      {
+        onOpen(c) {
+          conn = c;
+        },
+        onWritable() {
+          told++;
+        },
+      },
+      { highWaterMark: 8 * 1024 * 1024, lowWaterMark: 64 * 1024 },
+    );
+    try {
+      const s = await connect({ port });
+      s.pause();
+      await waitFor(() => conn !== undefined);
+      // Below the high-water mark, so only the explicit request can bring onWritable.
+      conn.write(Buffer.alloc(4 * 1024 * 1024, 1));
+      assert.equal(conn.whenWritable(), false);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(told, 0, 'not while the client does not read');
+      s.resume();
+      await waitFor(() => told === 1, 5000, 'onWritable');
+      assert.equal(conn.whenWritable(), true, 'nothing queued any more');
+      s.destroy();
+    } finally {
+      await engine.stop();
+    }
+  });
+});

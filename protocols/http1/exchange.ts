@@ -38,6 +38,8 @@ export class Exchange implements BodySink {
   keepAlive = true;
   /** Time the current request's head was complete (for access logs). */
   startedAt = 0;
+  /** @internal Told when the client goes away mid-exchange (see `Request.onAbort`). */
+  abortListener: (() => void) | null = null;
 
   private bodyDone = true;
   private responseDone = true;
@@ -148,6 +150,7 @@ export class Exchange implements BodySink {
       (head.minor === 1 ? !head.connectionClose : head.connectionKeepAlive && !head.connectionClose) &&
       !this.server.shuttingDown;
     this.consumer = null;
+    this.abortListener = null;
     this.discarding = this.continueSent = false;
     this.responseDone = false;
     let mode = BODY_NONE;
@@ -406,6 +409,11 @@ export class Exchange implements BodySink {
   onClosed(err: Error | undefined): void {
     if (this.active && !this.bodyDone) this.consumer?.error(err ?? new HttpError(400, 'connection closed'));
     this.consumer = null;
+    if (this.active && !this.responseDone) {
+      const listener = this.abortListener;
+      this.abortListener = null;
+      listener?.();
+    }
     if (this.drainWaiters !== null) this.releaseDrain();
   }
 

@@ -165,7 +165,8 @@ export class HeadParser {
     // RFC 9112 §2.2: ignore empty lines received before the request line (a CR alone may await its LF).
     while (i < end && buf[i] === CR) {
       if (i + 1 >= end) return NEED_MORE;
-      if (buf[i + 1] !== LF) return this.fail(this.kind === 'request' ? 400 : 502, 'bare CR before the start line');
+      if (buf[i + 1] !== LF)
+        return this.fail(this.kind === 'request' ? 400 : 502, 'bare CR before the start line');
       i += 2;
     }
     const lineStart = i;

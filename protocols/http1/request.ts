@@ -221,6 +221,14 @@ export class Request {
     this.ex.attachBody(consumer);
   }
 
+  /**
+   * Registers `listener` to run if the client goes away before the response ends (one listener per request;
+   * a proxy uses it to abandon the upstream exchange).
+   */
+  onAbort(listener: () => void): void {
+    this.ex.abortListener = listener;
+  }
+
   /** Resumes reading after a consumer's `data` returned false. */
   resumeBody(): void {
     this.ex.resumeBody();

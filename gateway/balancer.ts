@@ -1,0 +1,174 @@
+/**
+ * Load balancing over an upstream's targets: round robin, smooth weighted round robin (nginx's algorithm),
+ * least connections (weighted), and consistent hashing on a ring with virtual nodes (a removed target only
+ * moves the keys it owned). Every balancer skips targets that are unhealthy, ejected, or excluded (already
+ * tried by a retry). One balancer per upstream per loop: no locking, no shared state across threads.
+ */
+
+/** A target as balancers see it; the upstream keeps the live state here. */
+export interface BalancedTarget {
+  readonly address: string;
+  readonly weight: number;
+  /** Requests in flight to this target from this loop. */
+  active: number;
+  /** Passed active health checks (true until a check says otherwise). */
+  healthy: boolean;
+  /** Passive ejection: unusable until this time (ms). */
+  ejectedUntil: number;
+}
+
+export interface Balancer<T extends BalancedTarget> {
+  /** A target for `key` (used by consistent hashing), skipping unusable and `exclude`d ones; null if none. */
+  pick(key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null;
+}
+
+function usable<T extends BalancedTarget>(t: T, now: number, exclude: ReadonlySet<T> | null): boolean {
+  return t.healthy && t.ejectedUntil <= now && (exclude === null || !exclude.has(t));
+}
+
+export class RoundRobin<T extends BalancedTarget> implements Balancer<T> {
+  private next = 0;
+  private readonly targets: readonly T[];
+  constructor(targets: readonly T[]) {
+    this.targets = targets;
+  }
+
+  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+    const n = this.targets.length;
+    for (let i = 0; i < n; i++) {
+      const t = this.targets[(this.next + i) % n]!;
+      if (usable(t, now, exclude)) {
+        this.next = (this.next + i + 1) % n;
+        return t;
+      }
+    }
+    return null;
+  }
+}
+
+/** nginx's smooth weighted round robin: weights 5,1,1 give a,a,b,a,c,a,a rather than a,a,a,a,a,b,c. */
+export class SmoothWeighted<T extends BalancedTarget> implements Balancer<T> {
+  private readonly current: number[];
+  private readonly targets: readonly T[];
+  constructor(targets: readonly T[]) {
+    this.targets = targets;
+    this.current = targets.map(() => 0);
+  }
+
+  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+    let total = 0;
+    let best = -1;
+    for (let i = 0; i < this.targets.length; i++) {
+      const t = this.targets[i]!;
+      if (!usable(t, now, exclude)) continue;
+      this.current[i]! += t.weight;
+      total += t.weight;
+      if (best === -1 || this.current[i]! > this.current[best]!) best = i;
+    }
+    if (best === -1) return null;
+    this.current[best]! -= total;
+    return this.targets[best]!;
+  }
+}
+
+/** Fewest requests in flight relative to weight; ties rotate so equal targets share the load. */
+export class LeastConnections<T extends BalancedTarget> implements Balancer<T> {
+  private rotate = 0;
+  private readonly targets: readonly T[];
+  constructor(targets: readonly T[]) {
+    this.targets = targets;
+  }
+
+  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+    const n = this.targets.length;
+    let best: T | null = null;
+    let bestLoad = Number.POSITIVE_INFINITY;
+    for (let k = 0; k < n; k++) {
+      const t = this.targets[(this.rotate + k) % n]!;
+      if (!usable(t, now, exclude)) continue;
+      const load = t.active / t.weight;
+      if (load < bestLoad) {
+        best = t;
+        bestLoad = load;
+      }
+    }
+    this.rotate = (this.rotate + 1) % Math.max(n, 1);
+    return best;
+  }
+}
+
+/** 32-bit FNV-1a with a murmur3 finalizer (FNV alone clusters on short, similar keys). */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Virtual nodes per unit of weight on the hash ring. */
+export const VNODES_PER_WEIGHT = 160;
+
+/**
+ * Consistent hashing (a ring of virtual nodes named after each target's address, so a target keeps its
+ * points whatever else changes). A key maps to the first usable target clockwise from its hash.
+ */
+export class ConsistentHash<T extends BalancedTarget> implements Balancer<T> {
+  private readonly points: Uint32Array;
+  private readonly owners: T[];
+  private readonly fallback: RoundRobin<T>;
+
+  constructor(targets: readonly T[]) {
+    const entries: [number, T][] = [];
+    for (const t of targets) {
+      for (let v = 0; v < VNODES_PER_WEIGHT * t.weight; v++) entries.push([hash32(`${t.address}#${v}`), t]);
+    }
+    entries.sort((a, b) => a[0] - b[0]);
+    this.points = Uint32Array.from(entries, (e) => e[0]);
+    this.owners = entries.map((e) => e[1]);
+    this.fallback = new RoundRobin(targets);
+  }
+
+  pick(key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+    if (key === undefined) return this.fallback.pick(undefined, now, exclude);
+    const n = this.points.length;
+    if (n === 0) return null;
+    const h = hash32(key);
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.points[mid]! < h) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let i = 0; i < n; i++) {
+      const t = this.owners[(lo + i) % n]!;
+      if (usable(t, now, exclude)) return t;
+    }
+    return null;
+  }
+}
+
+export type BalanceKind = 'round_robin' | 'weighted_round_robin' | 'least_connections' | 'consistent_hash';
+
+export function createBalancer<T extends BalancedTarget>(
+  kind: BalanceKind,
+  targets: readonly T[],
+): Balancer<T> {
+  switch (kind) {
+    case 'round_robin':
+      return new RoundRobin(targets);
+    case 'weighted_round_robin':
+      return new SmoothWeighted(targets);
+    case 'least_connections':
+      return new LeastConnections(targets);
+    case 'consistent_hash':
+      return new ConsistentHash(targets);
+  }
+}

@@ -1,0 +1,360 @@
+import type {
+  BodyConsumer,
+  ClientConnection,
+  ClientResponse,
+  HttpError,
+  Request,
+  Response,
+  ResponseSink,
+} from '../protocols/http1/index.ts';
+import type { FilterContext, ResponseHeaders } from './filter.ts';
+import type { PoolError, PoolRequester } from './pool.ts';
+import type { RouteRuntime } from './runtime.ts';
+import { newRequestId, nextTraceparent } from './tracing.ts';
+import type { Upstream, UpstreamTarget } from './upstream.ts';
+
+/** Methods that may be retried on another target (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Hop-by-hop fields (RFC 9110 §7.6.1) and the ones the proxy writes itself. */
+const SKIP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'x-request-id',
+  'traceparent',
+]);
+const SKIP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+]);
+
+function connectionTokens(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const tokens = new Set<string>();
+  for (const t of value.split(',')) {
+    const v = t.trim().toLowerCase();
+    if (v !== '' && v !== 'close' && v !== 'keep-alive') tokens.add(v);
+  }
+  return tokens.size === 0 ? null : tokens;
+}
+
+/** `Forwarded` node syntax (RFC 7239): IPv6 addresses are quoted and bracketed. */
+function forwardedFor(ip: string): string {
+  return ip.includes(':') ? `"[${ip}]"` : ip;
+}
+
+/** Errors the proxy answers with itself, as JSON. */
+export function sendGatewayError(
+  res: Response,
+  status: number,
+  error: string,
+  extra: Record<string, string> = {},
+): void {
+  if (res.headersSent) return;
+  res
+    .status(status)
+    .header('cache-control', 'no-store')
+    .json({ error, status, ...extra });
+}
+
+/**
+ * One proxied request: picks a target, borrows a pooled connection, streams the request body up and the
+ * response body down (both with backpressure, neither buffered whole), and retries an idempotent request
+ * whose body has not started on another target when a connection fails before any response.
+ */
+export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
+  private readonly ctx: FilterContext;
+  private readonly req: Request;
+  private readonly res: Response;
+  private readonly route: RouteRuntime;
+  private readonly upstream: Upstream;
+  private readonly key: string | undefined;
+  private readonly requestId: string;
+  private readonly traceparent: string;
+  private target: UpstreamTarget | null = null;
+  private client: ClientConnection | null = null;
+  private tried: Set<UpstreamTarget> | null = null;
+  private attempts = 0;
+  private bodyAttached = false;
+  private requestDone = false;
+  private chunkedUp = false;
+  private responseStarted = false;
+  private finished = false;
+  private deadlineTotal = 0;
+  private readonly resumeDownstream = () => this.client?.resumeResponse();
+
+  constructor(ctx: FilterContext) {
+    this.ctx = ctx;
+    this.req = ctx.req;
+    this.res = ctx.res;
+    this.route = ctx.route;
+    this.upstream = ctx.route.upstream;
+    this.key =
+      this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
+    this.requestId = this.req.header('x-request-id') ?? newRequestId();
+    this.traceparent = nextTraceparent(this.req.header('traceparent'));
+    this.req.onAbort(() => this.downstreamGone());
+  }
+
+  start(): void {
+    this.deadlineTotal = this.ctx.loop.now() + this.upstream.config.timeouts.total;
+    this.attempt(null);
+  }
+
+  private attempt(lastError: string | null): void {
+    const target = this.upstream.pick(this.key, this.tried);
+    if (target === null) {
+      if (lastError === null) {
+        sendGatewayError(this.res, 503, 'no healthy upstream', {
+          upstream: this.upstream.name,
+          route: this.route.name,
+        });
+      } else {
+        sendGatewayError(this.res, 502, lastError, { upstream: this.upstream.name, route: this.route.name });
+      }
+      return;
+    }
+    this.attempts++;
+    this.target = target;
+    target.active++;
+    target.requests++;
+    target.pool.acquire(this);
+  }
+
+  private canRetry(): boolean {
+    return (
+      !this.finished &&
+      !this.responseStarted &&
+      this.attempts <= this.upstream.config.retries &&
+      IDEMPOTENT.has(this.req.method) &&
+      !(this.bodyAttached && this.req.hasBody)
+    );
+  }
+
+  /** The target failed before a response: retry elsewhere if allowed, else answer `status`. */
+  private failAttempt(status: number, message: string, countsAgainstTarget: boolean): void {
+    const target = this.target!;
+    target.active--;
+    if (countsAgainstTarget) this.upstream.failed(target);
+    this.client = null;
+    if (this.finished) return;
+    if (this.canRetry()) {
+      if (this.tried === null) this.tried = new Set();
+      this.tried.add(target);
+      this.attempt(message);
+      return;
+    }
+    this.finished = true;
+    if (!this.res.headersSent) {
+      sendGatewayError(this.res, status, message, { upstream: this.upstream.name, route: this.route.name });
+    } else {
+      this.res.ex.conn.destroy(new Error(`upstream failed mid-response: ${message}`));
+    }
+  }
+
+  // ---- PoolRequester -------------------------------------------------------------------------------
+
+  onConnection(client: ClientConnection): void {
+    if (this.finished) {
+      this.target!.active--;
+      this.target!.pool.release(client);
+      return;
+    }
+    this.client = client;
+    const conn = client.conn;
+    const firstByte = this.upstream.config.timeouts.firstByte;
+    conn.setDeadline(Math.max(1, Math.min(firstByte, this.deadlineTotal - this.ctx.loop.now())));
+    client.poolData = this;
+    client.onWritable = resumeUpstreamWrites;
+    conn.writeLatin1(this.requestHead(this.target!));
+    client.begin(this.req.method, this);
+    if (this.req.hasBody) {
+      this.bodyAttached = true;
+      this.req.pipe(this);
+    } else {
+      this.requestDone = true;
+    }
+  }
+
+  onPoolError(err: PoolError): void {
+    if (err.kind === 'queue') this.failAttempt(503, 'upstream connection pool exhausted', false);
+    else if (err.kind === 'connect-timeout') this.failAttempt(504, 'upstream connect timeout', true);
+    else this.failAttempt(502, 'upstream connect failed', true);
+  }
+
+  private requestHead(target: UpstreamTarget): string {
+    const req = this.req;
+    const route = this.route;
+    let path = req.path;
+    if (route.rewrite !== null) path = route.rewrite(path);
+    const query = req.query;
+    let head = `${req.method} ${query === '' ? path : `${path}?${query}`} HTTP/1.1\r\n`;
+    let host: string | undefined;
+    let xff: string | undefined;
+    let forwarded: string | undefined;
+    const listed = connectionTokens(req.header('connection'));
+    for (let k = 0; k < req.headerCount; k++) {
+      const name = req.fieldName(k);
+      const lower = name.toLowerCase();
+      if (SKIP_REQUEST.has(lower)) {
+        if (lower === 'host') host = req.fieldValue(k);
+        else if (lower === 'x-forwarded-for')
+          xff = xff === undefined ? req.fieldValue(k) : `${xff}, ${req.fieldValue(k)}`;
+        else if (lower === 'forwarded')
+          forwarded = forwarded === undefined ? req.fieldValue(k) : `${forwarded}, ${req.fieldValue(k)}`;
+        continue;
+      }
+      if (route.requestRemove.has(lower) || listed?.has(lower)) continue;
+      head += `${name}: ${req.fieldValue(k)}\r\n`;
+    }
+    const client = req.remoteAddress;
+    head += `host: ${route.preserveHost && host !== undefined ? host : target.address}\r\n`;
+    head += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\n`;
+    head += 'x-forwarded-proto: http\r\n';
+    if (host !== undefined) head += `x-forwarded-host: ${host}\r\n`;
+    const node = `for=${forwardedFor(client)};proto=http${host !== undefined ? `;host="${host}"` : ''}`;
+    head += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
+    head += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
+    for (const [name, value] of route.requestAdd) head += `${name}: ${value}\r\n`;
+    for (const [name, value] of this.ctx.upstreamHeaders) head += `${name}: ${value}\r\n`;
+    if (req.contentLength >= 0) {
+      head += `content-length: ${req.contentLength}\r\n`;
+    } else if (req.hasBody) {
+      head += 'transfer-encoding: chunked\r\n';
+      this.chunkedUp = true;
+    }
+    return `${head}\r\n`;
+  }
+
+  // ---- BodyConsumer: the client's body, upstream ---------------------------------------------------------
+
+  data(chunk: Buffer): boolean {
+    const conn = this.client?.conn;
+    if (conn === undefined || conn.closed) return true;
+    if (this.chunkedUp) {
+      conn.writeLatin1(`${chunk.length.toString(16)}\r\n`);
+      conn.write(chunk);
+      conn.writeLatin1('\r\n');
+    } else {
+      conn.write(chunk);
+    }
+    if (conn.outboundBuffered >= conn.loop.options.highWaterMark) {
+      conn.whenWritable();
+      return false; // the upstream is slower than the client: stop reading the client
+    }
+    return true;
+  }
+
+  end(trailers: readonly [string, string][]): void {
+    this.requestDone = true;
+    const conn = this.client?.conn;
+    if (conn === undefined || !this.chunkedUp) return;
+    let last = '0\r\n';
+    for (const [name, value] of trailers) last += `${name}: ${value}\r\n`;
+    conn.writeLatin1(`${last}\r\n`);
+  }
+
+  error(_err: Error): void {
+    // The client's body broke off: the upstream request cannot complete.
+    this.finished = true;
+    this.client?.abort(new Error('client request body failed'));
+  }
+
+  /** The upstream drained below its low-water mark: read the client's body again. */
+  upstreamWritable(): void {
+    if (!this.requestDone) this.req.resumeBody();
+  }
+
+  // ---- ResponseSink: the upstream's response, downstream -------------------------------------------------
+
+  onHead(response: ClientResponse): void {
+    this.responseStarted = true;
+    const client = this.client!;
+    const remaining = this.deadlineTotal - this.ctx.loop.now();
+    client.conn.setDeadline(Math.max(1, remaining));
+    const res = this.res;
+    const route = this.route;
+    const listed = connectionTokens(response.header('connection'));
+    const out: ResponseHeaders = { status: response.status, headers: [] };
+    for (let k = 0; k < response.headerCount; k++) {
+      const name = response.fieldName(k);
+      const lower = name.toLowerCase();
+      if (SKIP_RESPONSE.has(lower) || route.responseRemove.has(lower) || listed?.has(lower)) continue;
+      out.headers.push([name, response.fieldValue(k)]);
+    }
+    for (const pair of route.responseAdd) out.headers.push([pair[0], pair[1]]);
+    if (response.header('x-request-id') === undefined) out.headers.push(['x-request-id', this.requestId]);
+    for (const f of route.filters) f.onResponse?.(this.ctx, out);
+    try {
+      res.status(out.status);
+      for (const [name, value] of out.headers) res.appendHeader(name, value);
+      if (response.contentLength >= 0 && response.status !== 204 && response.status !== 304) {
+        res.header('content-length', response.contentLength);
+      }
+    } catch (err) {
+      // An upstream header we cannot forward (e.g. a status we do not speak): a bad gateway, not a crash.
+      this.finished = true;
+      client.abort(err as Error);
+      sendGatewayError(res, 502, 'invalid response from upstream', {
+        upstream: this.upstream.name,
+        route: route.name,
+      });
+    }
+  }
+
+  onBody(chunk: Buffer): boolean {
+    if (this.finished) return true;
+    if (!this.res.write(chunk)) {
+      this.res.drain().then(this.resumeDownstream);
+      return false; // the client is slower than the upstream: stop reading the upstream
+    }
+    return true;
+  }
+
+  onEnd(_trailers: readonly [string, string][]): void {
+    const target = this.target!;
+    const client = this.client!;
+    target.active--;
+    this.client = null;
+    if (!this.requestDone) client.reusable = false; // it answered before reading our whole body
+    if (this.finished) return;
+    this.finished = true;
+    if (this.res.statusCode >= 500) this.upstream.failed(target);
+    else this.upstream.succeeded(target);
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    if (this.client === null && this.target === null) return;
+    const code = (err as HttpError & { code?: string }).code;
+    const timeout = code === 'ERR_NETLOOM_DEADLINE';
+    this.failAttempt(timeout ? 504 : 502, timeout ? 'upstream timeout' : 'upstream connection failed', true);
+  }
+
+  private downstreamGone(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.client?.abort(new Error('client went away'));
+  }
+}
+
+function resumeUpstreamWrites(client: ClientConnection): void {
+  (client.poolData as ProxyCall | undefined)?.upstreamWritable();
+}

@@ -1,0 +1,123 @@
+import type { EventLoop } from '../core/index.ts';
+import type { GatewayConfig, RouteConfig } from './config.ts';
+import { type Filter, filterFactory } from './filter.ts';
+import { Router } from './router.ts';
+import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
+
+/** A route compiled for one loop. */
+export interface RouteRuntime {
+  readonly name: string;
+  /** Business domain (user, video, live...) for metrics and rate limits. */
+  readonly domain: string;
+  readonly config: RouteConfig;
+  readonly upstream: Upstream;
+  /** Maps the request path to the upstream path, or null to keep it. */
+  readonly rewrite: ((path: string) => string) | null;
+  readonly requestAdd: readonly [string, string][];
+  /** Lower-case names removed from the request. */
+  readonly requestRemove: ReadonlySet<string>;
+  readonly responseAdd: readonly [string, string][];
+  readonly responseRemove: ReadonlySet<string>;
+  readonly filters: readonly Filter[];
+  readonly preserveHost: boolean;
+}
+
+function rewriter(rule: RouteConfig['rewrite']): ((path: string) => string) | null {
+  if (rule === undefined) return null;
+  if ('stripPrefix' in rule) {
+    const prefix = rule.stripPrefix.replace(/\/$/, '');
+    return (path) => (path.startsWith(prefix) ? path.slice(prefix.length) || '/' : path);
+  }
+  if ('replacePrefix' in rule) {
+    const { from, to } = rule.replacePrefix;
+    return (path) => {
+      if (!path.startsWith(from)) return path;
+      const rest = path.slice(from.length);
+      return to.endsWith('/') && rest.startsWith('/') ? to + rest.slice(1) : to + rest;
+    };
+  }
+  const target = rule.replace;
+  return () => target;
+}
+
+/**
+ * Everything one loop needs to serve one configuration version: the router and the upstreams. Built off
+ * to the side and swapped in with one assignment, so requests in flight keep the objects they started with.
+ */
+export class GatewayRuntime {
+  readonly version: number;
+  readonly config: GatewayConfig;
+  readonly router: Router<RouteRuntime>;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly routes: readonly RouteRuntime[];
+
+  private constructor(
+    version: number,
+    config: GatewayConfig,
+    upstreams: Map<string, Upstream>,
+    routes: RouteRuntime[],
+  ) {
+    this.version = version;
+    this.config = config;
+    this.upstreams = upstreams;
+    this.routes = routes;
+    this.router = new Router(
+      routes.map((r) => ({
+        host: r.config.match.host,
+        path: r.config.match.path,
+        pathType: r.config.match.pathType,
+        methods: r.config.match.methods,
+        headers: r.config.match.headers,
+        value: r,
+      })),
+    );
+  }
+
+  /** Compiles `config` for `loop`; pools and target health come from (and stay in) `registry`. */
+  static build(
+    loop: EventLoop,
+    config: GatewayConfig,
+    version: number,
+    registry: TargetRegistry,
+  ): GatewayRuntime {
+    const upstreams = new Map<string, Upstream>();
+    for (const [name, u] of Object.entries(config.upstreams))
+      upstreams.set(name, new Upstream(loop, name, u, registry));
+    const routes: RouteRuntime[] = config.routes.map((r) => {
+      const filters = r.filters.map(({ name, ...settings }) => {
+        const factory = filterFactory(name);
+        if (factory === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
+        return factory(settings, loop);
+      });
+      return {
+        name: r.name,
+        domain: r.domain,
+        config: r,
+        upstream: upstreams.get(r.upstream)!,
+        rewrite: rewriter(r.rewrite),
+        requestAdd: Object.entries(r.requestHeaders?.add ?? {}),
+        requestRemove: new Set((r.requestHeaders?.remove ?? []).map((h) => h.toLowerCase())),
+        responseAdd: Object.entries(r.responseHeaders?.add ?? {}),
+        responseRemove: new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase())),
+        filters,
+        preserveHost: r.preserveHost,
+      };
+    });
+    return new GatewayRuntime(version, config, upstreams, routes);
+  }
+
+  /** Targets this runtime uses (the registry closes the pools of the others). */
+  usedTargets(): Set<UpstreamTarget> {
+    const used = new Set<UpstreamTarget>();
+    for (const u of this.upstreams.values()) for (const t of u.targets) used.add(t);
+    return used;
+  }
+
+  start(): void {
+    for (const u of this.upstreams.values()) u.startChecks();
+  }
+
+  stop(): void {
+    for (const u of this.upstreams.values()) u.stopChecks();
+  }
+}

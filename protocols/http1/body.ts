@@ -1,4 +1,4 @@
-import { COLON, CR, FIELD_VALUE, HEX, HT, LF, QDTEXT, SP, TCHAR } from './chars.ts';
+import { COLON, CR, equalsLower, FIELD_VALUE, HEX, HT, LF, QDTEXT, SP, TCHAR } from './chars.ts';
 import { latin1 } from './head.ts';
 
 /** Receives decoded body bytes in place: `buf[start, end)` is valid only during the call. */
@@ -84,7 +84,9 @@ export class BodyDecoder {
     this.size = 0;
     this.lineBytes = 0;
     this.scanned = 0;
-    this.remaining = length;
+    // For chunked bodies `remaining` doubles as "a size digit was seen": it must start at 0, whatever the
+    // caller passes (an empty first size line read as the last chunk would be request smuggling).
+    this.remaining = mode === BODY_LENGTH ? length : 0;
     this.done = mode === BODY_NONE || (mode === BODY_LENGTH && length === 0);
   }
 
@@ -271,6 +273,14 @@ export class BodyDecoder {
       }
       if (buf[p] !== CR || buf[p + 1] !== LF) return this.fail(400, 'invalid character in a trailer value');
       p += 2;
+      // RFC 9110 §6.5.1: framing and routing fields must not come as trailers.
+      if (
+        equalsLower(buf, ns, ne, 'content-length') ||
+        equalsLower(buf, ns, ne, 'transfer-encoding') ||
+        equalsLower(buf, ns, ne, 'host')
+      ) {
+        return this.fail(400, 'framing field in trailers');
+      }
       if (this.trailers.length >= limits.maxTrailers) return this.fail(431, 'too many trailer fields');
       this.trailers.push([latin1(buf, ns, ne), latin1(buf, vs, ve)]);
     }

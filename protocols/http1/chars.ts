@@ -19,8 +19,8 @@ export const TCHAR = table(
 /** field-value bytes: VCHAR, obs-text, SP and HTAB (no CTLs: NUL, CR, LF and the rest are refused). */
 export const FIELD_VALUE = table((b) => b === 0x09 || b === 0x20 || (b >= 0x21 && b <= 0x7e) || b >= 0x80);
 
-/** request-target bytes: visible ASCII and, as llhttp allows, bytes >= 0x80; never SP or CTLs. */
-export const TARGET = table((b) => (b >= 0x21 && b <= 0x7e) || b >= 0x80);
+/** request-target bytes: visible ASCII only (RFC 3986 URIs are ASCII; llhttp refuses the rest too). */
+export const TARGET = table((b) => b >= 0x21 && b <= 0x7e);
 
 /** Hex digit values, -1 elsewhere. */
 export const HEX = (() => {

@@ -18,6 +18,8 @@ export const HEAD_ERROR = -1;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
+/** authority-form (RFC 9112 §3.2.3): host:port, the host a reg-name, IPv4 or bracketed IPv6. */
+const AUTHORITY_FORM = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
 
 type Latin1 = Uint8Array & { latin1Slice(start: number, end: number): string };
 
@@ -323,13 +325,21 @@ export class HeadParser {
       fields[f + 1] = ne;
       fields[f + 2] = vs;
       fields[f + 3] = ve;
-      if (this.classify(buf, ns, ne, vs, ve, count) < 0) return HEAD_ERROR;
+      if (this.classify(buf, ns, ne, vs, ve, count, i - 2) < 0) return HEAD_ERROR;
       count++;
     }
   }
 
   /** Notes the framing-relevant fields; returns -1 after `fail` on a violation. */
-  private classify(buf: Buffer, ns: number, ne: number, vs: number, ve: number, index: number): number {
+  private classify(
+    buf: Buffer,
+    ns: number,
+    ne: number,
+    vs: number,
+    ve: number,
+    index: number,
+    rawEnd: number,
+  ): number {
     const len = ne - ns;
     const first = LOWER[buf[ns]!];
     switch (len) {
@@ -343,7 +353,7 @@ export class HeadParser {
         }
         break;
       case 7:
-        if (first === 0x75 && equalsLower(buf, ns, ne, 'upgrade')) this.upgradeField = index;
+        if (first === 0x75 && equalsLower(buf, ns, ne, 'upgrade') && ve > vs) this.upgradeField = index;
         break;
       case 10:
         if (first === 0x63 && equalsLower(buf, ns, ne, 'connection')) this.connectionTokens(buf, vs, ve);
@@ -354,7 +364,7 @@ export class HeadParser {
         break;
       case 17:
         if (first === 0x74 && equalsLower(buf, ns, ne, 'transfer-encoding'))
-          return this.transferCodings(buf, vs, ve);
+          return this.transferCodings(buf, vs, ve, rawEnd);
         break;
     }
     return 0;
@@ -364,27 +374,40 @@ export class HeadParser {
     if (this.contentLength !== -1) return this.fail(400, 'more than one Content-Length');
     if (vs === ve) return this.fail(400, 'empty Content-Length');
     let n = 0;
+    let significant = 0;
     for (let i = vs; i < ve; i++) {
       const d = buf[i]! - 0x30;
       if (d < 0 || d > 9) return this.fail(400, 'Content-Length is not a number');
       n = n * 10 + d;
+      if (n > 0) significant++;
     }
-    if (ve - vs > 15) return this.fail(413, 'Content-Length too large');
+    if (significant > 15) return this.fail(413, 'Content-Length too large');
     this.contentLength = n;
     return 0;
   }
 
-  /** Transfer-Encoding: a comma list of codings; chunked may appear once and must be the last. */
-  private transferCodings(buf: Buffer, vs: number, ve: number): number {
+  /**
+   * Transfer-Encoding: a comma list of codings; chunked may appear once and must be the last. Stricter than
+   * the list syntax allows, as llhttp is (disagreeing parsers are how requests get smuggled): no empty field,
+   * no empty element, no HTAB.
+   */
+  private transferCodings(buf: Buffer, vs: number, ve: number, rawEnd: number): number {
     this.transferEncoding = true;
+    if (vs === ve) return this.fail(400, 'empty Transfer-Encoding');
+    if (buf[ve - 1] === 0x2c) return this.fail(400, 'empty element in Transfer-Encoding');
+    for (let k = ve; k < rawEnd; k++) if (buf[k] === HT) return this.fail(400, 'invalid Transfer-Encoding');
     let i = vs;
     while (i < ve) {
-      while (i < ve && (buf[i] === SP || buf[i] === HT || buf[i] === 0x2c)) i++;
-      if (i >= ve) break;
+      while (i < ve && buf[i] === SP) i++;
       const ts = i;
-      while (i < ve && buf[i] !== 0x2c) i++;
+      while (i < ve && buf[i] !== 0x2c) {
+        if (buf[i] === HT) return this.fail(400, 'invalid Transfer-Encoding');
+        i++;
+      }
       let te = i;
-      while (te > ts && (buf[te - 1] === SP || buf[te - 1] === HT)) te--;
+      while (te > ts && buf[te - 1] === SP) te--;
+      if (te === ts) return this.fail(400, 'empty element in Transfer-Encoding');
+      if (i < ve) i++; // the comma
       if (equalsLower(buf, ts, te, 'chunked')) {
         if (this.chunked) return this.fail(400, 'chunked applied more than once');
         this.chunked = true;
@@ -398,16 +421,20 @@ export class HeadParser {
     return 0;
   }
 
+  /** Connection options: comma-separated elements, each compared whole (after OWS) with the known ones. */
   private connectionTokens(buf: Buffer, vs: number, ve: number): void {
     let i = vs;
     while (i < ve) {
-      while (i < ve && (buf[i] === SP || buf[i] === HT || buf[i] === 0x2c)) i++;
+      while (i < ve && (buf[i] === SP || buf[i] === HT)) i++;
       const ts = i;
-      while (i < ve && buf[i] !== 0x2c && buf[i] !== SP && buf[i] !== HT) i++;
-      const len = i - ts;
-      if (len === 5 && equalsLower(buf, ts, i, 'close')) this.connectionClose = true;
-      else if (len === 10 && equalsLower(buf, ts, i, 'keep-alive')) this.connectionKeepAlive = true;
-      else if (len === 7 && equalsLower(buf, ts, i, 'upgrade')) this.connectionUpgrade = true;
+      while (i < ve && buf[i] !== 0x2c) i++;
+      let te = i;
+      while (te > ts && (buf[te - 1] === SP || buf[te - 1] === HT)) te--;
+      const len = te - ts;
+      if (len === 5 && equalsLower(buf, ts, te, 'close')) this.connectionClose = true;
+      else if (len === 10 && equalsLower(buf, ts, te, 'keep-alive')) this.connectionKeepAlive = true;
+      else if (len === 7 && equalsLower(buf, ts, te, 'upgrade')) this.connectionUpgrade = true;
+      i++;
     }
   }
 
@@ -426,12 +453,15 @@ export class HeadParser {
     if (t0 !== 0x2f) {
       if (t0 === 0x2a && this.targetEnd - this.targetStart === 1) {
         if (this.method !== 'OPTIONS') return this.fail(400, 'asterisk-form is only for OPTIONS');
-      } else if (
-        this.method !== 'CONNECT' &&
-        !ABSOLUTE_FORM.test(latin1(buf, this.targetStart, this.targetEnd))
-      ) {
+      } else if (this.method === 'CONNECT') {
+        if (!AUTHORITY_FORM.test(latin1(buf, this.targetStart, this.targetEnd))) {
+          return this.fail(400, 'invalid CONNECT target');
+        }
+      } else if (!ABSOLUTE_FORM.test(latin1(buf, this.targetStart, this.targetEnd))) {
         return this.fail(400, 'invalid request target');
       }
+    } else if (this.method === 'CONNECT') {
+      return this.fail(400, 'invalid CONNECT target');
     }
     return this.headLength;
   }

@@ -182,6 +182,50 @@ const REFUSED: [string, string, number][] = [
     'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX y: a\r\n\r\n',
     400,
   ],
+  // request smuggling variants (found by the differential fuzzer against llhttp)
+  [
+    'empty first chunk-size line (would read as the last chunk)',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n',
+    400,
+  ],
+  [
+    'extension-only first chunk line',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n;a\r\n\r\n',
+    400,
+  ],
+  [
+    'TE with a trailing empty element',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    'TE with a leading empty element',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    'empty TE next to chunked',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    'TE chunked followed by HTAB',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n',
+    400,
+  ],
+  [
+    'Content-Length as a trailer',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n',
+    400,
+  ],
+  [
+    'Transfer-Encoding as a trailer',
+    'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n',
+    400,
+  ],
+  ['non-ASCII byte in the target', 'GET /caf\xe9 HTTP/1.1\r\nHost: a\r\n\r\n', 400],
+  ['CONNECT without a port', 'CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n', 400],
+  ['CONNECT with origin-form', 'CONNECT / HTTP/1.1\r\nHost: example.com\r\n\r\n', 400],
   // Expect
   ['unknown expectation', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx', 417],
 ];
@@ -304,6 +348,16 @@ describe('accepted forms', () => {
       'ok GET / 0',
     ],
     ['Content-Length: 0', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n', 'ok POST / 0'],
+    [
+      'Content-Length with leading zeros',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0000000000000005\r\n\r\nhello',
+      'ok POST / 5',
+    ],
+    [
+      'TE with spaces around the element',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  chunked \r\n\r\n1\r\nx\r\n0\r\n\r\n',
+      'ok POST / 1',
+    ],
   ];
   for (const [name, bytes, body] of ACCEPTED) {
     test(name, async () => {

@@ -4,6 +4,22 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 /** Structured fields attached to a log record. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
+/** An access-log record, as the HTTP codec fills it. */
+export interface AccessRecord {
+  method: string;
+  path: string;
+  status: number;
+  /** Response body bytes. */
+  bytes: number;
+  /** Milliseconds from the request head to the response end. */
+  duration: number;
+  remote: string;
+  traceId?: string | undefined;
+  requestId?: string | undefined;
+  route?: string | undefined;
+  domain?: string | undefined;
+}
+
 /**
  * The logger each loop exposes as `loop.log`. The engine's default writes lines to stderr; the log ring
  * (core/log-ring.ts) provides one that never blocks the loop.
@@ -13,6 +29,8 @@ export interface Logger {
   warn(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;
   debug(message: string, fields?: LogFields): void;
+  /** An access-log record; `key` makes sampling deterministic for that key (loggers without a ring omit it). */
+  access?(record: AccessRecord, key?: string): void;
 }
 
 const RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };

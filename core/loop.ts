@@ -5,6 +5,7 @@ import { Arena } from './arena.ts';
 import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
 import { NetloomError, netloomError } from './errors.ts';
 import { Action, type EventHandler, type HandlerExport } from './handler.ts';
+import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
@@ -121,7 +122,11 @@ export class EventLoop {
     this.loops = init.loops;
     this.options = init.options;
     this.data = init.options.data;
-    this.log = init.log ?? stderrLogger(init.index);
+    this.log =
+      init.log ??
+      (init.options.logRing !== null
+        ? new RingLogger(init.options.logRing, init.index)
+        : stderrLogger(init.index));
     this.requestShutdown = init.requestShutdown;
     this.arena = new Arena(64, init.options.poisonViews);
     this.stats = new StatsRow(init.statsBuffer, init.index);

@@ -95,12 +95,19 @@ export interface EngineOptions {
 
   /** Data handed to every loop as `loop.data` (structured-cloned into each worker). */
   data?: unknown;
+
+  /**
+   * The log ring (`LogShipper.ring` from `startLogShipper`): every loop's `loop.log` then writes into it,
+   * lock-free, instead of to stderr.
+   */
+  logRing?: SharedArrayBuffer | null;
 }
 
 /** Options with every default applied. */
-export interface ResolvedOptions extends Required<Omit<EngineOptions, 'loops' | 'data'>> {
+export interface ResolvedOptions extends Required<Omit<EngineOptions, 'loops' | 'data' | 'logRing'>> {
   loops: number;
   data: unknown;
+  logRing: SharedArrayBuffer | null;
 }
 
 /** The defaults of {@link EngineOptions}. */
@@ -125,6 +132,7 @@ export const DEFAULT_OPTIONS: Readonly<ResolvedOptions> = Object.freeze({
   restartWindow: 60_000,
   poisonViews: false,
   data: undefined,
+  logRing: null,
 });
 
 function integer(name: string, value: unknown, min: number): number {
@@ -170,7 +178,11 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
     restartWindow: integer('restartWindow', o.restartWindow, 1),
     poisonViews: boolean('poisonViews', o.poisonViews),
     data: o.data,
+    logRing: o.logRing ?? null,
   };
+  if (resolved.logRing !== null && !(resolved.logRing instanceof SharedArrayBuffer)) {
+    throw netloomError('ERR_NETLOOM_OPTION', 'option logRing must be the SharedArrayBuffer of a log shipper');
+  }
   // An explicit high-water mark without a low one gets a quarter of it, not the unrelated default.
   resolved.lowWaterMark =
     options.lowWaterMark === undefined && options.highWaterMark !== undefined

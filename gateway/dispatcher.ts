@@ -103,6 +103,7 @@ export class GatewayLoop {
       return;
     }
     const route = m.value;
+    req.locals = { route: route.name, domain: route.domain };
     const ctx: FilterContext = { req, res, route, params: m.params, loop: this.loop, upstreamHeaders: [] };
     const filters = route.filters;
     for (let i = 0; i < filters.length; i++) {

@@ -36,7 +36,7 @@ export class Exchange implements BodySink {
   active = false;
   /** The connection stays open after the current exchange. */
   keepAlive = true;
-  /** Time the current request's head was complete (for access logs). */
+  /** When the current request's head was complete: `performance.now()` with access logs, else the loop clock. */
   startedAt = 0;
   /** @internal Told when the client goes away mid-exchange (see `Request.onAbort`). */
   abortListener: (() => void) | null = null;
@@ -143,7 +143,7 @@ export class Exchange implements BodySink {
     const options = this.server.options;
     this.active = true;
     this.conn.busy = true;
-    this.startedAt = this.conn.loop.now();
+    this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
     this.req.begin(buf);
     this.res.begin();
     this.keepAlive =

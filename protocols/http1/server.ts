@@ -38,9 +38,16 @@ export interface ServerOptions {
   keepAliveTimeout?: number;
   /** Called when each response ends (access logs, metrics). Runs on the loop thread; keep it cheap. */
   onResponse?: (req: Request, res: Response, exchange: Exchange) => void;
+  /**
+   * Write an access record for every response through `loop.log.access` (the log ring, when the engine has
+   * one): method, path, status, bytes, duration, remote address, trace and request ids, and the gateway's
+   * route and domain when set in `req.locals`. With `{ key: 'x-user-id' }` sampling is deterministic per
+   * value of that header.
+   */
+  accessLog?: boolean | { key?: string };
 }
 
-const DEFAULTS: Required<Omit<ServerOptions, 'onResponse'>> = {
+const DEFAULTS: Required<Omit<ServerOptions, 'onResponse' | 'accessLog'>> = {
   maxRequestLine: 8 * 1024,
   maxHeaderBytes: 16 * 1024,
   maxHeaders: 100,
@@ -56,11 +63,44 @@ const DEFAULTS: Required<Omit<ServerOptions, 'onResponse'>> = {
 /** @internal What every connection's exchange shares. */
 export interface ServerCore {
   readonly handler: RequestHandler;
-  readonly options: Required<Omit<ServerOptions, 'onResponse'>>;
+  readonly options: Required<Omit<ServerOptions, 'onResponse' | 'accessLog'>>;
+  /** Take precise start times (access logs want durations finer than the loop's coarse clock). */
+  readonly timing: boolean;
   readonly headLimits: HeadLimits;
   readonly bodyLimits: BodyLimits;
   readonly onResponse: ServerOptions['onResponse'];
   shuttingDown: boolean;
+}
+
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The response hook: the user's, an access logger, or both. */
+function accessLogger(options: ServerOptions): ServerOptions['onResponse'] {
+  const user = options.onResponse;
+  if (options.accessLog === undefined || options.accessLog === false) return user;
+  const key = typeof options.accessLog === 'object' ? options.accessLog.key : undefined;
+  return (req, res, ex) => {
+    user?.(req, res, ex);
+    const log = ex.conn.loop.log;
+    if (log.access === undefined) return;
+    const locals = req.locals;
+    const traceparent = req.header('traceparent');
+    log.access(
+      {
+        method: req.method,
+        path: req.path,
+        status: res.statusCode,
+        bytes: res.bytesWritten,
+        duration: Math.round((performance.now() - ex.startedAt) * 1000) / 1000,
+        remote: req.remoteAddress,
+        traceId: traceparent === undefined ? undefined : TRACEPARENT.exec(traceparent)?.[1],
+        requestId: req.header('x-request-id'),
+        route: typeof locals?.route === 'string' ? locals.route : undefined,
+        domain: typeof locals?.domain === 'string' ? locals.domain : undefined,
+      },
+      key === undefined ? undefined : req.header(key),
+    );
+  };
 }
 
 function positiveInt(name: string, value: number): number {
@@ -97,7 +137,8 @@ export function server(handler: RequestHandler, options: ServerOptions = {}): Ev
       maxTrailerBytes: o.maxHeaderBytes,
       maxTrailers: o.maxHeaders,
     },
-    onResponse: options.onResponse,
+    onResponse: accessLogger(options),
+    timing: options.accessLog !== undefined && options.accessLog !== false,
     shuttingDown: false,
   };
   return {

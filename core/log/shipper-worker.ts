@@ -1,0 +1,158 @@
+/**
+ * The shipper's thread: drains the log ring, batches records into NDJSON by count, bytes and time,
+ * compresses each batch, and hands it to the sinks. At most `maxPending` batches are in flight; past that it
+ * stops draining, the ring fills, and producers drop (and count) instead of memory growing.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { Batcher, type BatchLimits } from './batcher.ts';
+import {
+  RingMemory,
+  S_BATCHES,
+  S_BYTES_OUT,
+  S_BYTES_RAW,
+  S_CONSUMED,
+  S_FILL_HIGH,
+  S_SHIPPED,
+  S_SINK_DROPPED,
+  S_SINK_ERRORS,
+} from './ring.ts';
+import { type Compression, createSink, type LogBatch, type LogSink, type SinkConfig } from './sinks.ts';
+
+/** @internal */
+export interface ShipperInit {
+  buffer: SharedArrayBuffer;
+  sinks: SinkConfig[];
+  compression: Compression;
+  compressionLevel: number;
+  batch: BatchLimits;
+  maxPending: number;
+  pollInterval: number;
+}
+
+const init = workerData as ShipperInit;
+const port = parentPort!;
+const ring = new RingMemory(init.buffer);
+const stats = ring.shipper;
+
+let sinks: LogSink[];
+try {
+  sinks = await Promise.all(init.sinks.map((c) => createSink(c)));
+} catch (error) {
+  port.postMessage({ type: 'failed', error });
+  process.exit(1);
+}
+
+const batcher = new Batcher(ring, init.batch, init.compression, init.compressionLevel);
+let pending = 0;
+let pendingRecords = 0;
+let settled: (() => void) | null = null;
+let stopDeadline = Number.POSITIVE_INFINITY;
+
+port.on('message', (msg: { type: 'stop'; deadline: number }) => {
+  if (msg.type === 'stop') stopDeadline = Date.now() + msg.deadline;
+});
+
+function ship(batch: LogBatch | null): void {
+  if (batch === null) return;
+  pending++;
+  pendingRecords += batch.records;
+  stats[S_BATCHES]!++;
+  stats[S_BYTES_RAW]! += batch.rawBytes;
+  stats[S_BYTES_OUT]! += batch.data.length;
+  Promise.all(sinks.map((s) => s.write(batch)))
+    .then(
+      () => {
+        stats[S_SHIPPED]! += batch.records;
+      },
+      (err: unknown) => {
+        stats[S_SINK_DROPPED]! += batch.records;
+        stats[S_SINK_ERRORS]!++;
+        if (stats[S_SINK_ERRORS] === 1 || stats[S_SINK_ERRORS]! % 100 === 0) {
+          process.stderr.write(
+            `netloom log shipper: sink failed (${String((err as Error)?.message ?? err)}); batch dropped\n`,
+          );
+        }
+      },
+    )
+    .finally(() => {
+      pending--;
+      pendingRecords -= batch.records;
+      const wake = settled;
+      settled = null;
+      wake?.();
+    });
+}
+
+port.postMessage({ type: 'ready' });
+
+/** Waits for an in-flight batch to settle, or `ms`. */
+function settle(ms: number): Promise<void> {
+  return new Promise<void>((r) => {
+    const timer = setTimeout(r, ms);
+    settled = () => {
+      clearTimeout(timer);
+      r();
+    };
+  });
+}
+
+let gaveUp = false;
+for (;;) {
+  if (pending >= init.maxPending) {
+    // Backpressure: a slow sink stops the draining, not the producers.
+    if (Date.now() >= stopDeadline) {
+      gaveUp = true;
+      break;
+    }
+    await settle(init.pollInterval);
+    continue;
+  }
+  const used = ring.used;
+  if (used > stats[S_FILL_HIGH]!) stats[S_FILL_HIGH] = used;
+  const n = ring.drain(batcher.visit, batcher.room);
+  stats[S_CONSUMED]! += n;
+  if (batcher.full || (batcher.records > 0 && Date.now() - batcher.openedAt >= init.batch.maxDelay))
+    ship(batcher.take());
+  if (n > 0) continue;
+  if (ring.stopping) {
+    // Everything reserved has been consumed: done. A reservation never published (its producer died
+    // mid-write) is given up on at the stop deadline.
+    if (ring.used === 0 || Date.now() >= stopDeadline) break;
+  }
+  const wait =
+    batcher.records > 0
+      ? Math.max(1, init.batch.maxDelay - (Date.now() - batcher.openedAt))
+      : init.pollInterval;
+  await ring.wait(Math.min(wait, ring.stopping ? 5 : init.pollInterval));
+}
+
+if (gaveUp) {
+  // The sinks never caught up before the deadline: what is still in the ring or the open batch is lost, and
+  // counted so (drop reports are not user records).
+  let left = 0;
+  ring.drain((meta) => {
+    if (((meta >>> 23) & 3) !== 3) left++;
+  });
+  stats[S_SINK_DROPPED]! += left + batcher.userRecords;
+} else {
+  ship(batcher.take());
+}
+while (pending > 0) {
+  const left = stopDeadline - Date.now();
+  if (left <= 0) {
+    // A sink that never answers: what it holds is lost, and counted so.
+    stats[S_SINK_DROPPED]! += pendingRecords;
+    break;
+  }
+  await settle(Math.min(left, 1000));
+}
+let closeTimer: NodeJS.Timeout | undefined;
+await Promise.race([
+  Promise.allSettled(sinks.map((s) => s.close())),
+  new Promise((r) => {
+    closeTimer = setTimeout(r, 2000); // a sink that cannot close does not keep the thread
+  }),
+]);
+clearTimeout(closeTimer);
+port.postMessage({ type: 'stopped' });
+port.close();

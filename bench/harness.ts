@@ -1,7 +1,7 @@
 // The benchmark harness: servers pinned to CPU 0, load generators to CPU 1, alternating rounds, medians and
 // ratios against a peer measured in the same run, and a JSON record of every round in bench/results/.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -155,14 +155,30 @@ export function runLoad(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** CPU time (user + system, in microseconds) a process has used so far, from /proc; -1 where unreadable. */
+/** Children of a process, from /proc (every thread's list). */
+function children(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU time (user + system, in microseconds) a process and its descendants (nginx's workers, say) have used
+ * so far, from /proc; -1 where unreadable.
+ */
 export function cpuMicros(pid: number | undefined): number {
   if (pid === undefined) return -1;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
-    return (ticks * 1e6) / CLOCK_TICKS;
+    let total = (ticks * 1e6) / CLOCK_TICKS;
+    for (const child of children(pid)) total += Math.max(0, cpuMicros(child));
+    return total;
   } catch {
     return -1;
   }

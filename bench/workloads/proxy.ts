@@ -1,0 +1,94 @@
+// proxy: the netloom gateway (1 loop) against nginx (proxy_pass, upstream keepalive), haproxy, a node:http
+// proxy with a keep-alive agent and an undici pool proxy, all in front of the same upstream (nginx
+// `return 200`) on the same core as the proxy; wrk with 100 keep-alive connections on the other core.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compare, freePort, NODE, ROOT, requireTools, startServer, which } from '../harness.ts';
+import { startNginx } from '../nginx.ts';
+import { wrk } from '../wrk.ts';
+
+export async function run(args: { rounds: number; seconds: number }): Promise<void> {
+  requireTools(['nginx', 'haproxy', 'wrk']);
+  const upstream = await startNginx(
+    'upstream',
+    `location / { default_type text/plain; return 200 'Hello, World!'; }`,
+  );
+  const up = upstream.port;
+  const dir = mkdtempSync(join(tmpdir(), 'netloom-bench-proxy-'));
+  try {
+    await compare({
+      workload: 'proxy',
+      contenders: [
+        {
+          name: 'netloom gateway',
+          start: async () => {
+            const port = await freePort();
+            const config = join(dir, 'gateway.json');
+            writeFileSync(
+              config,
+              JSON.stringify({
+                listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
+                upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
+                routes: [{ name: 'all', match: { path: '/' }, upstream: 'up' }],
+              }),
+            );
+            return startServer('netloom gateway', NODE, [
+              join(ROOT, 'examples/gateway/main.ts'),
+              '--config',
+              config,
+              '--no-services',
+            ]);
+          },
+        },
+        {
+          name: 'nginx proxy',
+          start: () =>
+            startNginx(
+              'nginx proxy',
+              `location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
+              `upstream up { server 127.0.0.1:${up}; keepalive 128; }`,
+            ),
+        },
+        {
+          name: 'haproxy',
+          start: async () => {
+            const port = await freePort();
+            const cfg = join(dir, 'haproxy.cfg');
+            writeFileSync(
+              cfg,
+              `global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:${up}\n`,
+            );
+            return startServer('haproxy', which('haproxy')!, ['-f', cfg, '-db'], { port });
+          },
+        },
+        {
+          name: 'node:http proxy',
+          start: async () =>
+            startServer('node:http proxy', NODE, [join(ROOT, 'bench/peers/node-proxy.ts'), '0', String(up)]),
+        },
+        {
+          name: 'undici proxy',
+          start: async () =>
+            startServer('undici proxy', NODE, [join(ROOT, 'bench/peers/undici-proxy.ts'), '0', String(up)]),
+        },
+      ],
+      scenarios: [
+        {
+          name: 'keep-alive, 100 conns',
+          measure: (s, seconds) => wrk(s.port, { connections: 100, seconds }),
+        },
+      ],
+      peer: 'nginx proxy',
+      rounds: args.rounds,
+      seconds: args.seconds,
+      warmupSeconds: 2,
+      notes: [
+        'targets: >= 2.5x the node proxies and >= 0.8x nginx',
+        'CPU µs/op covers the proxy only (the upstream shares its core)',
+      ],
+    });
+  } finally {
+    await upstream.stop();
+  }
+}

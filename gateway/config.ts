@@ -18,9 +18,19 @@ const address = z
     'not an address (host:port)',
   );
 
+/** A record keyed by header names, each key checked with the same message as elsewhere. */
+function headerRecord<V extends z.ZodType>(value: V) {
+  return z.record(z.string(), value).superRefine((obj, ctx) => {
+    for (const key of Object.keys(obj)) {
+      if (!headerName.safeParse(key).success)
+        ctx.addIssue({ code: 'custom', path: [key], message: 'not a valid header name' });
+    }
+  });
+}
+
 const headerRules = z
   .object({
-    add: z.record(headerName, headerValue).default({}),
+    add: headerRecord(headerValue).default({}),
     remove: z.array(headerName).default([]),
   })
   .strict();
@@ -123,7 +133,7 @@ const route = z
           .array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens'))
           .min(1)
           .optional(),
-        headers: z.record(headerName, z.string()).optional(),
+        headers: headerRecord(z.string()).optional(),
       })
       .strict(),
     upstream: z.string().min(1),
@@ -158,6 +168,29 @@ export const configSchema = z
       )
       .min(1),
     admin: z.object({ address }).strict().optional(),
+    http: z
+      .object({
+        /** Largest request body proxied (streamed, never buffered whole). Default 1 GiB. */
+        maxBodySize: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 * 1024 * 1024),
+        headersTimeout: duration.min(1).default(10_000),
+        /** Milliseconds a client has to send its whole request body. Default 5 minutes. */
+        requestTimeout: duration.min(1).default(300_000),
+        keepAliveTimeout: duration.min(1).default(5_000),
+        /** Access records through each loop's logger (the log ring when one is configured). */
+        accessLog: z.boolean().default(false),
+      })
+      .strict()
+      .default({
+        maxBodySize: 1024 * 1024 * 1024,
+        headersTimeout: 10_000,
+        requestTimeout: 300_000,
+        keepAliveTimeout: 5_000,
+        accessLog: false,
+      }),
     upstreams: z.record(z.string().min(1), upstream),
     routes: z.array(route),
   })

@@ -20,6 +20,7 @@ export interface GatewayLoopData {
 export type GatewayMessage =
   | { type: 'config'; version: number; config: GatewayConfig }
   | { type: 'applied'; loop: number; version: number; error?: string }
+  | { type: 'sync'; loop: number; version: number }
   | { type: 'stats'; loop: number; snapshot: LoopSnapshot };
 
 /** One loop's view of its upstreams, for the admin endpoint. */
@@ -67,6 +68,8 @@ export class GatewayLoop {
     };
     this.statsTimer = loop.every(STATS_INTERVAL, () => this.publish());
     this.publish();
+    // A loop restarted after a crash boots with the configuration it was first given: ask for the latest.
+    this.post({ type: 'sync', loop: loop.index, version: data.version });
   }
 
   /** Builds the new configuration beside the old one, then swaps it in with one assignment. */

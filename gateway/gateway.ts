@@ -101,6 +101,10 @@ export class Gateway {
       process.stderr.write('netloom gateway: listener changes need a restart; applying the rest\n');
       next = { ...next, listeners: this.config.listeners };
     }
+    if (JSON.stringify(next.admin) !== JSON.stringify(this.config.admin)) {
+      process.stderr.write('netloom gateway: admin address changes need a restart; applying the rest\n');
+      next = { ...next, admin: this.config.admin };
+    }
     const version = this.version + 1;
     const expected = this.listeners.reduce((n, e) => n + e.loops, 0);
     const done = this.whenApplied(version, expected);
@@ -124,17 +128,31 @@ export class Gateway {
           resolve(entry.errors);
         }
       }, 5);
-      // A loop that restarted mid-reload reports nothing: do not wait forever.
+      // A loop that restarted mid-reload reports nothing (it syncs to the latest version when it is back):
+      // do not wait forever.
       setTimeout(() => {
         clearInterval(check);
         this.applied.delete(version);
+        if (entry.loops.size < loops) {
+          process.stderr.write(
+            `netloom gateway: ${entry.loops.size} of ${loops} loops acknowledged version ${version}\n`,
+          );
+        }
         resolve(entry.errors);
       }, 5000).unref();
     });
   }
 
   private message(msg: GatewayMessage): void {
-    if (msg.type === 'stats') {
+    if (msg.type === 'sync') {
+      if (msg.version < this.version) {
+        this.channel.postMessage({
+          type: 'config',
+          version: this.version,
+          config: this.config,
+        } satisfies GatewayMessage);
+      }
+    } else if (msg.type === 'stats') {
       this.loopSnapshots.set(`${msg.snapshot.loop}`, msg.snapshot);
     } else if (msg.type === 'applied') {
       const entry = this.applied.get(msg.version);

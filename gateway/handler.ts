@@ -9,7 +9,14 @@ import { GatewayLoop, type GatewayLoopData } from './dispatcher.ts';
 export default function createGatewayHandler(loop: EventLoop): EventHandler<Exchange> {
   const data = loop.data as GatewayLoopData;
   const gateway = new GatewayLoop(loop, data);
-  const http = server((req, res) => gateway.handle(req, res));
+  const settings = data.config.http;
+  const http = server((req, res) => gateway.handle(req, res), {
+    maxBodySize: Math.max(settings.maxBodySize, 1),
+    headersTimeout: settings.headersTimeout,
+    requestTimeout: settings.requestTimeout,
+    keepAliveTimeout: settings.keepAliveTimeout,
+    accessLog: settings.accessLog,
+  });
   return {
     ...http,
     onShutdown(l) {

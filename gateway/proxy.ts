@@ -68,7 +68,9 @@ export function sendGatewayError(
   extra: Record<string, string> = {},
 ): void {
   if (res.headersSent) return;
+  // Whatever an upstream's head had set (length, cookies) must not leak into our own answer.
   res
+    .reset()
     .status(status)
     .header('cache-control', 'no-store')
     .json({ error, status, ...extra });
@@ -97,6 +99,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
   private chunkedUp = false;
   private responseStarted = false;
   private finished = false;
+  /** The client went away: failures from here on are ours, not the target's. */
+  private clientGone = false;
   private deadlineTotal = 0;
   private readonly resumeDownstream = () => this.client?.resumeResponse();
 
@@ -115,20 +119,18 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
 
   start(): void {
     this.deadlineTotal = this.ctx.loop.now() + this.upstream.config.timeouts.total;
-    this.attempt(null);
+    this.attempt(0, '');
   }
 
-  private attempt(lastError: string | null): void {
+  /** Tries a target; `lastStatus`/`lastError` describe the previous attempt's failure (0 if none). */
+  private attempt(lastStatus: number, lastError: string): void {
     const target = this.upstream.pick(this.key, this.tried);
     if (target === null) {
-      if (lastError === null) {
-        sendGatewayError(this.res, 503, 'no healthy upstream', {
-          upstream: this.upstream.name,
-          route: this.route.name,
-        });
-      } else {
-        sendGatewayError(this.res, 502, lastError, { upstream: this.upstream.name, route: this.route.name });
-      }
+      this.finished = true;
+      const extra = { upstream: this.upstream.name, route: this.route.name };
+      // With nothing left to retry on, the answer is the last failure's (504 stays 504).
+      if (lastStatus === 0) sendGatewayError(this.res, 503, 'no healthy upstream', extra);
+      else sendGatewayError(this.res, lastStatus, lastError, extra);
       return;
     }
     this.attempts++;
@@ -152,13 +154,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
   private failAttempt(status: number, message: string, countsAgainstTarget: boolean): void {
     const target = this.target!;
     target.active--;
-    if (countsAgainstTarget) this.upstream.failed(target);
+    if (countsAgainstTarget && !this.clientGone) this.upstream.failed(target);
     this.client = null;
     if (this.finished) return;
     if (this.canRetry()) {
       if (this.tried === null) this.tried = new Set();
       this.tried.add(target);
-      this.attempt(message);
+      this.attempt(status, message);
       return;
     }
     this.finished = true;
@@ -221,7 +223,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
           forwarded = forwarded === undefined ? req.fieldValue(k) : `${forwarded}, ${req.fieldValue(k)}`;
         continue;
       }
-      if (route.requestRemove.has(lower) || listed?.has(lower)) continue;
+      if (route.requestRemove.has(lower) || route.requestSet.has(lower) || listed?.has(lower)) continue;
       head += `${name}: ${req.fieldValue(k)}\r\n`;
     }
     const client = req.remoteAddress;
@@ -296,7 +298,14 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     for (let k = 0; k < response.headerCount; k++) {
       const name = response.fieldName(k);
       const lower = name.toLowerCase();
-      if (SKIP_RESPONSE.has(lower) || route.responseRemove.has(lower) || listed?.has(lower)) continue;
+      if (
+        SKIP_RESPONSE.has(lower) ||
+        route.responseRemove.has(lower) ||
+        route.responseSet.has(lower) ||
+        listed?.has(lower)
+      ) {
+        continue;
+      }
       out.headers.push([name, response.fieldValue(k)]);
     }
     for (const pair of route.responseAdd) out.headers.push([pair[0], pair[1]]);
@@ -351,6 +360,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
   private downstreamGone(): void {
     if (this.finished) return;
     this.finished = true;
+    this.clientGone = true;
     this.client?.abort(new Error('client went away'));
   }
 }

@@ -53,8 +53,10 @@ class TreeNode<T> {
   readonly prefix: Compiled<T>[] = [];
 }
 
+/** Segments of a route pattern; a trailing slash is dropped (requests match with or without one). */
 function segmentsOf(path: string): string[] {
-  return path === '/' ? [] : path.slice(1).split('/');
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return trimmed === '/' ? [] : trimmed.slice(1).split('/');
 }
 
 /** Whether `a` is more specific than `b`. */

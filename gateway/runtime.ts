@@ -13,10 +13,14 @@ export interface RouteRuntime {
   readonly upstream: Upstream;
   /** Maps the request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
+  /** Headers set on the request (a client's own values of these names are dropped). */
   readonly requestAdd: readonly [string, string][];
+  /** Lower-case names of `requestAdd`. */
+  readonly requestSet: ReadonlySet<string>;
   /** Lower-case names removed from the request. */
   readonly requestRemove: ReadonlySet<string>;
   readonly responseAdd: readonly [string, string][];
+  readonly responseSet: ReadonlySet<string>;
   readonly responseRemove: ReadonlySet<string>;
   readonly filters: readonly Filter[];
   readonly preserveHost: boolean;
@@ -97,8 +101,10 @@ export class GatewayRuntime {
         rewrite: rewriter(r.rewrite),
         requestAdd: Object.entries(r.requestHeaders?.add ?? {}),
         requestRemove: new Set((r.requestHeaders?.remove ?? []).map((h) => h.toLowerCase())),
+        requestSet: new Set(Object.keys(r.requestHeaders?.add ?? {}).map((h) => h.toLowerCase())),
         responseAdd: Object.entries(r.responseHeaders?.add ?? {}),
         responseRemove: new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase())),
+        responseSet: new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase())),
         filters,
         preserveHost: r.preserveHost,
       };

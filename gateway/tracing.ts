@@ -6,7 +6,8 @@ import { randomFillSync, randomUUID } from 'node:crypto';
  * starts a new trace.
  */
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+// Lower-case hex only (upper case is invalid and restarts the trace); versions after 00 may add fields.
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 const ZERO_TRACE = '0'.repeat(32);
 const ZERO_SPAN = '0'.repeat(16);
 
@@ -34,8 +35,9 @@ export function newSpanId(): string {
 /** The traceparent to send upstream given the one received (or none). */
 export function nextTraceparent(incoming: string | undefined): string {
   if (incoming !== undefined) {
-    const m = TRACEPARENT.exec(incoming.trim().toLowerCase());
-    if (m !== null && m[1] !== 'ff' && m[2] !== ZERO_TRACE && m[3] !== ZERO_SPAN) {
+    const m = TRACEPARENT.exec(incoming.trim());
+    const valid = m !== null && m[1] !== 'ff' && (m[1] !== '00' || m[5] === undefined);
+    if (valid && m[2] !== ZERO_TRACE && m[3] !== ZERO_SPAN) {
       return `${m[1] === '00' ? '00' : m[1]}-${m[2]}-${newSpanId()}-${m[4]}`;
     }
   }

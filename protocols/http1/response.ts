@@ -147,6 +147,16 @@ export class Response {
     }
   }
 
+  /** Forgets status and headers set so far (before the head is sent): for an error answer after all. */
+  reset(): this {
+    if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
+    this.statusCode = 200;
+    this.declaredLength = -1;
+    while (this.names.pop() !== undefined);
+    while (this.values.pop() !== undefined);
+    return this;
+  }
+
   /** Sets the status code (200-999). */
   status(code: number): this {
     if (!Number.isInteger(code) || code < 200 || code > 999) {

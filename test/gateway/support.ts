@@ -1,0 +1,280 @@
+// Helpers for gateway tests: upstreams on node:http or raw sockets (port 0), a gateway on an inline
+// configuration, an HTTP client with its own agent, and polling.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { type Gateway, type GatewayOptions, StaticConfigSource, startGateway } from '../../gateway/index.ts';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** An upstream server on 127.0.0.1:0 that counts the connections and requests it sees. */
+export interface TestUpstream {
+  readonly port: number;
+  /** `127.0.0.1:port`, as a target address. */
+  readonly address: string;
+  /** Connections accepted so far. */
+  connections: number;
+  /** Requests seen so far. */
+  requests: number;
+  close(): Promise<void>;
+}
+
+/** A node:http upstream running `handler`. */
+export async function httpUpstream(
+  handler: http.RequestListener,
+): Promise<TestUpstream & { server: http.Server }> {
+  const server = http.createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+    up.requests++;
+    handler(req, res);
+  });
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    up.connections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const up = {
+    server,
+    port,
+    address: `127.0.0.1:${port}`,
+    connections: 0,
+    requests: 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return up;
+}
+
+/** What {@link echoHandler} answers: the request as the upstream received it. */
+export interface Echo {
+  /** Which upstream answered (its name). */
+  name: string;
+  method: string;
+  url: string;
+  /** Header pairs as received (names lower-cased by node:http, repeated fields kept). */
+  headers: [string, string][];
+  bodyLength: number;
+  bodySha: string;
+  trailers: Record<string, string>;
+}
+
+/** An upstream handler answering JSON that describes the request it received (see {@link Echo}). */
+export function echoHandler(name: string): http.RequestListener {
+  return (req, res) => {
+    const hash = createHash('sha256');
+    let length = 0;
+    req.on('data', (d: Buffer) => {
+      hash.update(d);
+      length += d.length;
+    });
+    req.on('end', () => {
+      const headers: [string, string][] = [];
+      for (let i = 0; i < req.rawHeaders.length; i += 2)
+        headers.push([req.rawHeaders[i]!.toLowerCase(), req.rawHeaders[i + 1]!]);
+      const echo: Echo = {
+        name,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers,
+        bodyLength: length,
+        bodySha: hash.digest('hex'),
+        trailers: req.trailers as Record<string, string>,
+      };
+      const body = JSON.stringify(echo);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+  };
+}
+
+/** First value of header `name` in an {@link Echo}'s pairs. */
+export function echoed(echo: Echo, name: string): string | undefined {
+  return echo.headers.find(([n]) => n === name)?.[1];
+}
+
+/** Every value of header `name` in an {@link Echo}'s pairs. */
+export function echoedAll(echo: Echo, name: string): string[] {
+  return echo.headers.filter(([n]) => n === name).map(([, v]) => v);
+}
+
+/**
+ * A raw-socket upstream: `respond` gets each request head (as latin1 text, body read when it has a
+ * Content-Length) and the socket, and writes whatever bytes it likes.
+ */
+export async function rawUpstream(
+  respond: (head: string, body: Buffer, socket: net.Socket) => void,
+): Promise<TestUpstream> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    up.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buf = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+        if (buf.length < end + 4 + length) return;
+        const body = buf.subarray(end + 4, end + 4 + length);
+        buf = buf.subarray(end + 4 + length);
+        up.requests++;
+        respond(head, body, socket);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  const up: TestUpstream = {
+    port,
+    address: `127.0.0.1:${port}`,
+    connections: 0,
+    requests: 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  return up;
+}
+
+/** A 127.0.0.1 port nothing listens on (bound, then closed): connecting to it is refused. */
+export async function deadAddress(): Promise<string> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `127.0.0.1:${port}`;
+}
+
+/** A configuration object with one listener on port 0 and loops: 1. */
+export function gatewayConfig(
+  upstreams: Record<string, Record<string, unknown>>,
+  routes: Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { listeners: [{ address: '127.0.0.1:0', loops: 1 }], upstreams, routes, ...extra };
+}
+
+/** One upstream `name` over `addresses` plus extra upstream settings. */
+export function upstreamOf(
+  addresses: string[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { targets: addresses.map((address) => ({ address })), ...extra };
+}
+
+export interface RunningGateway {
+  gateway: Gateway;
+  source: StaticConfigSource;
+  port: number;
+  url: string;
+  /** Stops the gateway; connections still busy are cut after `deadline` ms (default 1000). */
+  stop(deadline?: number): Promise<void>;
+}
+
+/** Starts a gateway on an inline configuration (not watched unless asked). */
+export async function startTestGateway(
+  config: Record<string, unknown>,
+  options: Omit<GatewayOptions, 'source'> = {},
+): Promise<RunningGateway> {
+  const source = new StaticConfigSource(config);
+  const gateway = await startGateway({ watch: false, ...options, source });
+  const port = gateway.port();
+  return {
+    gateway,
+    source,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    stop: (deadline = 1000) => gateway.stop(deadline),
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: Buffer;
+  text: string;
+}
+
+export interface SendOptions {
+  method?: string;
+  headers?: http.OutgoingHttpHeaders;
+  body?: string | Buffer;
+  /** Send the body chunked (no Content-Length), in these pieces. */
+  chunks?: (string | Buffer)[];
+  agent?: http.Agent | false;
+}
+
+/** One request with node:http (a fresh connection unless an agent is given). */
+export function send(port: number, path: string, options: SendOptions = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? 'GET',
+        headers: options.headers,
+        agent: options.agent ?? false,
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('error', reject);
+        res.on('end', () => {
+          const body = Buffer.concat(parts);
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            rawHeaders: res.rawHeaders,
+            body,
+            text: body.toString(),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (options.chunks !== undefined) {
+      for (const c of options.chunks) req.write(c);
+      req.end();
+    } else {
+      req.end(options.body);
+    }
+  });
+}
+
+/** {@link send} and parse the JSON body. */
+export async function sendJson<T>(
+  port: number,
+  path: string,
+  options: SendOptions = {},
+): Promise<Reply & { json: T }> {
+  const reply = await send(port, path, options);
+  return { ...reply, json: JSON.parse(reply.text) as T };
+}
+
+/** Polls `check` (sync or async) every 10 ms until it is true; throws after `ms`. */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = 'condition',
+): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}

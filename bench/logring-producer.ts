@@ -66,6 +66,7 @@ if (mode === 'netloom') {
       }
     }
   }
-  transport.on('close', () => parentPort!.postMessage({ count, latencies }));
+  // Report first; the thread then stays alive until the transport has flushed everything to the file.
+  parentPort!.postMessage({ count, latencies });
   transport.end();
 }

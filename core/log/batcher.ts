@@ -1,4 +1,4 @@
-import { deflateSync, gzipSync, zstdCompressSync } from 'node:zlib';
+import zlib, { deflateSync, gzipSync } from 'node:zlib';
 import { KINDS, LEVELS, metaKind, metaLevel, metaProducer, type RingMemory } from './ring.ts';
 import type { Compression, LogBatch } from './sinks.ts';
 
@@ -122,7 +122,7 @@ export class Batcher {
         data = deflateSync(raw, { level: this.level });
         break;
       case 'zstd':
-        data = zstdCompressSync(raw);
+        data = (zlib as unknown as { zstdCompressSync(b: Buffer): Buffer }).zstdCompressSync(raw);
         break;
       default:
         data = Buffer.from(raw);

@@ -43,6 +43,60 @@ export const LEVEL_INFO = 3;
 export const LEVEL_DEBUG = 4;
 export const LEVEL_TRACE = 5;
 
+const SCRATCH = 8192;
+
+/**
+ * Writes `"name":"text"` (with a leading comma unless first) as JSON into `buf` at `p`. Returns the end, or
+ * -1 when the text has a character outside ASCII or the buffer is too small (the caller falls back).
+ */
+function putField(buf: Buffer, p: number, name: string, text: string, first: boolean): number {
+  if (p + name.length + text.length * 2 + 8 > buf.length) return -1;
+  if (!first) buf[p++] = 0x2c;
+  buf[p++] = 0x22;
+  for (let i = 0; i < name.length; i++) buf[p++] = name.charCodeAt(i);
+  buf[p++] = 0x22;
+  buf[p++] = 0x3a;
+  buf[p++] = 0x22;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80 || c < 0x20) return -1;
+    if (c === 0x22 || c === 0x5c) buf[p++] = 0x5c;
+    buf[p++] = c;
+  }
+  buf[p++] = 0x22;
+  return p;
+}
+
+function putNumberField(buf: Buffer, p: number, name: string, value: number): number {
+  const text = Number.isFinite(value) ? String(value) : 'null';
+  if (p + name.length + text.length + 4 > buf.length) return -1;
+  buf[p++] = 0x2c;
+  buf[p++] = 0x22;
+  for (let i = 0; i < name.length; i++) buf[p++] = name.charCodeAt(i);
+  buf[p++] = 0x22;
+  buf[p++] = 0x3a;
+  for (let i = 0; i < text.length; i++) buf[p++] = text.charCodeAt(i);
+  return p;
+}
+
+/** An access record as JSON bytes (the same text fast-json-stringify makes), or -1 to fall back. */
+function writeAccess(buf: Buffer, r: AccessRecord): number {
+  buf[0] = 0x7b;
+  let p = putField(buf, 1, 'method', r.method, true);
+  if (p > 0) p = putField(buf, p, 'path', r.path, false);
+  if (p > 0) p = putNumberField(buf, p, 'status', r.status);
+  if (p > 0) p = putNumberField(buf, p, 'bytes', r.bytes);
+  if (p > 0) p = putNumberField(buf, p, 'duration', r.duration);
+  if (p > 0) p = putField(buf, p, 'remote', r.remote, false);
+  if (p > 0 && r.traceId !== undefined) p = putField(buf, p, 'traceId', r.traceId, false);
+  if (p > 0 && r.requestId !== undefined) p = putField(buf, p, 'requestId', r.requestId, false);
+  if (p > 0 && r.route !== undefined) p = putField(buf, p, 'route', r.route, false);
+  if (p > 0 && r.domain !== undefined) p = putField(buf, p, 'domain', r.domain, false);
+  if (p < 0 || p >= buf.length) return -1;
+  buf[p++] = 0x7d;
+  return p;
+}
+
 /** 32-bit FNV-1a, finalized: sampling by key needs a stable, well-spread hash, not a secure one. */
 function hashKey(key: string): number {
   let h = 0x811c9dc5;
@@ -71,6 +125,7 @@ export class RingLogger implements Logger {
   private readonly droppedByLevel = new Uint32Array(LEVELS.length);
   private dropsPending = false;
   private rng: number;
+  private readonly scratch = Buffer.allocUnsafe(SCRATCH);
 
   constructor(ring: RingMemory | SharedArrayBuffer, loop = 0) {
     this.ring = ring instanceof RingMemory ? ring : new RingMemory(ring);
@@ -120,7 +175,11 @@ export class RingLogger implements Logger {
   access(record: AccessRecord, key?: string): void {
     const level = record.status >= 500 ? LEVEL_ERROR : record.status >= 400 ? LEVEL_WARN : LEVEL_INFO;
     if (!this.keep(level, KIND_ACCESS, key)) return;
-    this.write(level, KIND_ACCESS, serializeAccess(record));
+    // The common case (ASCII strings) is written as bytes into a private scratch buffer, then copied into
+    // the ring in one go; fast-json-stringify covers the rest.
+    const n = writeAccess(this.scratch, record);
+    if (n < 0) this.write(level, KIND_ACCESS, serializeAccess(record));
+    else this.writeBytes(level, KIND_ACCESS, this.scratch, n);
   }
 
   /** A metric sample. */
@@ -161,7 +220,7 @@ export class RingLogger implements Logger {
 
   private write(level: number, kind: number, payload: string): void {
     const ring = this.ring;
-    const bytes = payload.length <= 256 && isAscii(payload) ? payload.length : Buffer.byteLength(payload);
+    const bytes = Buffer.byteLength(payload);
     if (bytes > MAX_PAYLOAD) {
       ring.count(this.producer, C_DROP_LARGE);
       this.noteDrop(level);
@@ -178,17 +237,33 @@ export class RingLogger implements Logger {
     ring.count(this.producer, C_COMMITTED);
   }
 
+  /** Like `write`, for a payload already encoded in `bytes[0, n)`. */
+  private writeBytes(level: number, kind: number, bytes: Buffer, n: number): void {
+    const ring = this.ring;
+    if (this.dropsPending) this.reportDrops();
+    const at = ring.reserve(n);
+    if (at < 0) {
+      ring.count(this.producer, C_DROP_FULL);
+      this.noteDrop(level);
+      return;
+    }
+    ring.i32[(at >> 2) + 1] = meta(n, level, kind, this.producer);
+    ring.f64[(at + 8) >> 3] = Date.now();
+    bytes.copy(ring.u8, at + RECORD_HEADER, 0, n);
+    ring.commit(at, n);
+    ring.count(this.producer, C_COMMITTED);
+  }
+
   private fill(at: number, bytes: number, level: number, kind: number, payload: string): void {
     const ring = this.ring;
     ring.i32[(at >> 2) + 1] = meta(bytes, level, kind, this.producer);
     ring.f64[(at + 8) >> 3] = Date.now();
-    const start = at + RECORD_HEADER;
-    if (bytes === payload.length) {
-      const u8 = ring.u8;
-      for (let i = 0; i < bytes; i++) u8[start + i] = payload.charCodeAt(i);
-    } else {
-      ring.u8.write(payload, start, bytes, 'utf8');
-    }
+    // The native encoder beats a byte loop here: stores into shared memory are slow from JavaScript.
+    (ring.u8 as Buffer & { utf8Write(s: string, o: number, l: number): number }).utf8Write(
+      payload,
+      at + RECORD_HEADER,
+      bytes,
+    );
     ring.commit(at, bytes);
   }
 
@@ -216,11 +291,6 @@ export class RingLogger implements Logger {
     this.droppedByLevel.fill(0);
     this.dropsPending = false;
   }
-}
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
 }
 
 /** Sampling settings: a rate in [0, 1] per level and per kind (the lower of the two applies). */

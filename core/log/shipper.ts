@@ -1,5 +1,6 @@
 import { extname } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import zlib from 'node:zlib';
 import type { BatchLimits } from './batcher.ts';
 import { RingLogger, type SamplingOptions, setSampling } from './logger.ts';
 import {
@@ -30,7 +31,11 @@ export interface LogShipperOptions {
   capacity?: number;
   /** Where batches go: one sink or several (each gets every batch). */
   sink: SinkConfig | SinkConfig[];
-  /** Batch encoding (default gzip; `none` for stdout). zstd needs a Node with zlib zstd (22.15+ / 23.8+). */
+  /**
+   * Batch encoding. Default: zstd where node:zlib has it (Node 22.15+ / 23.8+; fastest, and the shipper's
+   * CPU is what limits throughput), gzip otherwise, `none` when every sink is stdout. Choose gzip for HTTP
+   * receivers that do not accept zstd.
+   */
   compression?: Compression;
   /** zlib level for gzip and deflate (default 1: log shipping wants speed). */
   compressionLevel?: number;
@@ -66,6 +71,8 @@ export interface LogStats {
   ringUsed: number;
   ringHighWater: number;
 }
+
+const HAS_ZSTD = typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function';
 
 const WORKER_URL = new URL(`./shipper-worker${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
 
@@ -155,7 +162,8 @@ export async function startLogShipper(options: LogShipperOptions): Promise<LogSh
   const init: ShipperInit = {
     buffer: memory.buffer,
     sinks,
-    compression: options.compression ?? (sinks.every((s) => s.type === 'stdout') ? 'none' : 'gzip'),
+    compression:
+      options.compression ?? (sinks.every((s) => s.type === 'stdout') ? 'none' : HAS_ZSTD ? 'zstd' : 'gzip'),
     compressionLevel: options.compressionLevel ?? 1,
     batch: { maxRecords: 1000, maxBytes: 1024 * 1024, maxDelay: 200, ...options.batch },
     maxPending: options.maxPending ?? 8,

@@ -240,6 +240,7 @@ describe('shipping', () => {
     const url = `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}/logs`;
     const shipper = await startLogShipper({
       sink: { type: 'http', url, retries: 3, backoff: 10 },
+      compression: 'gzip',
       batch: { maxRecords: 10 },
     });
     const log = shipper.logger();

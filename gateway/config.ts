@@ -68,7 +68,7 @@ const upstream = z
     pool: z
       .object({
         maxConnections: z.number().int().min(1).default(256),
-        maxIdle: z.number().int().min(0).default(64),
+        maxIdle: z.number().int().min(0).default(256),
         idleTimeout: duration.default(30_000),
         connectTimeout: duration.min(1).default(2_000),
         queueTimeout: duration.min(1).default(5_000),
@@ -76,7 +76,7 @@ const upstream = z
       .strict()
       .default({
         maxConnections: 256,
-        maxIdle: 64,
+        maxIdle: 256,
         idleTimeout: 30_000,
         connectTimeout: 2_000,
         queueTimeout: 5_000,

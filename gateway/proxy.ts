@@ -3,11 +3,13 @@ import type {
   ClientConnection,
   ClientResponse,
   HttpError,
+  RawHeaders,
   Request,
   Response,
   ResponseSink,
 } from '../protocols/http1/index.ts';
 import type { FilterContext, ResponseHeaders } from './filter.ts';
+import { SKIP_RESPONSE } from './hop-by-hop.ts';
 import type { PoolError, PoolRequester } from './pool.ts';
 import type { RouteRuntime } from './runtime.ts';
 import { newRequestId, nextTraceparent } from './tracing.ts';
@@ -15,35 +17,6 @@ import type { Upstream, UpstreamTarget } from './upstream.ts';
 
 /** Methods that may be retried on another target (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-
-/** Hop-by-hop fields (RFC 9110 §7.6.1) and the ones the proxy writes itself. */
-const SKIP_REQUEST = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'host',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'forwarded',
-  'x-request-id',
-  'traceparent',
-]);
-const SKIP_RESPONSE = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-]);
 
 function connectionTokens(value: string | undefined): Set<string> | null {
   if (value === undefined) return null;
@@ -81,7 +54,7 @@ export function sendGatewayError(
  * response body down (both with backpressure, neither buffered whole), and retries an idempotent request
  * whose body has not started on another target when a connection fails before any response.
  */
-export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
+export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, RawHeaders {
   private readonly ctx: FilterContext;
   private readonly req: Request;
   private readonly res: Response;
@@ -185,7 +158,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     conn.setDeadline(Math.max(1, Math.min(firstByte, this.deadlineTotal - this.ctx.loop.now())));
     client.poolData = this;
     client.onWritable = resumeUpstreamWrites;
-    conn.writeLatin1(this.requestHead(this.target!));
+    this.writeRequestHead(conn, this.target!);
     client.begin(this.req.method, this);
     if (this.req.hasBody) {
       this.bodyAttached = true;
@@ -201,48 +174,86 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     else this.failAttempt(502, 'upstream connect failed', true);
   }
 
-  private requestHead(target: UpstreamTarget): string {
+  /**
+   * Writes the upstream request head straight into the connection's staging buffer: the client's header
+   * lines are copied as bytes (names compared in place), and only the few fields the proxy rewrites
+   * (Host, X-Forwarded-For, Forwarded) are decoded.
+   */
+  private writeRequestHead(conn: ClientConnection['conn'], target: UpstreamTarget): void {
     const req = this.req;
     const route = this.route;
     let path = req.path;
     if (route.rewrite !== null) path = route.rewrite(path);
     const query = req.query;
-    let head = `${req.method} ${query === '' ? path : `${path}?${query}`} HTTP/1.1\r\n`;
     let host: string | undefined;
     let xff: string | undefined;
     let forwarded: string | undefined;
-    const listed = connectionTokens(req.header('connection'));
-    for (let k = 0; k < req.headerCount; k++) {
-      const name = req.fieldName(k);
-      const lower = name.toLowerCase();
-      if (SKIP_REQUEST.has(lower)) {
-        if (lower === 'host') host = req.fieldValue(k);
-        else if (lower === 'x-forwarded-for')
-          xff = xff === undefined ? req.fieldValue(k) : `${xff}, ${req.fieldValue(k)}`;
-        else if (lower === 'forwarded')
-          forwarded = forwarded === undefined ? req.fieldValue(k) : `${forwarded}, ${req.fieldValue(k)}`;
-        continue;
+    const connection = req.header('connection');
+    const listed = connection === undefined ? null : connectionTokens(connection);
+    const count = req.headerCount;
+    let bound = 1024 + req.method.length + path.length + query.length;
+    for (let k = 0; k < count; k++) bound += req.fieldSize(k);
+    const skip = route.requestSkip;
+    // Decide which client fields go up before reserving (decoding the special ones on the way).
+    const keep = this.keepScratch(count);
+    for (let k = 0; k < count; k++) {
+      keep[k] = 1;
+      const candidates = skip.get(req.fieldNameLength(k));
+      if (candidates !== undefined) {
+        let hit = '';
+        for (const name of candidates) {
+          if (req.fieldNameIs(k, name)) {
+            hit = name;
+            break;
+          }
+        }
+        if (hit !== '') {
+          keep[k] = 0;
+          if (hit === 'host') host = req.fieldValue(k);
+          else if (hit === 'x-forwarded-for')
+            xff = xff === undefined ? req.fieldValue(k) : `${xff}, ${req.fieldValue(k)}`;
+          else if (hit === 'forwarded')
+            forwarded = forwarded === undefined ? req.fieldValue(k) : `${forwarded}, ${req.fieldValue(k)}`;
+          continue;
+        }
       }
-      if (route.requestRemove.has(lower) || route.requestSet.has(lower) || listed?.has(lower)) continue;
-      head += `${name}: ${req.fieldValue(k)}\r\n`;
+      if (listed?.has(req.fieldName(k).toLowerCase())) keep[k] = 0;
     }
     const client = req.remoteAddress;
-    head += `host: ${route.preserveHost && host !== undefined ? host : target.address}\r\n`;
-    head += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\n`;
-    head += 'x-forwarded-proto: http\r\n';
-    if (host !== undefined) head += `x-forwarded-host: ${host}\r\n`;
+    let tail = `host: ${route.preserveHost && host !== undefined ? host : target.address}\r\n`;
+    tail += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
+    if (host !== undefined) tail += `x-forwarded-host: ${host}\r\n`;
     const node = `for=${forwardedFor(client)};proto=http${host !== undefined ? `;host="${host}"` : ''}`;
-    head += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
-    head += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
-    for (const [name, value] of route.requestAdd) head += `${name}: ${value}\r\n`;
-    for (const [name, value] of this.ctx.upstreamHeaders) head += `${name}: ${value}\r\n`;
+    tail += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
+    tail += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
+    for (const [name, value] of route.requestAdd) tail += `${name}: ${value}\r\n`;
+    for (const [name, value] of this.ctx.upstreamHeaders) tail += `${name}: ${value}\r\n`;
     if (req.contentLength >= 0) {
-      head += `content-length: ${req.contentLength}\r\n`;
+      tail += `content-length: ${req.contentLength}\r\n`;
     } else if (req.hasBody) {
-      head += 'transfer-encoding: chunked\r\n';
+      tail += 'transfer-encoding: chunked\r\n';
       this.chunkedUp = true;
     }
-    return `${head}\r\n`;
+    tail += '\r\n';
+    bound += tail.length * 3;
+    const buf = conn.reserve(bound);
+    let p = conn.reservedAt;
+    p = putText(buf, p, req.method);
+    buf[p++] = 0x20;
+    p = putText(buf, p, path);
+    if (query !== '') {
+      buf[p++] = 0x3f;
+      p = putText(buf, p, query);
+    }
+    p = putText(buf, p, ' HTTP/1.1\r\n');
+    for (let k = 0; k < count; k++) if (keep[k] === 1) p = req.copyField(k, buf, p);
+    p += buf.write(tail, p, 'latin1');
+    conn.commit(p);
+  }
+
+  private keepScratch(n: number): Uint8Array {
+    if (keepFlags.length < n) keepFlags = new Uint8Array(Math.max(n, keepFlags.length * 2));
+    return keepFlags;
   }
 
   // ---- BodyConsumer: the client's body, upstream ---------------------------------------------------------
@@ -293,6 +304,73 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     client.conn.setDeadline(Math.max(1, remaining));
     const res = this.res;
     const route = this.route;
+    const status = response.status;
+    try {
+      if (route.inspectsResponses) {
+        this.headAsStrings(response);
+        return;
+      }
+      // No filter needs the fields as strings: forward them as bytes, decided in place.
+      const connection = response.header('connection');
+      const listed = connection === undefined ? null : connectionTokens(connection);
+      const count = response.headerCount;
+      const keep = responseKeep(count);
+      const skip = route.responseSkip;
+      let size = 0;
+      let hasDate = false;
+      for (let k = 0; k < count; k++) {
+        keep[k] = 0;
+        const len = response.fieldNameLength(k);
+        const candidates = skip.get(len);
+        if (candidates?.some((name) => response.fieldNameIs(k, name))) continue;
+        if (listed?.has(response.fieldName(k).toLowerCase())) continue;
+        if (len === 4 && response.fieldNameIs(k, 'date')) hasDate = true;
+        keep[k] = 1;
+        size += response.fieldSize(k);
+      }
+      res.status(status);
+      for (const pair of route.responseAdd) res.appendHeader(pair[0], pair[1]);
+      if (response.header('x-request-id') === undefined) res.appendHeader('x-request-id', this.requestId);
+      this.raw = response;
+      this.rawSize = size;
+      this.rawHasDate = hasDate;
+      const length =
+        response.contentLength >= 0 && status !== 204 && status !== 304 ? response.contentLength : -1;
+      res.sendHead(length, this);
+      this.raw = null;
+    } catch (err) {
+      // An upstream head we cannot forward (a status we do not speak...): a bad gateway, not a crash.
+      this.raw = null;
+      this.finished = true;
+      client.abort(err as Error);
+      sendGatewayError(res, 502, 'invalid response from upstream', {
+        upstream: this.upstream.name,
+        route: route.name,
+      });
+    }
+  }
+
+  // RawHeaders over the upstream response being forwarded (valid during onHead only).
+  private raw: ClientResponse | null = null;
+  private rawSize = 0;
+  private rawHasDate = false;
+  get size(): number {
+    return this.rawSize;
+  }
+  get hasDate(): boolean {
+    return this.rawHasDate;
+  }
+  copy(buf: Buffer, p: number): number {
+    const response = this.raw!;
+    const keep = keepResponse;
+    for (let k = 0; k < response.headerCount; k++) if (keep[k] === 1) p = response.copyField(k, buf, p);
+    return p;
+  }
+
+  /** The response head through strings, for routes whose filters look at (or change) the fields. */
+  private headAsStrings(response: ClientResponse): void {
+    const res = this.res;
+    const route = this.route;
     const listed = connectionTokens(response.header('connection'));
     const out: ResponseHeaders = { status: response.status, headers: [] };
     for (let k = 0; k < response.headerCount; k++) {
@@ -311,20 +389,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     for (const pair of route.responseAdd) out.headers.push([pair[0], pair[1]]);
     if (response.header('x-request-id') === undefined) out.headers.push(['x-request-id', this.requestId]);
     for (const f of route.filters) f.onResponse?.(this.ctx, out);
-    try {
-      res.status(out.status);
-      for (const [name, value] of out.headers) res.appendHeader(name, value);
-      if (response.contentLength >= 0 && response.status !== 204 && response.status !== 304) {
-        res.header('content-length', response.contentLength);
-      }
-    } catch (err) {
-      // An upstream header we cannot forward (e.g. a status we do not speak): a bad gateway, not a crash.
-      this.finished = true;
-      client.abort(err as Error);
-      sendGatewayError(res, 502, 'invalid response from upstream', {
-        upstream: this.upstream.name,
-        route: route.name,
-      });
+    res.status(out.status);
+    for (const [name, value] of out.headers) res.appendHeader(name, value);
+    if (response.contentLength >= 0 && response.status !== 204 && response.status !== 304) {
+      res.header('content-length', response.contentLength);
     }
   }
 
@@ -363,6 +431,21 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer {
     this.clientGone = true;
     this.client?.abort(new Error('client went away'));
   }
+}
+
+/** Per-field keep flags, shared (one loop thread, no re-entrancy during a head's serialization). */
+let keepFlags = new Uint8Array(128);
+let keepResponse = new Uint8Array(128);
+
+function responseKeep(n: number): Uint8Array {
+  if (keepResponse.length < n) keepResponse = new Uint8Array(Math.max(n, keepResponse.length * 2));
+  return keepResponse;
+}
+
+/** Writes latin1 text (request-line pieces: ASCII by construction) as bytes. */
+function putText(buf: Buffer, p: number, text: string): number {
+  for (let i = 0; i < text.length; i++) buf[p + i] = text.charCodeAt(i);
+  return p + text.length;
 }
 
 function resumeUpstreamWrites(client: ClientConnection): void {

@@ -1,6 +1,7 @@
 import type { EventLoop } from '../core/index.ts';
 import type { GatewayConfig, RouteConfig } from './config.ts';
 import { type Filter, filterFactory } from './filter.ts';
+import { byLength, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
 import { Router } from './router.ts';
 import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
 
@@ -21,6 +22,12 @@ export interface RouteRuntime {
   readonly requestRemove: ReadonlySet<string>;
   readonly responseAdd: readonly [string, string][];
   readonly responseSet: ReadonlySet<string>;
+  /** Request fields not copied up (hop-by-hop, rewritten, removed or set by the route), by name length. */
+  readonly requestSkip: ReadonlyMap<number, readonly string[]>;
+  /** Response fields not copied down, by name length. */
+  readonly responseSkip: ReadonlyMap<number, readonly string[]>;
+  /** Some filter looks at response heads (they are then built as strings). */
+  readonly inspectsResponses: boolean;
   readonly responseRemove: ReadonlySet<string>;
   readonly filters: readonly Filter[];
   readonly preserveHost: boolean;
@@ -93,7 +100,14 @@ export class GatewayRuntime {
         if (factory === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
         return factory(settings, loop);
       });
+      const requestRemove = new Set((r.requestHeaders?.remove ?? []).map((h) => h.toLowerCase()));
+      const requestSet = new Set(Object.keys(r.requestHeaders?.add ?? {}).map((h) => h.toLowerCase()));
+      const responseRemove = new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase()));
+      const responseSet = new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase()));
       return {
+        requestSkip: byLength(SKIP_REQUEST, requestRemove, requestSet),
+        responseSkip: byLength(SKIP_RESPONSE, responseRemove, responseSet),
+        inspectsResponses: filters.some((f) => f.onResponse !== undefined),
         name: r.name,
         domain: r.domain,
         config: r,

@@ -38,6 +38,14 @@ export interface ClientResponse {
   fieldValue(k: number): string;
   /** First value of `name` (case-insensitive). */
   header(name: string): string | undefined;
+  /** Whether field `k`'s name is `lower`, compared in place. */
+  fieldNameIs(k: number, lower: string): boolean;
+  /** Length of field `k`'s name. */
+  fieldNameLength(k: number): number;
+  /** Bytes `copyField` writes. */
+  fieldSize(k: number): number;
+  /** Copies field `k` as received (`name: value\r\n`) into `out` at `p`; returns the end. */
+  copyField(k: number, out: Buffer, p: number): number;
 }
 
 /** Limits for parsing responses from upstreams. */
@@ -144,6 +152,18 @@ export class ClientConnection implements BodySink, ClientResponse {
   header(name: string): string | undefined {
     const k = this.head.find(this.buf, name.toLowerCase());
     return k === -1 ? undefined : this.head.value(this.buf, k);
+  }
+  fieldNameIs(k: number, lower: string): boolean {
+    return this.head.nameIs(this.buf, k, lower);
+  }
+  fieldNameLength(k: number): number {
+    return this.head.nameLength(k);
+  }
+  fieldSize(k: number): number {
+    return this.head.fieldSize(k);
+  }
+  copyField(k: number, out: Buffer, p: number): number {
+    return this.head.copyField(this.buf, k, out, p);
   }
 
   // ---- event handling (driven by clientHandler) ---------------------------------------------------------

@@ -475,6 +475,35 @@ export class HeadParser {
     return this.kind === 'response' && this.contentLength === -1 && !this.chunked;
   }
 
+  /** Whether field `k`'s name is `lower` (lower-case ASCII), compared in place. */
+  nameIs(buf: Uint8Array, k: number, lower: string, shift = 0): boolean {
+    const ns = this.fields[k * 4]! + shift;
+    return equalsLower(buf, ns, this.fields[k * 4 + 1]! + shift, lower);
+  }
+
+  /** Length of field `k`'s name. */
+  nameLength(k: number): number {
+    return this.fields[k * 4 + 1]! - this.fields[k * 4]!;
+  }
+
+  /** Bytes `copyField` writes for field `k`. */
+  fieldSize(k: number): number {
+    const f = this.fields;
+    return f[k * 4 + 1]! - f[k * 4]! + f[k * 4 + 3]! - f[k * 4 + 2]! + 4;
+  }
+
+  /** Copies field `k` as `name: value\r\n` from `buf` into `out` at `p`; returns the end. */
+  copyField(buf: Buffer, k: number, out: Buffer, p: number, shift = 0): number {
+    const f = this.fields;
+    p += buf.copy(out, p, f[k * 4]! + shift, f[k * 4 + 1]! + shift);
+    out[p++] = 0x3a;
+    out[p++] = 0x20;
+    p += buf.copy(out, p, f[k * 4 + 2]! + shift, f[k * 4 + 3]! + shift);
+    out[p++] = 0x0d;
+    out[p++] = 0x0a;
+    return p;
+  }
+
   /** Field `k`'s name as sent (latin1). */
   name(buf: Uint8Array, k: number): string {
     return latin1(buf, this.fields[k * 4]!, this.fields[k * 4 + 1]!);

@@ -18,6 +18,6 @@ export { HttpError } from './errors.ts';
 export type { Exchange } from './exchange.ts';
 export { HEAD_ERROR, type HeadLimits, HeadParser, latin1, NEED_MORE } from './head.ts';
 export { type BodyConsumer, Request } from './request.ts';
-export { type HeaderValue, Response } from './response.ts';
+export { type HeaderValue, type RawHeaders, Response } from './response.ts';
 export { type RequestHandler, type ServerOptions, server } from './server.ts';
 export { currentDateLine, STATUS_TEXT, statusLine } from './status.ts';

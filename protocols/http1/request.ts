@@ -157,6 +157,26 @@ export class Request {
     return latin1(this.buf, f[k * 4]! + this.shift, f[k * 4 + 1]! + this.shift);
   }
 
+  /** Whether field `k`'s name is `lower` (lower-case), compared in place without making a string. */
+  fieldNameIs(k: number, lower: string): boolean {
+    return this.head.nameIs(this.buf, k, lower, this.shift);
+  }
+
+  /** Length of field `k`'s name. */
+  fieldNameLength(k: number): number {
+    return this.head.nameLength(k);
+  }
+
+  /** Bytes {@link copyField} writes for field `k`. */
+  fieldSize(k: number): number {
+    return this.head.fieldSize(k);
+  }
+
+  /** Copies field `k` as received (`name: value\r\n`) into `out` at `p`, for proxies; returns the end. */
+  copyField(k: number, out: Buffer, p: number): number {
+    return this.head.copyField(this.buf, k, out, p, this.shift);
+  }
+
   /** Value of field `k`, without surrounding whitespace. */
   fieldValue(k: number): string {
     const f = this.head.fields;

@@ -7,6 +7,16 @@ import { currentDateBytes, statusLineBytes } from './status.ts';
 
 const EMPTY = Buffer.alloc(0);
 
+/** Header lines copied verbatim into a head (a proxy forwarding an upstream's fields as bytes). */
+export interface RawHeaders {
+  /** An upper bound of the bytes `copy` writes. */
+  readonly size: number;
+  /** Whether the lines include a Date field (the server then adds none). */
+  readonly hasDate: boolean;
+  /** Writes the lines (each ending in CRLF) into `buf` at `p`; returns the end. */
+  copy(buf: Buffer, p: number): number;
+}
+
 /** A header value: numbers are written in decimal, arrays become one field line per element. */
 export type HeaderValue = string | number | readonly string[];
 
@@ -223,13 +233,24 @@ export class Response {
     return s !== 204 && s !== 304 && this.ex.req.method !== 'HEAD';
   }
 
+  /**
+   * Writes the head now, before the body: `length` is the body length to declare (-1 to stream it, chunked
+   * for HTTP/1.1). `raw` adds header lines copied verbatim (they are not validated again: pass only lines a
+   * strict parser accepted). The body then follows with `write`/`end`.
+   */
+  sendHead(length: number, raw?: RawHeaders): void {
+    if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
+    this.writeHead(length, raw);
+    if (length >= 0) this.declaredLength = length;
+  }
+
   /** Serializes the head into the connection's staging buffer. `length` is the body length, -1 when streaming. */
-  private writeHead(length: number): void {
+  private writeHead(length: number, raw?: RawHeaders): void {
     const ex = this.ex;
     const status = this.statusCode;
     const names = this.names;
     const values = this.values;
-    let bound = 192;
+    let bound = 192 + (raw?.size ?? 0);
     for (let k = 0; k < names.length; k++) bound += names[k]!.length + values[k]!.length + 4;
     const conn = ex.conn;
     const buf = conn.reserve(bound);
@@ -263,6 +284,10 @@ export class Response {
       if (p < 0) throw invalidHeader(name, 'value');
       buf[p++] = 0x0d;
       buf[p++] = 0x0a;
+    }
+    if (raw !== undefined) {
+      p = raw.copy(buf, p);
+      hasDate ||= raw.hasDate;
     }
     if (!hasDate) p = putBytes(buf, p, currentDateBytes());
     if (status !== 204 && status !== 304 && length !== -2) {

@@ -69,7 +69,7 @@ describe('invalid configurations name each problem by path', () => {
     assert.equal(c.upstreams.users!.targets[0]!.weight, 1);
     assert.deepEqual(c.upstreams.users!.pool, {
       maxConnections: 256,
-      maxIdle: 64,
+      maxIdle: 256,
       idleTimeout: 30_000,
       connectTimeout: 2_000,
       queueTimeout: 5_000,

@@ -804,13 +804,9 @@ describe('gateway errors', () => {
     assert.ok(cut.text.endsWith('\r\n\r\n0123456789'), 'no more than the upstream sent');
   });
 
-  // Regression (found by the test helper): when the upstream sends a complete head with Content-Length and then closes before any
-  // body byte, ProxyCall.onHead has already copied the upstream's headers (Content-Length: 1000 included)
-  // into the client response; the 502 error path then calls res.json(), whose head writer throws
-  // "content-length does not match the body" inside onEof. No response is ever sent and the client waits
-  // (the gateway logs "onEof threw"). With a chunked head the 502 goes out but carries the upstream's
-  // headers (Set-Cookie included).
-  test('upstream closes right after a complete response head: 502, not a hung client', async (t) => {
+  // Regression (found by the test helper): an upstream that closed after a complete head used to leave the
+  // client hanging (the 502 path tripped over the copied Content-Length).
+  test('upstream closes right after a complete response head: the client sees it cut off, never a hang', async (t) => {
     const headOnly = await rawUpstream((_h, _b, s) => {
       s.write('HTTP/1.1 200 OK\r\ncontent-length: 1000\r\nset-cookie: sid=upstream\r\n\r\n');
       setTimeout(() => s.end(), 20);
@@ -822,17 +818,16 @@ describe('gateway errors', () => {
       ]),
     );
     t.after(() => gw.stop(100));
+    const started = Date.now();
     const answer = await raw(gw.port, 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 1000);
-    assert.match(
-      answer.text,
-      /^HTTP\/1\.1 502 /,
-      `got ${JSON.stringify(answer.text)} (closed: ${answer.closed})`,
-    );
-    assert.doesNotMatch(
-      answer.text,
-      /set-cookie/i,
-      "the upstream's headers do not leak into the gateway's error",
-    );
+    // The head is forwarded as soon as it arrives (as nginx and Envoy do), so the only honest signal left
+    // is the cut: the connection closes at once, with fewer body bytes than the declared length.
+    assert.ok(answer.closed, 'the gateway closed the client connection');
+    assert.ok(Date.now() - started < 900, 'promptly, not after a timeout');
+    const [head, body = ''] = answer.text.split('\r\n\r\n');
+    assert.match(head!, /^HTTP\/1\.1 200 /);
+    assert.match(head!, /content-length: 1000/i);
+    assert.ok(body.length < 1000, 'the client can tell the body is short');
   });
 
   test('first-byte timeout: 504 JSON after about the configured time', async (t) => {

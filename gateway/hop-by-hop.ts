@@ -1,0 +1,49 @@
+/**
+ * Fields a proxy does not forward as received: hop-by-hop fields (RFC 9110 §7.6.1), framing it redoes, and
+ * (for requests) the fields it rewrites itself. Kept by name length too, so a proxy can compare names in
+ * place without decoding them.
+ */
+
+/** Request fields the proxy drops or writes itself (Host and the forwarding fields are rewritten). */
+export const SKIP_REQUEST: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'x-request-id',
+  'traceparent',
+]);
+
+/** Response fields the proxy drops (it frames the body again). */
+export const SKIP_RESPONSE: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+]);
+
+/** Lower-case names grouped by length, for in-place comparison. */
+export function byLength(...sets: Iterable<string>[]): ReadonlyMap<number, readonly string[]> {
+  const map = new Map<number, string[]>();
+  for (const set of sets) {
+    for (const name of set) {
+      const list = map.get(name.length) ?? [];
+      if (!list.includes(name)) list.push(name);
+      map.set(name.length, list);
+    }
+  }
+  return map;
+}

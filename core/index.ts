@@ -9,6 +9,7 @@ export { COPY_LIMIT, Conn } from './conn.ts';
 export { Engine, type EngineEvents, type StopOptions, serve } from './engine.ts';
 export { NetloomError, type NetloomErrorCode, netloomError } from './errors.ts';
 export { Action, type EventHandler, type HandlerExport } from './handler.ts';
+export { hash32 } from './hash.ts';
 export * from './log/index.ts';
 export { type AccessRecord, type LogFields, type Logger, type LogLevel, stderrLogger } from './logger.ts';
 export { type DialOptions, EventLoop, type EventLoop as Loop, type LoopTimer } from './loop.ts';

@@ -1,3 +1,5 @@
+import { hash32 } from '../core/index.ts';
+
 /**
  * Load balancing over an upstream's targets: round robin, smooth weighted round robin (nginx's algorithm),
  * least connections (weighted), and consistent hashing on a ring with virtual nodes (a removed target only
@@ -97,21 +99,6 @@ export class LeastConnections<T extends BalancedTarget> implements Balancer<T> {
   }
 }
 
-/** 32-bit FNV-1a with a murmur3 finalizer (FNV alone clusters on short, similar keys). */
-export function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
 /** Virtual nodes per unit of weight on the hash ring. */
 export const VNODES_PER_WEIGHT = 160;
 
@@ -172,3 +159,5 @@ export function createBalancer<T extends BalancedTarget>(
       return new ConsistentHash(targets);
   }
 }
+
+export { hash32 };

@@ -4,8 +4,8 @@
  * place without decoding them.
  */
 
-/** Request fields the proxy drops or writes itself (Host and the forwarding fields are rewritten). */
-export const SKIP_REQUEST: ReadonlySet<string> = new Set([
+/** Hop-by-hop fields (RFC 9110 §7.6.1) and the framing a proxy redoes. */
+const HOP_BY_HOP = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -14,6 +14,11 @@ export const SKIP_REQUEST: ReadonlySet<string> = new Set([
   'transfer-encoding',
   'upgrade',
   'content-length',
+];
+
+/** Request fields the proxy drops or writes itself (Host and the forwarding fields are rewritten). */
+export const SKIP_REQUEST: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
   'host',
   'x-forwarded-for',
   'x-forwarded-proto',
@@ -24,16 +29,7 @@ export const SKIP_REQUEST: ReadonlySet<string> = new Set([
 ]);
 
 /** Response fields the proxy drops (it frames the body again). */
-export const SKIP_RESPONSE: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-]);
+export const SKIP_RESPONSE: ReadonlySet<string> = new Set(HOP_BY_HOP);
 
 /** Lower-case names grouped by length, for in-place comparison. */
 export function byLength(...sets: Iterable<string>[]): ReadonlyMap<number, readonly string[]> {

@@ -1,4 +1,5 @@
 import fastJson from 'fast-json-stringify';
+import { hash32 } from '../hash.ts';
 import { type AccessRecord, errorReplacer, type LogFields, type Logger } from '../logger.ts';
 import {
   C_COMMITTED,
@@ -97,19 +98,6 @@ function writeAccess(buf: Buffer, r: AccessRecord): number {
   return p;
 }
 
-/** 32-bit FNV-1a, finalized: sampling by key needs a stable, well-spread hash, not a secure one. */
-function hashKey(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  return (h >>> 0) / 4294967296;
-}
-
 /**
  * A producer of the log ring: the logger every loop (and the main thread) writes through. It never blocks:
  * a record that does not fit is dropped and counted, and the drops are reported in a record of their own as
@@ -203,7 +191,7 @@ export class RingLogger implements Logger {
     if (rate >= 1) return true;
     let x: number;
     if (key !== undefined) {
-      x = hashKey(key);
+      x = hash32(key) / 4294967296;
     } else {
       // xorshift32: sampling needs speed and spread, not unpredictability.
       let s = this.rng;

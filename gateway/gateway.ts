@@ -1,6 +1,13 @@
 import { extname } from 'node:path';
 import { BroadcastChannel } from 'node:worker_threads';
-import { type Engine, type EngineOptions, serve } from '../core/index.ts';
+import {
+  type Engine,
+  type EngineOptions,
+  type LogShipper,
+  type LogShipperOptions,
+  serve,
+  startLogShipper,
+} from '../core/index.ts';
 import { adminHandler } from './admin.ts';
 import { ConfigError, type GatewayConfig, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
@@ -18,7 +25,12 @@ export interface GatewayOptions {
    */
   handlerModule?: string | URL;
   /** Engine options for the listeners (address, loops and data come from the configuration). */
-  engine?: Omit<EngineOptions, 'address' | 'loops' | 'data'>;
+  engine?: Omit<EngineOptions, 'address' | 'loops' | 'data' | 'logRing'>;
+  /**
+   * Ship every loop's logs (and access records, with `http.accessLog: true` in the configuration) through a
+   * log ring; stopped, after the listeners, by `stop()`.
+   */
+  log?: LogShipperOptions;
 }
 
 /** The outcome of a reload. */
@@ -40,6 +52,8 @@ export class Gateway {
   readonly source: ConfigSource;
   readonly listeners: Engine[] = [];
   admin: Engine | null = null;
+  /** The log shipper, when `log` was given. */
+  logs: LogShipper | null = null;
   private readonly channel: BroadcastChannel;
   private readonly channelName: string;
   private readonly loopSnapshots = new Map<string, LoopSnapshot>();
@@ -60,6 +74,7 @@ export class Gateway {
   /** @internal */
   async start(options: GatewayOptions): Promise<void> {
     const module = options.handlerModule ?? HANDLER;
+    if (options.log !== undefined) this.logs = await startLogShipper(options.log);
     for (const [i, listener] of this.config.listeners.entries()) {
       const data: GatewayLoopData = { channel: this.channelName, config: this.config, version: this.version };
       const engine = await serve(module, {
@@ -67,6 +82,7 @@ export class Gateway {
         address: listener.address,
         loops: listener.loops,
         data: { ...data, listener: i },
+        logRing: this.logs?.ring ?? null,
       });
       this.listeners.push(engine);
     }
@@ -177,6 +193,7 @@ export class Gateway {
     this.unwatch?.();
     await Promise.all(this.listeners.map((e) => e.stop(deadline === undefined ? {} : { deadline })));
     await this.admin?.stop({ deadline: 1000 });
+    await this.logs?.stop();
     this.channel.close();
   }
 }

@@ -10,6 +10,8 @@ const { values } = parseArgs({
   options: {
     config: { type: 'string', default: fileURLToPath(new URL('./gateway.yaml', import.meta.url)) },
     'no-services': { type: 'boolean', default: false },
+    /** Ship logs and access records to this file (NDJSON, zstd-compressed batches, rotated at 64 MiB). */
+    'access-log': { type: 'string' },
   },
 });
 
@@ -22,7 +24,13 @@ const services = values['no-services']
       ),
     );
 
-const gateway = await startGateway({ source: values.config });
+const accessLog = values['access-log'];
+const gateway = await startGateway({
+  source: values.config,
+  ...(accessLog === undefined
+    ? {}
+    : { log: { sink: { type: 'file', path: accessLog }, compression: 'gzip' } }),
+});
 const base = `http://${config.listeners[0]!.address}`;
 console.log(`listening ${gateway.port()}`);
 console.log(`netloom gateway (config version ${gateway.version}, ${values.config})

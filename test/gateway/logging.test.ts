@@ -1,0 +1,47 @@
+// The gateway with a log ring: access records for proxied requests, with route, domain and trace ids.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { StaticConfigSource, startGateway } from '../../gateway/index.ts';
+import { echoHandler, httpUpstream, send } from './support.ts';
+
+test('access records go through the log ring with route, domain, status and ids', async () => {
+  const up = await httpUpstream(echoHandler('u'));
+  const path = join(mkdtempSync(join(tmpdir(), 'netloom-gw-log-')), 'access.log');
+  const gw = await startGateway({
+    source: new StaticConfigSource({
+      listeners: [{ address: '127.0.0.1:0' }],
+      http: { accessLog: true },
+      upstreams: { users: { targets: [{ address: up.address }] } },
+      routes: [{ name: 'user-api', domain: 'user', match: { path: '/api/v1/user' }, upstream: 'users' }],
+    }),
+    watch: false,
+    log: { sink: { type: 'file', path }, compression: 'none' },
+  });
+  try {
+    const trace = `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`;
+    assert.equal(
+      (await send(gw.port(), '/api/v1/user/7', { headers: { traceparent: trace, 'x-request-id': 'req-7' } }))
+        .status,
+      200,
+    );
+    assert.equal((await send(gw.port(), '/nowhere')).status, 404);
+  } finally {
+    await gw.stop();
+    await up.close();
+  }
+  const records = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => r.kind === 'access');
+  assert.equal(records.length, 2);
+  const [ok, missing] = records;
+  assert.deepEqual(
+    [ok!.method, ok!.path, ok!.status, ok!.route, ok!.domain, ok!.traceId, ok!.requestId],
+    ['GET', '/api/v1/user/7', 200, 'user-api', 'user', '1'.repeat(32), 'req-7'],
+  );
+  assert.deepEqual([missing!.status, missing!.route, missing!.level], [404, undefined, 'warn']);
+});

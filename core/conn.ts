@@ -28,9 +28,10 @@ export const CLOSED = 3;
  * from the thread of the loop that owns the connection (`conn.loop`), like every other loop object.
  *
  * Inbound bytes are lent: `peek`/`next` return views valid only until the current callback returns; keep
- * what you need by copying it. Outbound bytes written during one callback turn leave in one socket write
- * after the turn (writes of fewer than 16 KiB are copied into a pooled slab; larger buffers are sent by
- * reference, so do not modify a buffer after writing it).
+ * what you need by copying it. Outbound bytes staged during a loop iteration leave in one socket write per
+ * connection, once every connection that was ready has been served (or at once with `flush`). Writes of
+ * fewer than 16 KiB are copied into a pooled slab; larger buffers are sent by reference, so do not modify a
+ * buffer after writing it.
  */
 export class Conn<Ctx = unknown> implements WheelNode {
   /** Loop-unique id (increasing). */

@@ -35,8 +35,8 @@ export interface EventHandler<Ctx = unknown> {
 
   /**
    * Bytes arrived. Read them with `peek`/`next`/`discard`; what is left unconsumed is kept (copied into the
-   * loop's arena) and offered again with the next bytes. Writes made here go out in one socket write after
-   * the callback returns. Loop thread.
+   * loop's arena) and offered again with the next bytes. Writes made here are staged and leave in one socket
+   * write per connection at the end of this I/O phase. Loop thread.
    */
   onTraffic?(conn: Conn<Ctx>): Action | void;
 

@@ -268,10 +268,9 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     } else {
       conn.write(chunk);
     }
-    if (conn.outboundBuffered >= conn.loop.options.highWaterMark) {
-      conn.whenWritable();
-      return false; // the upstream is slower than the client: stop reading the client
-    }
+    // Past the high-water mark, flush; stop reading the client only if the upstream really is behind
+    // (whenWritable then promises an onWritable, which resumes the body).
+    if (conn.outboundBuffered >= conn.loop.options.highWaterMark && !conn.whenWritable()) return false;
     return true;
   }
 

@@ -14,6 +14,14 @@ type DirectWriter = Buffer & {
 /** Writes below this size are copied into the connection's staging slab; larger ones go by reference. */
 export const COPY_LIMIT = 16 * 1024;
 const STAGE_SLAB = 16 * 1024;
+let discarded = Buffer.alloc(0);
+
+/** Scratch for writes to a closed connection (they are dropped). */
+function discardBuffer(n: number): Buffer {
+  if (discarded.length < n) discarded = Buffer.allocUnsafe(Math.max(n, 4096));
+  return discarded;
+}
+
 /** Strings up to this length are copied by a JS loop rather than the native encoder. */
 const SHORT_STRING = 64;
 
@@ -298,6 +306,11 @@ export class Conn<Ctx = unknown> implements WheelNode {
    * without the commit.
    */
   reserve(n: number): Buffer {
+    if (this.state >= CLOSING) {
+      // Nothing will be committed: lend a throwaway buffer rather than an arena slab nobody returns.
+      this.stagePos = 0;
+      return discardBuffer(n);
+    }
     return this.room(n);
   }
 
@@ -540,7 +553,8 @@ export class Conn<Ctx = unknown> implements WheelNode {
   /** @internal The earliest time something is due on this connection, or 0. */
   nextDue(): number {
     const opts = this.loop.options;
-    let at = this.deadlineAt;
+    // A deadline only matters while open; a closing connection has its linger time instead.
+    let at = this.state === OPEN ? this.deadlineAt : 0;
     if (this.expireAt !== 0 && (at === 0 || this.expireAt < at)) at = this.expireAt;
     if (this.state === OPEN && opts.idleTimeout > 0) {
       const idleAt = this.lastActive + opts.idleTimeout;

@@ -151,9 +151,15 @@ export class Engine extends EventEmitter<EngineEvents> {
         requestShutdown: () => void this.stop(),
       });
       this.loop = loop;
-      const exported = this.inline ?? (await importHandler(this.specifier!));
-      await loop.boot(exported);
-      this.port = await loop.listen(this.parsed);
+      try {
+        const exported = this.inline ?? (await importHandler(this.specifier!));
+        await loop.boot(exported);
+        this.port = await loop.listen(this.parsed);
+      } catch (err) {
+        // Whatever boot started (timers, dials) must not keep the process alive after a failed start.
+        await loop.stop(0);
+        throw err;
+      }
       this.address = loop.address;
       return;
     }

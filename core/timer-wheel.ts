@@ -97,20 +97,24 @@ export class TimerWheel<N extends WheelNode> {
   /** Visits every slot from the cursor up to `now`, firing what is due. */
   advance(now: number): void {
     const target = Math.floor(now / this.resolution);
-    const steps = Math.min(target - this.cursor, SLOTS);
+    const from = this.cursor;
+    const steps = Math.min(target - from, SLOTS);
+    // The cursor moves first: a node re-armed by a callback below (even for a time already past) lands
+    // after the slots being swept, never in one already passed.
+    if (target > from) this.cursor = target;
     for (let i = 1; i <= steps; i++) {
-      const slot = (this.cursor + i) & MASK;
-      let node = this.heads[slot] ?? null;
-      while (node !== null) {
-        const next = node.wheelNext as N | null;
-        if (node.wheelAt <= now) {
-          this.unlink(node);
-          this.fire(node, now);
-        }
-        node = next;
+      const slot = (from + i) & MASK;
+      // Take the due nodes out before running any callback: a callback may re-arm or cancel other nodes.
+      let due: N[] | null = null;
+      for (let node = this.heads[slot] ?? null; node !== null; node = node.wheelNext as N | null) {
+        if (node.wheelAt > now) continue;
+        if (due === null) due = [];
+        due.push(node);
       }
+      if (due === null) continue;
+      for (const node of due) this.unlink(node);
+      for (const node of due) this.fire(node, now);
     }
-    if (target > this.cursor) this.cursor = target;
     if (this.size === 0) this.dispose();
   }
 }

@@ -4,7 +4,7 @@ import type { Request, Response } from '../protocols/http1/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { FilterContext } from './filter.ts';
 import type { PoolStats } from './pool.ts';
-import { ProxyCall, sendGatewayError } from './proxy.ts';
+import { HOST, ProxyCall, sendGatewayError } from './proxy.ts';
 import { GatewayRuntime } from './runtime.ts';
 import { TargetRegistry } from './upstream.ts';
 
@@ -99,8 +99,14 @@ export class GatewayLoop {
       sendGatewayError(res, 400, 'dot segments are not allowed in paths');
       return;
     }
+    const host = req.header('host');
+    if (host !== undefined && !HOST.test(host)) {
+      // Quotes, commas or spaces in Host would be carried into X-Forwarded-Host and routing: refuse them.
+      sendGatewayError(res, 400, 'invalid Host');
+      return;
+    }
     const runtime = this.runtime;
-    const m = runtime.router.match(req.header('host'), path, req.method, req);
+    const m = runtime.router.match(host, path, req.method, req);
     if (m === null) {
       sendGatewayError(res, 404, 'no route', { path });
       return;

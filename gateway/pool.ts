@@ -91,7 +91,7 @@ export class TargetPool {
 
   /** Takes a connection back after a complete exchange. */
   release(client: ClientConnection): void {
-    if (!client.reusable || client.conn.closed || this.closing) {
+    if (!client.reusable || client.conn.closed || client.conn.inboundBuffered > 0 || this.closing) {
       client.conn.close();
       return;
     }
@@ -116,6 +116,7 @@ export class TargetPool {
     for (const w of this.waiters.splice(0))
       w.requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
     this.queueTimer?.cancel();
+    this.queueTimer = null;
   }
 
   stats(): PoolStats {

@@ -28,6 +28,9 @@ function connectionTokens(value: string | undefined): Set<string> | null {
   return tokens.size === 0 ? null : tokens;
 }
 
+/** host[:port] (reg-name, IPv4 or bracketed IPv6), RFC 9110 §7.2: the only Host a gateway passes on. */
+export const HOST = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
+
 /** `Forwarded` node syntax (RFC 7239): IPv6 addresses are quoted and bracketed. */
 function forwardedFor(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
@@ -154,8 +157,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     }
     this.client = client;
     const conn = client.conn;
-    const firstByte = this.upstream.config.timeouts.firstByte;
-    conn.setDeadline(Math.max(1, Math.min(firstByte, this.deadlineTotal - this.ctx.loop.now())));
+    // The first-byte timeout starts once the request is sent whole; an upload runs against the total.
+    conn.setDeadline(this.req.hasBody ? this.remaining() : this.firstByteDeadline());
     client.poolData = this;
     client.onWritable = resumeUpstreamWrites;
     this.writeRequestHead(conn, this.target!);
@@ -223,7 +226,9 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     let tail = `host: ${route.preserveHost && host !== undefined ? host : target.address}\r\n`;
     tail += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
     if (host !== undefined) tail += `x-forwarded-host: ${host}\r\n`;
-    const node = `for=${forwardedFor(client)};proto=http${host !== undefined ? `;host="${host}"` : ''}`;
+    // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
+    const hostNode = host !== undefined && HOST.test(host) ? `;host="${host}"` : '';
+    const node = `for=${forwardedFor(client)};proto=http${hostNode}`;
     tail += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
     tail += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
     for (const [name, value] of route.requestAdd) tail += `${name}: ${value}\r\n`;
@@ -277,16 +282,27 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
   end(trailers: readonly [string, string][]): void {
     this.requestDone = true;
     const conn = this.client?.conn;
-    if (conn === undefined || !this.chunkedUp) return;
+    if (conn === undefined) return;
+    if (!this.responseStarted) conn.setDeadline(this.firstByteDeadline());
+    if (!this.chunkedUp) return;
     let last = '0\r\n';
     for (const [name, value] of trailers) last += `${name}: ${value}\r\n`;
     conn.writeLatin1(`${last}\r\n`);
   }
 
   error(_err: Error): void {
-    // The client's body broke off: the upstream request cannot complete.
+    // The client's body broke off: the upstream request cannot complete, and it is not the target's fault.
     this.finished = true;
+    this.clientGone = true;
     this.client?.abort(new Error('client request body failed'));
+  }
+
+  private remaining(): number {
+    return Math.max(1, this.deadlineTotal - this.ctx.loop.now());
+  }
+
+  private firstByteDeadline(): number {
+    return Math.min(this.upstream.config.timeouts.firstByte, this.remaining());
   }
 
   /** The upstream drained below its low-water mark: read the client's body again. */
@@ -321,7 +337,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
         keep[k] = 0;
         const len = response.fieldNameLength(k);
         const candidates = skip.get(len);
-        if (candidates?.some((name) => response.fieldNameIs(k, name))) continue;
+        if (candidates !== undefined && namedIn(response, k, candidates)) continue;
         if (listed?.has(response.fieldName(k).toLowerCase())) continue;
         if (len === 4 && response.fieldNameIs(k, 'date')) hasDate = true;
         keep[k] = 1;
@@ -439,6 +455,12 @@ let keepResponse = new Uint8Array(128);
 function responseKeep(n: number): Uint8Array {
   if (keepResponse.length < n) keepResponse = new Uint8Array(Math.max(n, keepResponse.length * 2));
   return keepResponse;
+}
+
+/** Whether field `k` of `response` has one of `names` (a loop, not a closure per field). */
+function namedIn(response: ClientResponse, k: number, names: readonly string[]): boolean {
+  for (let i = 0; i < names.length; i++) if (response.fieldNameIs(k, names[i]!)) return true;
+  return false;
 }
 
 /** Writes latin1 text (request-line pieces: ASCII by construction) as bytes. */

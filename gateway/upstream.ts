@@ -79,6 +79,13 @@ export class Upstream {
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));
     this.balancer = createBalancer(config.balance, this.targets);
+    if (config.healthCheck === undefined) {
+      // Without active checks nothing would ever mark a target healthy again (a reload that removed them).
+      for (const t of this.targets) {
+        t.healthy = true;
+        t.checkStreak = 0;
+      }
+    }
   }
 
   /** The key consistent hashing uses for this request (header, cookie or client address). */

@@ -44,7 +44,6 @@ try {
 
 const batcher = new Batcher(ring, init.batch, init.compression, init.compressionLevel);
 let pending = 0;
-let pendingRecords = 0;
 let settled: (() => void) | null = null;
 let stopDeadline = Number.POSITIVE_INFINITY;
 
@@ -52,19 +51,24 @@ port.on('message', (msg: { type: 'stop'; deadline: number }) => {
   if (msg.type === 'stop') stopDeadline = Date.now() + msg.deadline;
 });
 
+/** Batches handed to the sinks and not settled yet; each is counted exactly once, whichever way it ends. */
+const inFlight = new Set<{ records: number }>();
+
 function ship(batch: LogBatch | null): void {
   if (batch === null) return;
+  const entry = { records: batch.records };
+  inFlight.add(entry);
   pending++;
-  pendingRecords += batch.records;
   stats[S_BATCHES]!++;
   stats[S_BYTES_RAW]! += batch.rawBytes;
   stats[S_BYTES_OUT]! += batch.data.length;
   Promise.all(sinks.map((s) => s.write(batch)))
     .then(
       () => {
-        stats[S_SHIPPED]! += batch.records;
+        if (inFlight.delete(entry)) stats[S_SHIPPED]! += batch.records;
       },
       (err: unknown) => {
+        if (!inFlight.delete(entry)) return;
         stats[S_SINK_DROPPED]! += batch.records;
         stats[S_SINK_ERRORS]!++;
         if (stats[S_SINK_ERRORS] === 1 || stats[S_SINK_ERRORS]! % 100 === 0) {
@@ -76,7 +80,6 @@ function ship(batch: LogBatch | null): void {
     )
     .finally(() => {
       pending--;
-      pendingRecords -= batch.records;
       const wake = settled;
       settled = null;
       wake?.();
@@ -140,8 +143,9 @@ if (gaveUp) {
 while (pending > 0) {
   const left = stopDeadline - Date.now();
   if (left <= 0) {
-    // A sink that never answers: what it holds is lost, and counted so.
-    stats[S_SINK_DROPPED]! += pendingRecords;
+    // A sink that never answers: what it holds is lost, and counted so (and never again if it settles).
+    for (const entry of inFlight) stats[S_SINK_DROPPED]! += entry.records;
+    inFlight.clear();
     break;
   }
   await settle(Math.min(left, 1000));

@@ -118,7 +118,13 @@ export class LogShipper {
     if (this.stopping !== null) return this.stopping;
     this.worker.postMessage({ type: 'stop', deadline });
     this.memory.stopping = true;
-    this.stopping = this.exited.then(() => this.stats());
+    // A sink that keeps handles open must not keep the shipper thread (and stop()) waiting forever.
+    const kill = setTimeout(() => void this.worker.terminate(), deadline + 5000);
+    kill.unref();
+    this.stopping = this.exited.then(() => {
+      clearTimeout(kill);
+      return this.stats();
+    });
     return this.stopping;
   }
 }

@@ -224,6 +224,8 @@ export class TcpSink implements LogSink {
       const s = net.connect(this.port, this.host);
       s.setTimeout(this.timeout, () => s.destroy(new Error('tcp sink timeout')));
       s.once('connect', () => {
+        // The timeout guarded the connect only: an idle sink connection is fine (writes have their own timer).
+        s.setTimeout(0);
         this.backoff = 100;
         this.socket = s;
         resolve(s);

@@ -111,7 +111,8 @@ export class ClientConnection implements BodySink, ClientResponse {
     this.state = WAITING;
     this.headRequest = method === 'HEAD';
     this.requests++;
-    if (this.conn.inboundBuffered > 0) this.conn.wake();
+    // A graceful stop waits for an exchange in progress instead of closing a quiet upstream connection.
+    this.conn.busy = true;
   }
 
   /** Resumes reading after `onBody` returned false. */
@@ -128,6 +129,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     const sink = this.sink;
     this.sink = null;
     this.state = IDLE;
+    this.conn.busy = false;
     this.conn.destroy(err);
     sink?.onError(err);
   }
@@ -171,6 +173,12 @@ export class ClientConnection implements BodySink, ClientResponse {
   /** @internal */
   traffic(): void {
     const conn = this.conn;
+    if (this.state === IDLE && conn.inboundBuffered > 0) {
+      // Bytes nobody asked for: answering them to the next request would cross clients. Never reuse.
+      this.reusable = false;
+      conn.destroy();
+      return;
+    }
     while (this.state !== IDLE && !this.paused && !conn.closed) {
       const avail = conn.inboundBuffered;
       if (avail === 0) return;
@@ -250,10 +258,19 @@ export class ClientConnection implements BodySink, ClientResponse {
 
   private complete(): void {
     const sink = this.sink;
+    const conn = this.conn;
     this.sink = null;
     this.state = IDLE;
+    conn.busy = false;
+    // More bytes than the response framed (an upstream answering twice, a body after 204/304/HEAD) would be
+    // read as the next request's response, for another client: such a connection is never reused.
+    if (conn.inboundBuffered > 0) this.reusable = false;
+    if (this.paused) {
+      this.paused = false;
+      conn.resume();
+    }
     sink?.onEnd(this.body.trailers);
-    if (!this.reusable) this.conn.close();
+    if (!this.reusable) conn.close();
     else this.onIdle?.(this);
   }
 
@@ -277,6 +294,7 @@ export class ClientConnection implements BodySink, ClientResponse {
   /** @internal The connection closed. */
   closed(err: Error | undefined): void {
     this.reusable = false;
+    this.conn.busy = false;
     if (this.state !== IDLE) {
       const sink = this.sink;
       this.sink = null;

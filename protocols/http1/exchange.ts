@@ -53,7 +53,10 @@ export class Exchange implements BodySink {
   private timer = TIMER_NONE;
   private headCopy: Buffer | null = null;
   private drainWaiters: (() => void)[] | null = null;
-  private readonly onRejected = (err: unknown) => this.handlerFailed(err);
+  /** Counts requests, so a late promise rejection is matched to its own request. */
+  private generation = 0;
+  /** The client sent FIN: no more requests will come. */
+  private peerEnded = false;
 
   constructor(conn: Conn<Exchange>, server: ServerCore) {
     this.conn = conn;
@@ -80,10 +83,16 @@ export class Exchange implements BodySink {
   private run(): void {
     const conn = this.conn;
     for (;;) {
-      if (conn.closed) return;
+      // An upgrade hands the connection to another handler mid-loop: stop touching it at once.
+      if (conn.closed || this.upgradedTo !== null) return;
       if (!this.active) {
         const avail = conn.inboundBuffered;
         if (avail === 0) {
+          if (this.peerEnded) {
+            // The client sent FIN and every complete request it sent is answered.
+            this.close();
+            return;
+          }
           if (this.timer !== TIMER_IDLE && this.timer !== TIMER_HEADERS) {
             this.arm(TIMER_IDLE, this.server.options.keepAliveTimeout);
           }
@@ -93,6 +102,10 @@ export class Exchange implements BodySink {
         const off = conn.offset;
         const n = this.head.parse(buf, off, off + avail);
         if (n === NEED_MORE) {
+          if (this.peerEnded) {
+            this.close(); // a partial request after FIN can never complete
+            return;
+          }
           if (this.timer !== TIMER_HEADERS) this.arm(TIMER_HEADERS, this.server.options.headersTimeout);
           return;
         }
@@ -144,6 +157,7 @@ export class Exchange implements BodySink {
     this.active = true;
     this.conn.busy = true;
     this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
+    this.generation++;
     this.req.begin(buf);
     this.res.begin();
     this.keepAlive =
@@ -171,7 +185,10 @@ export class Exchange implements BodySink {
     try {
       const result = this.server.handler(this.req, this.res);
       if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
-        (result as Promise<void>).then(undefined, this.onRejected);
+        // The rejection belongs to this request only: a handler failing after its response ended must not
+        // fail the next request on the connection.
+        const generation = this.generation;
+        (result as Promise<void>).then(undefined, (err: unknown) => this.rejected(generation, err));
       }
     } catch (err) {
       this.handlerFailed(err);
@@ -188,7 +205,11 @@ export class Exchange implements BodySink {
   /** Called by the response right before its head is serialized: last chance to decide keep-alive. */
   beforeHead(): void {
     if (this.server.shuttingDown) this.keepAlive = false;
-    if (!this.bodyDone && this.consumer === null) {
+    if (!this.bodyDone && this.consumer !== null) {
+      // Answered while a reader still streams the body (a proxy whose upstream answered early): the rest of
+      // the body cannot be relied on to be read, so this connection ends with the response.
+      this.keepAlive = false;
+    } else if (!this.bodyDone) {
       // The handler answers without reading the body: discard a small rest, close on a large or unsent one.
       const rest = this.head.chunked
         ? Number.POSITIVE_INFINITY
@@ -201,7 +222,14 @@ export class Exchange implements BodySink {
   responseEnded(): void {
     this.responseDone = true;
     this.server.onResponse?.(this.req, this.res, this);
-    if (!this.bodyDone && this.consumer === null) this.discarding = true;
+    if (!this.bodyDone && this.consumer === null) {
+      this.discarding = true;
+      // Reading may have stopped while the body waited for a reader: discarding needs it back.
+      if (this.bodyPaused) {
+        this.bodyPaused = false;
+        this.conn.resume();
+      }
+    }
     if (!this.keepAlive) {
       this.close();
       return;
@@ -246,6 +274,11 @@ export class Exchange implements BodySink {
   private bodyComplete(): void {
     this.bodyDone = true;
     if (this.timer === TIMER_BODY) this.timer = TIMER_NONE;
+    if (this.bodyPaused) {
+      // A reader that paused on the last chunk must not leave the connection unread for the next request.
+      this.bodyPaused = false;
+      this.conn.resume();
+    }
     const consumer = this.consumer;
     if (consumer !== null && !this.discarding) consumer.end(this.bodyDecoder.trailers);
   }
@@ -290,7 +323,8 @@ export class Exchange implements BodySink {
     if (declared > limit) return Promise.reject(new HttpError(413, 'body too large'));
     if (this.bodyDone && !this.head.chunked && declared <= 0) return Promise.resolve(EMPTY);
     return new Promise<Buffer>((resolve, reject) => {
-      const whole = declared > 0 ? Buffer.allocUnsafe(declared) : null;
+      // A declared length is only a claim: large bodies grow as they arrive instead of being allocated upfront.
+      const whole = declared > 0 && declared <= 1024 * 1024 ? Buffer.allocUnsafe(declared) : null;
       const parts: Buffer[] = [];
       let size = 0;
       this.attachBody({
@@ -322,6 +356,16 @@ export class Exchange implements BodySink {
 
   // ---- failures ------------------------------------------------------------------------------------
 
+  private rejected(generation: number, err: unknown): void {
+    if (generation === this.generation) {
+      this.handlerFailed(err);
+      return;
+    }
+    const status = err instanceof HttpError ? err.status : 500;
+    if (status >= 500)
+      this.conn.loop.log.error('http handler failed after its response', { conn: this.conn.id, error: err });
+  }
+
   private handlerFailed(err: unknown): void {
     if (this.upgradedTo !== null) return;
     const status = err instanceof HttpError ? err.status : 500;
@@ -340,6 +384,13 @@ export class Exchange implements BodySink {
 
   /** Answers with an error status and closes: for input the connection cannot continue after. */
   private refuse(status: number, reason: string): void {
+    if (!this.active) {
+      // A head that never parsed: nothing of it may pass for a request (access logs read the request).
+      this.generation++;
+      this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
+      this.req.blank();
+      this.res.begin();
+    }
     this.active = true;
     this.respondError(status, reason, false);
   }
@@ -391,18 +442,15 @@ export class Exchange implements BodySink {
   /** The client closed its sending side. */
   onEof(): void {
     if (this.upgradedTo !== null) return;
+    this.peerEnded = true;
     if (this.active && !this.bodyDone) {
       if (!this.bodyDecoder.finish()) {
         this.bodyFailed(400, 'client closed before the body was complete');
         return;
       }
     }
-    if (!this.active) {
-      this.close();
-      return;
-    }
-    // Answer what is in progress, then close.
-    this.keepAlive = false;
+    // Answer the request in progress and every complete one already buffered, then close (see run()).
+    if (!this.active && !this.processing) this.process();
   }
 
   /** The connection is gone. */

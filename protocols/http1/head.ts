@@ -157,6 +157,8 @@ export class HeadParser {
   private fail(status: number, reason: string): number {
     this.errorStatus = status;
     this.errorReason = reason;
+    this.fieldCount = 0; // nothing of a refused head may be read as fields
+    this.targetStart = this.targetEnd = 0;
     this.scanned = 0;
     this.lineLength = -1;
     return HEAD_ERROR;
@@ -467,6 +469,10 @@ export class HeadParser {
   }
 
   private checkResponse(): number {
+    // RFC 9112 §6.3: both framings at once is how responses get split; a proxy must not pick one and go on.
+    if (this.transferEncoding && this.contentLength !== -1) {
+      return this.fail(502, 'both Content-Length and Transfer-Encoding in a response');
+    }
     return this.headLength;
   }
 

@@ -21,6 +21,8 @@ function sameBytes(buf: Buffer, start: number, text: string): boolean {
   return true;
 }
 
+const EMPTY_HEAD = Buffer.alloc(0);
+
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 
 /**
@@ -62,6 +64,16 @@ export class Request {
     this.buf = buf;
     this.shift = 0;
     this.targetText = this.pathText = this.queryText = undefined;
+    this.locals = undefined;
+  }
+
+  /** @internal An empty request, for an error answered before any head parsed. */
+  blank(): void {
+    this.method = '';
+    this.httpVersion = '1.1';
+    this.buf = EMPTY_HEAD;
+    this.shift = 0;
+    this.targetText = this.pathText = this.queryText = '';
     this.locals = undefined;
   }
 
@@ -111,7 +123,7 @@ export class Request {
     const abs = t.charCodeAt(0) !== 0x2f ? ABSOLUTE.exec(t) : null;
     if (abs !== null) t = t.slice(abs[0].length) || '/';
     const q = t.indexOf('?');
-    this.pathText = q === -1 ? t : t.slice(0, q);
+    this.pathText = q === -1 ? t : t.slice(0, q) || '/';
     this.queryText = q === -1 ? '' : t.slice(q + 1);
     if (this.targetText === this.lastTarget) {
       this.lastPath = this.pathText;

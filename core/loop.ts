@@ -127,7 +127,7 @@ export class EventLoop {
     this.log =
       init.log ??
       (init.options.logRing !== null
-        ? new RingLogger(init.options.logRing, init.index)
+        ? new RingLogger(init.options.logRing, init.index, true)
         : stderrLogger(init.index));
     this.requestShutdown = init.requestShutdown;
     this.arena = new Arena(64, init.options.poisonViews);

@@ -60,6 +60,7 @@ export class Gateway {
   private readonly applied = new Map<number, { loops: Set<number>; errors: string[] }>();
   private unwatch: (() => void) | null = null;
   private reloading: Promise<ReloadResult> | null = null;
+  private attempted = 1;
 
   /** @internal Use {@link startGateway}. */
   constructor(source: ConfigSource, config: GatewayConfig) {
@@ -121,7 +122,9 @@ export class Gateway {
       process.stderr.write('netloom gateway: admin address changes need a restart; applying the rest\n');
       next = { ...next, admin: this.config.admin };
     }
-    const version = this.version + 1;
+    // A number never used before: loops that applied a reload which failed elsewhere must take the retry too.
+    this.attempted = Math.max(this.attempted, this.version) + 1;
+    const version = this.attempted;
     const expected = this.listeners.reduce((n, e) => n + e.loops, 0);
     const done = this.whenApplied(version, expected);
     this.channel.postMessage({ type: 'config', version, config: next } satisfies GatewayMessage);

@@ -31,6 +31,9 @@ function connectionTokens(value: string | undefined): Set<string> | null {
 /** host[:port] (reg-name, IPv4 or bracketed IPv6), RFC 9110 §7.2: the only Host a gateway passes on. */
 export const HOST = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
 
+const FILTER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FILTER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
 /** `Forwarded` node syntax (RFC 7239): IPv6 addresses are quoted and bracketed. */
 function forwardedFor(ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip;
@@ -232,7 +235,12 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     tail += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
     tail += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
     for (const [name, value] of route.requestAdd) tail += `${name}: ${value}\r\n`;
-    for (const [name, value] of this.ctx.upstreamHeaders) tail += `${name}: ${value}\r\n`;
+    for (const [name, value] of this.ctx.upstreamHeaders) {
+      // Filters are code, but a CR or LF in what they add would split the upstream request: drop it.
+      if (FILTER_NAME.test(name) && FILTER_VALUE.test(value)) tail += `${name}: ${value}\r\n`;
+      else
+        this.ctx.loop.log.warn('filter header dropped (invalid name or value)', { route: route.name, name });
+    }
     if (req.contentLength >= 0) {
       tail += `content-length: ${req.contentLength}\r\n`;
     } else if (req.hasBody) {

@@ -115,9 +115,13 @@ export class RingLogger implements Logger {
   private rng: number;
   private readonly scratch = Buffer.allocUnsafe(SCRATCH);
 
-  constructor(ring: RingMemory | SharedArrayBuffer, loop = 0) {
+  /**
+   * A producer writing for `loop`. With `loopOwned` (the engine's own loggers) it takes the loop's fixed id,
+   * so a restarted loop does not use up ids; otherwise it claims a new one.
+   */
+  constructor(ring: RingMemory | SharedArrayBuffer, loop = 0, loopOwned = false) {
     this.ring = ring instanceof RingMemory ? ring : new RingMemory(ring);
-    this.producer = this.ring.claimProducer(loop);
+    this.producer = loopOwned ? this.ring.loopProducer(loop) : this.ring.claimProducer(loop);
     this.loop = loop;
     this.rng = (Math.random() * 0xffffffff) >>> 0 || 1;
   }

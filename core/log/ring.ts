@@ -19,6 +19,8 @@
 export const HEADER_BYTES = 8192;
 export const RECORD_HEADER = 16;
 export const MAX_PRODUCERS = 64;
+/** Producer ids below this are the event loops' own (see `loopProducer`). */
+export const LOOP_PRODUCERS = 32;
 export const MAX_PAYLOAD = (1 << 20) - 1;
 
 /** Levels, most severe first (index = level number). */
@@ -95,13 +97,25 @@ export class RingMemory {
       );
     }
     const buffer = new SharedArrayBuffer(HEADER_BYTES + capacity);
-    new Int32Array(buffer)[CAPACITY] = capacity;
+    const ctl = new Int32Array(buffer);
+    ctl[CAPACITY] = capacity;
+    ctl[NEXT_PRODUCER] = LOOP_PRODUCERS;
     const ring = new RingMemory(buffer);
     ring.rates.fill(1);
     return ring;
   }
 
-  /** A new producer id (0..63) for a producer on loop `loop` (records carry the id; the loop is looked up). */
+  /**
+   * The fixed producer id of event loop `loop` (ids below 32): a loop restarted after a crash writes under the
+   * same id, so ids are not used up and its counters carry on. Other producers use {@link claimProducer}.
+   */
+  loopProducer(loop: number): number {
+    if (loop < 0 || loop >= LOOP_PRODUCERS) return this.claimProducer(loop);
+    Atomics.store(this.counters, loop * PRODUCER_STRIDE + C_LOOP, loop);
+    return loop;
+  }
+
+  /** A new producer id (32..63) for a producer on loop `loop` (records carry the id; the loop is looked up). */
   claimProducer(loop: number): number {
     const id = Atomics.add(this.ctl, NEXT_PRODUCER, 1);
     if (id >= MAX_PRODUCERS) throw new RangeError(`a log ring takes at most ${MAX_PRODUCERS} producers`);
@@ -127,6 +141,7 @@ export class RingMemory {
     return (Atomics.load(this.ctl, WRITE) - Atomics.load(this.ctl, READ)) >>> 0;
   }
 
+  /** Producer ids that may have counters (loop ids, then claimed ones). */
   get producers(): number {
     return Math.min(Atomics.load(this.ctl, NEXT_PRODUCER), MAX_PRODUCERS);
   }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { type LogStats, RingMemory, serve, startLogShipper } from '../../core/index.ts';
+import { type LogStats, RingLogger, RingMemory, serve, startLogShipper } from '../../core/index.ts';
 import { server } from '../../protocols/http1/index.ts';
 import { waitFor } from '../helpers.ts';
 
@@ -105,6 +105,14 @@ describe('ring', () => {
     const s2 = await big.stop();
     assert.equal(s2.dropped.tooLarge, 1);
     assertAccounted(s2);
+  });
+
+  test('a loop restarted many times keeps its producer id; claimed ids are bounded and say so', () => {
+    const ring = RingMemory.create(4096);
+    for (let i = 0; i < 200; i++) assert.equal(new RingLogger(ring, 3, true).producer, 3);
+    const claimed = Array.from({ length: 32 }, () => new RingLogger(ring, -1).producer);
+    assert.deepEqual(claimed, Array.from({ length: 32 }, (_, i) => 32 + i));
+    assert.throws(() => new RingLogger(ring, -1), RangeError);
   });
 
   test('ring capacity must be a power of two', () => {

@@ -501,6 +501,13 @@ export class Conn<Ctx = unknown> implements WheelNode {
     this.updateReading();
   }
 
+  /**
+   * Stop reading while outbound bytes are above the high-water mark (the default: what bounds memory for a
+   * peer that sends but does not read). A client connection whose reads are answers to its own writes (an
+   * upstream a proxy forwards to) sets it false: its answer must stay readable, the proxy bounds what it writes.
+   */
+  pauseOnBackpressure = true;
+
   /** Whether the engine is reading from this connection (not paused by the handler or by backpressure). */
   get reading(): boolean {
     return !this.readingPaused;
@@ -508,7 +515,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   /** @internal */
   updateReading(): void {
-    const want = this.state === OPEN && !this.userPaused && !this.aboveHigh;
+    const want = this.state === OPEN && !this.userPaused && (!this.aboveHigh || !this.pauseOnBackpressure);
     if (want && this.readingPaused) {
       this.readingPaused = false;
       this.socket.resume();

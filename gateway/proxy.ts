@@ -29,7 +29,7 @@ function connectionTokens(value: string | undefined): Set<string> | null {
 }
 
 /** host[:port] (reg-name, IPv4 or bracketed IPv6), RFC 9110 §7.2: the only Host a gateway passes on. */
-export const HOST = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
+export const HOST = /^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
 
 const FILTER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FILTER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;

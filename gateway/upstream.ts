@@ -79,13 +79,6 @@ export class Upstream {
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));
     this.balancer = createBalancer(config.balance, this.targets);
-    if (config.healthCheck === undefined) {
-      // Without active checks nothing would ever mark a target healthy again (a reload that removed them).
-      for (const t of this.targets) {
-        t.healthy = true;
-        t.checkStreak = 0;
-      }
-    }
   }
 
   /** The key consistent hashing uses for this request (header, cookie or client address). */
@@ -123,7 +116,16 @@ export class Upstream {
   /** Starts active health checks (if configured). */
   startChecks(): void {
     const hc = this.config.healthCheck;
-    if (hc === undefined || this.checker !== null) return;
+    if (hc === undefined) {
+      // Without active checks nothing would ever mark a target healthy again (after a reload that removed
+      // them). Done here, when the configuration is in force, not while it is only being built.
+      for (const t of this.targets) {
+        t.healthy = true;
+        t.checkStreak = 0;
+      }
+      return;
+    }
+    if (this.checker !== null) return;
     this.checker = this.loop.every(hc.interval, () => {
       for (const t of this.targets) this.check(t);
     });

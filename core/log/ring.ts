@@ -42,6 +42,7 @@ const DOORBELL = 2;
 const CAPACITY = 3;
 const NEXT_PRODUCER = 4;
 const STOPPING = 5;
+const STOP_DEADLINE = 6;
 const PRODUCER_BASE = 64;
 const PRODUCER_STRIDE = 16;
 
@@ -153,6 +154,15 @@ export class RingMemory {
   set stopping(value: boolean) {
     Atomics.store(this.ctl, STOPPING, value ? 1 : 0);
     this.ring();
+  }
+
+  /** Milliseconds the shipper gets, once stopping, before giving up on sinks (shared: no message to wait for). */
+  get stopDeadline(): number {
+    return Atomics.load(this.ctl, STOP_DEADLINE);
+  }
+
+  set stopDeadline(ms: number) {
+    Atomics.store(this.ctl, STOP_DEADLINE, Math.min(ms, 2 ** 31 - 1));
   }
 
   /**

@@ -47,9 +47,16 @@ let pending = 0;
 let settled: (() => void) | null = null;
 let stopDeadline = Number.POSITIVE_INFINITY;
 
-port.on('message', (msg: { type: 'stop'; deadline: number }) => {
-  if (msg.type === 'stop') stopDeadline = Date.now() + msg.deadline;
-});
+/** The stop deadline comes through the ring (set before the stopping flag), seen the moment stopping is. */
+function noteStop(): void {
+  if (stopDeadline === Number.POSITIVE_INFINITY && ring.stopping) {
+    stopDeadline = Date.now() + ring.stopDeadline;
+  }
+}
+
+// The port's listener is what keeps this thread alive between records (a pending Atomics.waitAsync does
+// not); the stop message it receives is only a second wake-up, the deadline itself travels in the ring.
+port.on('message', noteStop);
 
 /** Batches handed to the sinks and not settled yet; each is counted exactly once, whichever way it ends. */
 const inFlight = new Set<{ records: number }>();
@@ -101,6 +108,7 @@ function settle(ms: number): Promise<void> {
 
 let gaveUp = false;
 for (;;) {
+  noteStop();
   if (pending >= init.maxPending) {
     // Backpressure: a slow sink stops the draining, not the producers.
     if (Date.now() >= stopDeadline) {
@@ -141,6 +149,7 @@ if (gaveUp) {
   ship(batcher.take());
 }
 while (pending > 0) {
+  noteStop();
   const left = stopDeadline - Date.now();
   if (left <= 0) {
     // A sink that never answers: what it holds is lost, and counted so (and never again if it settles).

@@ -116,8 +116,9 @@ export class LogShipper {
    */
   stop(deadline = 10_000): Promise<LogStats> {
     if (this.stopping !== null) return this.stopping;
-    this.worker.postMessage({ type: 'stop', deadline });
+    this.memory.stopDeadline = deadline;
     this.memory.stopping = true;
+    this.worker.postMessage({ type: 'stop' });
     // A sink that keeps handles open must not keep the shipper thread (and stop()) waiting forever.
     const kill = setTimeout(() => void this.worker.terminate(), deadline + 5000);
     kill.unref();

@@ -94,6 +94,8 @@ export class ClientConnection implements BodySink, ClientResponse {
 
   constructor(conn: Conn<ClientConnection>) {
     this.conn = conn;
+    // An upstream may answer (say, 401) before it reads all of a large request: that answer must be read.
+    conn.pauseOnBackpressure = false;
   }
 
   /** A request is in progress. */

@@ -111,7 +111,10 @@ describe('ring', () => {
     const ring = RingMemory.create(4096);
     for (let i = 0; i < 200; i++) assert.equal(new RingLogger(ring, 3, true).producer, 3);
     const claimed = Array.from({ length: 32 }, () => new RingLogger(ring, -1).producer);
-    assert.deepEqual(claimed, Array.from({ length: 32 }, (_, i) => 32 + i));
+    assert.deepEqual(
+      claimed,
+      Array.from({ length: 32 }, (_, i) => 32 + i),
+    );
     assert.throws(() => new RingLogger(ring, -1), RangeError);
   });
 

@@ -10,6 +10,7 @@
 const MIN_SHIFT = 12; // 4 KiB
 const MAX_SHIFT = 22; // 4 MiB
 const POISON = 0xde;
+const SMALL_SHIFT = 16; // 64 KiB
 
 /** Slab sizes a caller can ask for are rounded up to these classes. */
 export const MIN_SLAB = 1 << MIN_SHIFT;
@@ -57,8 +58,12 @@ export class Arena {
     if (this.poison) slab.fill(POISON);
     const len = slab.length;
     if (len > MAX_SLAB || (len & (len - 1)) !== 0) return;
-    const list = this.free[31 - Math.clz32(len) - MIN_SHIFT];
-    if (list !== undefined && list.length < this.maxFreePerClass) list.push(slab);
+    const shift = 31 - Math.clz32(len);
+    const list = this.free[shift - MIN_SHIFT];
+    // Small slabs are what every connection stages its writes in: with writes flushed once per I/O phase,
+    // as many can be out at once as connections were ready, so keep more of them than of the large ones.
+    const cap = shift <= SMALL_SHIFT ? this.maxFreePerClass * 8 : this.maxFreePerClass;
+    if (list !== undefined && list.length < cap) list.push(slab);
   }
 
   /** Forgets a slab that the socket still holds; garbage collection reclaims it. */

@@ -40,5 +40,5 @@ export { type PoolOptions, type PoolStats, TargetPool } from './pool.ts';
 export { ProxyCall, sendGatewayError } from './proxy.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';
 export type { RouteRuntime } from './runtime.ts';
-export { newRequestId, nextTraceparent, traceIdOf } from './tracing.ts';
+export { newRequestId, nextTraceparent } from './tracing.ts';
 export { cookieValue, TargetRegistry, Upstream, UpstreamTarget } from './upstream.ts';

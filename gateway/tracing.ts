@@ -46,11 +46,6 @@ export function nextTraceparent(incoming: string | undefined): string {
   return `00-${trace}-${newSpanId()}-01`;
 }
 
-/** The trace id of a traceparent value, or undefined. */
-export function traceIdOf(traceparent: string | undefined): string | undefined {
-  return traceparent === undefined ? undefined : TRACEPARENT.exec(traceparent)?.[2];
-}
-
 /** A new request id (UUID v4). */
 export function newRequestId(): string {
   return randomUUID();

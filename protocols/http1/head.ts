@@ -476,11 +476,6 @@ export class HeadParser {
     return this.headLength;
   }
 
-  /** True when the body is delimited by the connection closing (responses without length or chunked). */
-  get readUntilClose(): boolean {
-    return this.kind === 'response' && this.contentLength === -1 && !this.chunked;
-  }
-
   /** Whether field `k`'s name is `lower` (lower-case ASCII), compared in place. */
   nameIs(buf: Uint8Array, k: number, lower: string, shift = 0): boolean {
     const ns = this.fields[k * 4]! + shift;

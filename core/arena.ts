@@ -52,6 +52,17 @@ export class Arena {
     return fresh;
   }
 
+  /**
+   * A buffer the arena lends for the life of its owner (the loop's read buffer): never given back, not counted
+   * in `outstanding`, and recognised by {@link owns}.
+   */
+  permanent(size: number): Buffer {
+    this.allocated++;
+    const buf = Buffer.allocUnsafeSlow(size);
+    this.owned.add(buf.buffer);
+    return buf;
+  }
+
   /** Returns a slab taken from this arena. The caller must hold no view of it afterwards. */
   give(slab: Buffer): void {
     this.outstanding--;

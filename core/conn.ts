@@ -181,20 +181,24 @@ export class Conn<Ctx = unknown> implements WheelNode {
     return len;
   }
 
-  /** @internal Takes a chunk from the socket: lends it, or appends it to the owned leftover. */
-  receive(chunk: Buffer): boolean {
-    this.loop.stats.bytesIn += chunk.length;
+  /**
+   * @internal Takes `buf[0, n)` from the socket: lends it, or appends it to the owned leftover. `buf` is
+   * usually the loop's shared read buffer, which the next read overwrites: `settleInbound` copies what the
+   * turn leaves unconsumed.
+   */
+  receive(buf: Buffer, n: number): boolean {
+    this.loop.stats.bytesIn += n;
     this.lastActive = this.loop.clock;
     this.activity++;
     const left = this.inEnd - this.inStart;
     if (left === 0) {
       if (this.inOwned) this.releaseInbound();
-      this.inBuf = chunk;
+      this.inBuf = buf;
       this.inStart = 0;
-      this.inEnd = chunk.length;
+      this.inEnd = n;
       return true;
     }
-    const need = left + chunk.length;
+    const need = left + n;
     if (need > this.loop.options.readBufferCap) {
       this.destroy(
         netloomError(
@@ -204,20 +208,20 @@ export class Conn<Ctx = unknown> implements WheelNode {
       );
       return false;
     }
-    const buf = this.inBuf;
-    if (this.inOwned && buf.length - this.inEnd >= chunk.length) {
-      buf.set(chunk, this.inEnd);
-      this.inEnd += chunk.length;
-    } else if (this.inOwned && buf.length >= need) {
-      buf.copyWithin(0, this.inStart, this.inEnd);
-      buf.set(chunk, left);
+    const held = this.inBuf;
+    if (this.inOwned && held.length - this.inEnd >= n) {
+      buf.copy(held, this.inEnd, 0, n);
+      this.inEnd += n;
+    } else if (this.inOwned && held.length >= need) {
+      held.copyWithin(0, this.inStart, this.inEnd);
+      buf.copy(held, left, 0, n);
       this.inStart = 0;
       this.inEnd = need;
     } else {
       const grown = this.loop.arena.take(need);
-      buf.copy(grown, 0, this.inStart, this.inEnd);
-      grown.set(chunk, left);
-      if (this.inOwned) this.loop.arena.give(buf);
+      held.copy(grown, 0, this.inStart, this.inEnd);
+      buf.copy(grown, left, 0, n);
+      if (this.inOwned) this.loop.arena.give(held);
       this.inBuf = grown;
       this.inOwned = true;
       this.inStart = 0;
@@ -272,8 +276,9 @@ export class Conn<Ctx = unknown> implements WheelNode {
     }
     const n = data.byteLength;
     if (n === 0) return;
-    // Bytes of the chunk lent this turn go by reference: the socket gave us that memory and nobody reuses it.
-    const lent = data === this.lentView && !this.inOwned;
+    // Bytes of a chunk Node allocated for this read alone go by reference: nobody reuses that memory. (The
+    // loop's shared read buffer is engine memory, so `arena.owns` below copies views of it.)
+    const lent = data === this.lentView && !this.inOwned && this.inBuf !== this.loop.readBuffer;
     if (n < COPY_LIMIT && !lent) {
       const stage = this.room(n);
       stage.set(data, this.stagePos);

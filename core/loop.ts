@@ -19,11 +19,21 @@ const SHUTDOWN_SWEEP_MS = 100;
 /** How often a loop publishes its byte counters to shared memory. */
 const STATS_PUBLISH_MS = 20;
 const DEFAULT_DIAL_TIMEOUT = 10_000;
+/** Size of the loop's shared read buffer: libuv reads at most this much per call. */
+const READ_BUFFER_SIZE = 64 * 1024;
+
+/** A socket with the handle Node keeps private; accepted sockets are re-wrapped through it (see `adopt`). */
+type HandleSocket = net.Socket & { _handle: object | null };
 
 // Shared listeners: `this` is the socket, so no closure is created per connection.
+function onSocketRead(this: ConnSocket, n: number, buf: Buffer): boolean {
+  const conn = this[kConn];
+  conn.loop.onData(conn, buf, n);
+  return true; // reading is paused through the socket (Conn.updateReading), not by this answer
+}
 function onSocketData(this: ConnSocket, chunk: Buffer): void {
   const conn = this[kConn];
-  conn.loop.onData(conn, chunk);
+  conn.loop.onData(conn, chunk, chunk.length);
 }
 function onSocketEnd(this: ConnSocket): void {
   const conn = this[kConn];
@@ -100,6 +110,11 @@ export class EventLoop {
   private server: net.Server | null = null;
   private unixPath: string | null = null;
   private readonly conns = new Set<Conn>();
+  /** Accepted connections open now (what `maxConnections` bounds; dialed ones do not count). */
+  private accepted = 0;
+  /** @internal Every socket of this loop reads into this one buffer (Node's `onread`); see `Conn.receive`. */
+  readonly readBuffer: Buffer;
+  private readonly onread: net.OnReadOpts;
   private readonly wheel: TimerWheel<Conn>;
   private readonly dirty: Conn[] = [];
   private readonly wakes: Conn[] = [];
@@ -131,6 +146,12 @@ export class EventLoop {
         : stderrLogger(init.index));
     this.requestShutdown = init.requestShutdown;
     this.arena = new Arena(64, init.options.poisonViews);
+    // Taken from the arena so `arena.owns` reports views of it as engine memory that writes must copy.
+    this.readBuffer = this.arena.permanent(READ_BUFFER_SIZE);
+    this.onread = {
+      buffer: this.readBuffer,
+      callback: onSocketRead as (n: number, buf: Uint8Array) => boolean,
+    };
     this.stats = new StatsRow(init.statsBuffer, init.index);
     this.publishTimer = setInterval(() => this.stats.publish(), STATS_PUBLISH_MS);
     this.publishTimer.unref();
@@ -179,10 +200,10 @@ export class EventLoop {
       noDelay: opts.noDelay,
       keepAlive: opts.keepAlive !== false,
       keepAliveInitialDelay: opts.keepAlive === false ? 0 : opts.keepAlive,
+      // Paused so `adopt` can move the handle before the first read.
+      pauseOnConnect: true,
     });
     server.on('connection', (socket: net.Socket) => this.accept(socket));
-    server.on('drop', () => this.stats.add(REJECTED, 1));
-    if (opts.maxConnections > 0) server.maxConnections = opts.maxConnections;
     const bind = () =>
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -225,9 +246,9 @@ export class EventLoop {
     return this.port;
   }
 
-  private register(conn: Conn, socket: net.Socket): void {
+  private register(conn: Conn, socket: net.Socket, streamed: boolean): void {
     (socket as ConnSocket)[kConn] = conn;
-    socket.on('data', onSocketData);
+    if (streamed) socket.on('data', onSocketData);
     socket.on('end', onSocketEnd);
     socket.on('error', onSocketError);
     socket.on('close', onSocketClose);
@@ -235,13 +256,42 @@ export class EventLoop {
     this.stats.add(OPEN_COUNT, 1);
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(raw: net.Socket): void {
+    const max = this.options.maxConnections;
+    if (max > 0 && this.accepted >= max) {
+      raw.destroy();
+      this.stats.add(REJECTED, 1);
+      return;
+    }
     this.clock = Date.now();
+    const socket = this.adopt(raw);
     const conn = new Conn(this.nextId++, this, socket, this.handler, false);
-    this.register(conn, socket);
+    this.register(conn, socket, socket === raw);
+    if (socket === raw) raw.resume();
+    this.accepted++;
     this.stats.add(ACCEPTED, 1);
     if (this.options.idleTimeout > 0) this.rearm(conn);
     this.dispatchOpen(conn);
+  }
+
+  /**
+   * Moves an accepted socket's handle into a socket made with `onread`, so reads land in the loop's shared
+   * buffer: no buffer allocated and no stream push per read. Node offers `onread` only to sockets it creates
+   * for `connect`; the handle (Node's `_handle`, unchanged for a decade) is the way across. If it is missing,
+   * the socket is used as it is and reads arrive as `data` events.
+   */
+  private adopt(raw: net.Socket): net.Socket {
+    const handle = (raw as HandleSocket)._handle;
+    if (handle === null || typeof handle !== 'object' || !('readStart' in handle)) return raw;
+    (raw as HandleSocket)._handle = null;
+    raw.destroy();
+    return new net.Socket({
+      handle,
+      allowHalfOpen: true,
+      readable: true,
+      writable: true,
+      onread: this.onread,
+    } as unknown as net.SocketConstructorOpts);
   }
 
   /**
@@ -258,7 +308,7 @@ export class EventLoop {
     const addr = parseAddress(address);
     const socket =
       addr.kind === 'unix'
-        ? net.connect({ path: addr.path, allowHalfOpen: true })
+        ? net.connect({ path: addr.path, allowHalfOpen: true, onread: this.onread })
         : net.connect({
             host: addr.host,
             port: addr.port,
@@ -266,11 +316,12 @@ export class EventLoop {
             allowHalfOpen: true,
             noDelay: options.noDelay ?? this.options.noDelay,
             keepAlive: this.options.keepAlive !== false,
+            onread: this.onread,
           });
     this.clock = Date.now();
     const conn = new Conn<Ctx>(this.nextId++, this, socket, handler, true);
     conn.context = options.context;
-    this.register(conn as Conn, socket);
+    this.register(conn as Conn, socket, false);
     socket.once('connect', onSocketConnect);
     this.stats.add(DIALED, 1);
     conn.expireAt = this.clock + (options.timeout ?? DEFAULT_DIAL_TIMEOUT);
@@ -308,9 +359,14 @@ export class EventLoop {
   }
 
   /** @internal */
-  onData(conn: Conn, chunk: Buffer): void {
+  onData(conn: Conn, buf: Buffer, n: number): void {
     if (conn.state !== OPEN) return; // closing: read and discard until the peer's FIN
-    if (conn.receive(chunk)) this.traffic(conn);
+    if (conn.receive(buf, n)) this.traffic(conn);
+    // libuv reads up to 32 buffers per readiness before the check-phase flush: hand a connection's writes to
+    // the socket now once they pass the high-water mark, so backpressure stops reading after this read.
+    if (conn.dirty && conn.outboundBuffered > this.options.highWaterMark) conn.flush();
+    // The next read overwrites the shared buffer anyway; poisoning it now makes a kept view fail at once.
+    if (this.options.poisonViews && buf === this.readBuffer) buf.fill(0xde, 0, n);
   }
 
   private traffic(conn: Conn): void {
@@ -392,6 +448,7 @@ export class EventLoop {
     this.wheel.cancel(conn);
     conn.release();
     this.conns.delete(conn);
+    if (!conn.dialed) this.accepted--;
     this.stats.add(OPEN_COUNT, -1);
     this.stats.add(CLOSED_COUNT, 1);
     let err = conn.closeError;

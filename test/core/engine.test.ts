@@ -118,6 +118,31 @@ describe('inbound leftovers and the arena', () => {
     }
   });
 
+  test('a view of a read kept past its callback is overwritten by the next read (the buffer is shared)', async () => {
+    let kept: Buffer | null = null;
+    let turns = 0;
+    const { engine, port } = await serveInline({
+      onTraffic(conn) {
+        turns++;
+        if (turns === 1)
+          kept = conn.next(); // wrong on purpose: a lent view, kept
+        else conn.discard();
+        conn.write('k');
+      },
+    });
+    try {
+      const s = await connect({ port });
+      s.write('first');
+      await new Promise<void>((r) => s.once('data', () => r()));
+      s.write('SECOND');
+      await waitFor(() => turns === 2);
+      assert.equal(kept!.toString(), 'SECON', 'the kept view now shows the later bytes');
+      s.destroy();
+    } finally {
+      await engine.stop();
+    }
+  });
+
   test('steady state allocates no new arena slabs (allocation_test in the spirit of fasthttp)', async () => {
     const { engine, loop, port } = await serveInline({
       onTraffic(conn) {
@@ -784,6 +809,45 @@ describe('options and addresses', () => {
     assert.deepEqual(parseAddress('tcp6://[::1]:80'), { kind: 'tcp', host: '::1', port: 80, family: 6 });
     assert.deepEqual(parseAddress('unix:///tmp/x.sock'), { kind: 'unix', path: '/tmp/x.sock' });
     assert.deepEqual(parseAddress(':8080'), { kind: 'tcp', host: '0.0.0.0', port: 8080, family: 0 });
+  });
+
+  test('maxConnections closes accepted connections over the limit; closing one makes room', async () => {
+    const { engine, port } = await serveInline(
+      {
+        onTraffic(conn) {
+          conn.write(conn.next());
+        },
+      },
+      { maxConnections: 2 },
+    );
+    const ping = (s: net.Socket, text: string) =>
+      new Promise<string>((resolve) => {
+        s.once('data', (d: Buffer) => resolve(d.toString()));
+        s.write(text);
+      });
+    try {
+      const a = await connect({ port });
+      const b = await connect({ port });
+      assert.equal(await ping(a, 'a'), 'a');
+      assert.equal(await ping(b, 'b'), 'b');
+      const c = await connect({ port });
+      c.on('error', () => {});
+      c.write('c');
+      const got = await Promise.race([
+        readUntilClose(c).then((b) => b.toString()),
+        new Promise<string>((r) => setTimeout(() => r('still open after 2 s'), 2000)),
+      ]);
+      assert.equal(got, '', 'the third connection is closed unanswered');
+      assert.equal(engine.stats().total.rejected, 1);
+      a.destroy();
+      await waitFor(() => engine.stats().total.open === 1);
+      const d = await connect({ port });
+      assert.equal(await ping(d, 'd'), 'd');
+      b.destroy();
+      d.destroy();
+    } finally {
+      await engine.stop();
+    }
   });
 });
 

@@ -71,6 +71,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
   /** @internal */ dirty = false;
   /** @internal */ woken = false;
 
+  private peerAddress: string | undefined = undefined;
   private inBuf: Buffer = EMPTY;
   private inStart = 0;
   private inEnd = 0;
@@ -123,7 +124,14 @@ export class Conn<Ctx = unknown> implements WheelNode {
   }
   /** Peer IP address ('' for Unix sockets or a closed socket). */
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
+    // Cached: proxies ask on every request, and Node's getter goes through several calls each time.
+    let address = this.peerAddress;
+    if (address === undefined) {
+      address = this.socket.remoteAddress;
+      if (address === undefined) return '';
+      this.peerAddress = address;
+    }
+    return address;
   }
   /** Peer port (0 for Unix sockets). */
   get remotePort(): number {

@@ -34,10 +34,8 @@ export const HOST = /^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
 const FILTER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FILTER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-/** `Forwarded` node syntax (RFC 7239): IPv6 addresses are quoted and bracketed. */
-function forwardedFor(ip: string): string {
-  return ip.includes(':') ? `"[${ip}]"` : ip;
-}
+/** Bytes of the fixed text in the proxy's own request lines (names, separators, CRLFs), rounded up. */
+const TAIL_FIXED = 192;
 
 /** Errors the proxy answers with itself, as JSON. */
 export function sendGatewayError(
@@ -226,29 +224,34 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       if (listed?.has(req.fieldName(k).toLowerCase())) keep[k] = 0;
     }
     const client = req.remoteAddress;
-    let tail = `host: ${route.preserveHost && host !== undefined ? host : target.address}\r\n`;
-    tail += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: http\r\n`;
-    if (host !== undefined) tail += `x-forwarded-host: ${host}\r\n`;
+    const hostOut = route.preserveHost && host !== undefined ? host : target.address;
     // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
-    const hostNode = host !== undefined && HOST.test(host) ? `;host="${host}"` : '';
-    const node = `for=${forwardedFor(client)};proto=http${hostNode}`;
-    tail += `forwarded: ${forwarded === undefined ? node : `${forwarded}, ${node}`}\r\n`;
-    tail += `x-request-id: ${this.requestId}\r\ntraceparent: ${this.traceparent}\r\n`;
-    for (const [name, value] of route.requestAdd) tail += `${name}: ${value}\r\n`;
+    const hostNode = host !== undefined && HOST.test(host);
+    // Rare lines (route additions, filter headers, framing) as one string; the usual ones are written piecewise.
+    let extra = '';
+    for (const [name, value] of route.requestAdd) extra += `${name}: ${value}\r\n`;
     for (const [name, value] of this.ctx.upstreamHeaders) {
       // Filters are code, but a CR or LF in what they add would split the upstream request: drop it.
-      if (FILTER_NAME.test(name) && FILTER_VALUE.test(value)) tail += `${name}: ${value}\r\n`;
+      if (FILTER_NAME.test(name) && FILTER_VALUE.test(value)) extra += `${name}: ${value}\r\n`;
       else
         this.ctx.loop.log.warn('filter header dropped (invalid name or value)', { route: route.name, name });
     }
     if (req.contentLength >= 0) {
-      tail += `content-length: ${req.contentLength}\r\n`;
+      extra += `content-length: ${req.contentLength}\r\n`;
     } else if (req.hasBody) {
-      tail += 'transfer-encoding: chunked\r\n';
+      extra += 'transfer-encoding: chunked\r\n';
       this.chunkedUp = true;
     }
-    tail += '\r\n';
-    bound += tail.length * 3;
+    bound +=
+      TAIL_FIXED +
+      hostOut.length +
+      2 * client.length +
+      (xff?.length ?? 0) +
+      (forwarded?.length ?? 0) +
+      2 * (host?.length ?? 0) +
+      this.requestId.length +
+      this.traceparent.length +
+      extra.length;
     const buf = conn.reserve(bound);
     let p = conn.reservedAt;
     p = putText(buf, p, req.method);
@@ -260,7 +263,48 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     }
     p = putText(buf, p, ' HTTP/1.1\r\n');
     for (let k = 0; k < count; k++) if (keep[k] === 1) p = req.copyField(k, buf, p);
-    p += buf.write(tail, p, 'latin1');
+    p = putText(buf, p, 'host: ');
+    p = putText(buf, p, hostOut);
+    p = putText(buf, p, '\r\nx-forwarded-for: ');
+    if (xff !== undefined) {
+      p = putText(buf, p, xff);
+      p = putText(buf, p, ', ');
+    }
+    p = putText(buf, p, client);
+    p = putText(buf, p, '\r\nx-forwarded-proto: http\r\n');
+    if (host !== undefined) {
+      p = putText(buf, p, 'x-forwarded-host: ');
+      p = putText(buf, p, host);
+      p = putText(buf, p, '\r\n');
+    }
+    p = putText(buf, p, 'forwarded: ');
+    if (forwarded !== undefined) {
+      p = putText(buf, p, forwarded);
+      p = putText(buf, p, ', ');
+    }
+    p = putText(buf, p, 'for=');
+    // `Forwarded` node syntax (RFC 7239): IPv6 addresses are quoted and bracketed.
+    if (client.includes(':')) {
+      p = putText(buf, p, '"[');
+      p = putText(buf, p, client);
+      p = putText(buf, p, ']"');
+    } else {
+      p = putText(buf, p, client);
+    }
+    p = putText(buf, p, ';proto=http');
+    if (hostNode) {
+      p = putText(buf, p, ';host="');
+      p = putText(buf, p, host!);
+      buf[p++] = 0x22;
+    }
+    p = putText(buf, p, '\r\nx-request-id: ');
+    p = putText(buf, p, this.requestId);
+    p = putText(buf, p, '\r\ntraceparent: ');
+    p = putText(buf, p, this.traceparent);
+    p = putText(buf, p, '\r\n');
+    p = putText(buf, p, extra);
+    buf[p++] = 0x0d;
+    buf[p++] = 0x0a;
     conn.commit(p);
   }
 

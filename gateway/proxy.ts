@@ -20,6 +20,9 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 
 function connectionTokens(value: string | undefined): Set<string> | null {
   if (value === undefined) return null;
+  // The usual value names no field: answer without splitting or allocating.
+  if (value.length === 10 && value.toLowerCase() === 'keep-alive') return null;
+  if (value.length === 5 && value.toLowerCase() === 'close') return null;
   const tokens = new Set<string>();
   for (const t of value.split(',')) {
     const v = t.trim().toLowerCase();

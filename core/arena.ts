@@ -16,9 +16,14 @@ const SMALL_SHIFT = 16; // 64 KiB
 export const MIN_SLAB = 1 << MIN_SHIFT;
 export const MAX_SLAB = 1 << MAX_SHIFT;
 
+/**
+ * Memory of every arena on this thread: loops of engines sharing a thread (one loop each) may write each
+ * other's lent views, and a view of any loop's read buffer or slab must be copied, not kept by reference.
+ */
+const owned = new WeakSet<ArrayBufferLike>();
+
 export class Arena {
   private readonly free: Buffer[][] = [];
-  private readonly owned = new WeakSet<ArrayBufferLike>();
   private readonly maxFreePerClass: number;
   private readonly poison: boolean;
   /** Slabs created since the arena was made (allocation pressure; steady state stops growing). */
@@ -40,7 +45,7 @@ export class Arena {
       // Beyond the largest class: a one-off buffer that never returns to a free list.
       this.allocated++;
       const big = Buffer.allocUnsafeSlow(size);
-      this.owned.add(big.buffer);
+      owned.add(big.buffer);
       return big;
     }
     const list = this.free[shift - MIN_SHIFT]!;
@@ -48,7 +53,7 @@ export class Arena {
     if (slab !== undefined) return slab;
     this.allocated++;
     const fresh = Buffer.allocUnsafeSlow(1 << shift);
-    this.owned.add(fresh.buffer);
+    owned.add(fresh.buffer);
     return fresh;
   }
 
@@ -59,7 +64,7 @@ export class Arena {
   permanent(size: number): Buffer {
     this.allocated++;
     const buf = Buffer.allocUnsafeSlow(size);
-    this.owned.add(buf.buffer);
+    owned.add(buf.buffer);
     return buf;
   }
 
@@ -82,8 +87,8 @@ export class Arena {
     this.outstanding--;
   }
 
-  /** Whether `view` points into memory this arena lends out (such views must be copied before keeping). */
+  /** Whether `view` points into memory an arena of this thread lends out (such views must be copied before keeping). */
   owns(view: ArrayBufferView): boolean {
-    return this.owned.has(view.buffer);
+    return owned.has(view.buffer);
   }
 }

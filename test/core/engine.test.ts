@@ -143,6 +143,48 @@ describe('inbound leftovers and the arena', () => {
     }
   });
 
+  test("a lent view written to a connection of another engine's loop on the same thread arrives intact", async () => {
+    // Two one-loop engines share the main thread: the relay's lent views (its loop's read buffer) must be
+    // copied by the other loop's write, not queued by reference while the next read overwrites them.
+    let sink: Conn | null = null;
+    const out = await serve(
+      {
+        onOpen(conn) {
+          sink = conn;
+        },
+      },
+      { loops: 1 },
+    );
+    const relay = await serve(
+      {
+        onTraffic(conn) {
+          sink!.write(conn.next());
+        },
+      },
+      { loops: 1 },
+    );
+    try {
+      const reader = await connect({ port: out.port });
+      await waitFor(() => sink !== null);
+      const got: Buffer[] = [];
+      let size = 0;
+      reader.on('data', (d: Buffer) => {
+        got.push(d);
+        size += d.length;
+      });
+      const writer = await connect({ port: relay.port });
+      const payload = randomBytes(prng(7), 4 * 1024 * 1024);
+      writer.write(payload);
+      await waitFor(() => size >= payload.length, 10_000, 'the relayed bytes');
+      assert.ok(Buffer.concat(got).equals(payload), 'the relayed bytes are intact');
+      writer.destroy();
+      reader.destroy();
+    } finally {
+      await relay.stop();
+      await out.stop();
+    }
+  });
+
   test('steady state allocates no new arena slabs (allocation_test in the spirit of fasthttp)', async () => {
     const { engine, loop, port } = await serveInline({
       onTraffic(conn) {

@@ -13,7 +13,16 @@ import {
   parseAddress,
   serve,
 } from '../../core/index.ts';
-import { connect, echoOver, echoRoundTrip, prng, randomBytes, readUntilClose, waitFor } from '../helpers.ts';
+import {
+  connect,
+  echoOver,
+  echoRoundTrip,
+  prng,
+  randomBytes,
+  readUntilClose,
+  unixPath,
+  waitFor,
+} from '../helpers.ts';
 
 const echoModule = new URL('../fixtures/echo-handler.ts', import.meta.url);
 
@@ -663,6 +672,39 @@ describe('dial', () => {
     }
   });
 
+  test('a unix:// dial reads through the shared buffer byte-exact', async () => {
+    const path = unixPath();
+    const upstream = net.createServer((s) => s.on('error', () => {}).pipe(s));
+    await new Promise<void>((r) => upstream.listen(path, r));
+    const payload = randomBytes(prng(11), 512 * 1024); // under the high-water mark: the echo cannot stall
+    const got: Buffer[] = [];
+    let size = 0;
+    let closed: Error | undefined | null = null;
+    const { engine, loop } = await serveInline({});
+    try {
+      loop.dial(`unix://${path}`, {
+        onOpen(c) {
+          c.write(payload);
+        },
+        onTraffic(c) {
+          const chunk = c.next();
+          got.push(Buffer.from(chunk));
+          size += chunk.length;
+          if (size >= payload.length) c.close();
+        },
+        onClose(_c, err) {
+          closed = err;
+        },
+      });
+      await waitFor(() => closed !== null, 5000, 'the echo');
+      assert.equal(closed, undefined);
+      assert.ok(Buffer.concat(got).equals(payload));
+    } finally {
+      await engine.stop();
+      upstream.close();
+    }
+  });
+
   test('a refused dial reports ERR_NETLOOM_DIAL with the socket error as cause', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
@@ -889,6 +931,47 @@ describe('options and addresses', () => {
       d.destroy();
     } finally {
       await engine.stop();
+    }
+  });
+  test('maxConnections counts accepted connections only: dialed ones neither fill nor free a slot', async () => {
+    const upstream = net.createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const target = `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
+    const { engine, loop, port } = await serveInline(
+      {
+        onTraffic(conn) {
+          conn.write(conn.next());
+        },
+      },
+      { maxConnections: 1 },
+    );
+    const refused = async () => {
+      const s = await connect({ port });
+      s.on('error', () => {});
+      return Promise.race([
+        readUntilClose(s).then(() => true),
+        new Promise<boolean>((r) =>
+          setTimeout(() => {
+            s.destroy();
+            r(false);
+          }, 500),
+        ),
+      ]);
+    };
+    try {
+      const dialed = [1, 2, 3].map(() => loop.dial(target, {}));
+      await waitFor(() => engine.stats().total.open === 3);
+      const a = await connect({ port });
+      a.write('a');
+      await new Promise((r) => a.once('data', r));
+      assert.equal(await refused(), true, 'the one slot is taken by the accepted connection');
+      for (const d of dialed) d.close();
+      await waitFor(() => engine.stats().total.open === 1);
+      assert.equal(await refused(), true, 'closing dialed connections frees no slot');
+      a.destroy();
+    } finally {
+      await engine.stop();
+      upstream.close();
     }
   });
 });

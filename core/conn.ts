@@ -528,7 +528,8 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   /** @internal */
   updateReading(): void {
-    const want = this.state === OPEN && !this.userPaused && (!this.aboveHigh || !this.pauseOnBackpressure);
+    // A dial still connecting wants reading too: nothing re-evaluates this when it connects.
+    const want = this.state <= OPEN && !this.userPaused && (!this.aboveHigh || !this.pauseOnBackpressure);
     if (want && this.readingPaused) {
       this.readingPaused = false;
       this.socket.resume();

@@ -705,6 +705,38 @@ describe('dial', () => {
     }
   });
 
+  test('pause and resume while a dial connects: a pause holds past the connect, a resume undoes it', async () => {
+    const upstream = net.createServer((s) => s.on('error', () => {}).pipe(s));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const target = `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`;
+    const { engine, loop } = await serveInline({});
+    const replies = ['', ''];
+    const dialEcho = (i: number) =>
+      loop.dial(target, {
+        onOpen(c) {
+          c.write('ping');
+        },
+        onTraffic(c) {
+          replies[i] += c.next().toString();
+        },
+      });
+    try {
+      const resumed = dialEcho(0);
+      resumed.pause();
+      resumed.resume();
+      const paused = dialEcho(1);
+      paused.pause();
+      await waitFor(() => replies[0] === 'ping', 2000, 'the resumed dial to read');
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(replies[1], '', 'the paused dial reads nothing');
+      paused.resume();
+      await waitFor(() => replies[1] === 'ping', 2000, 'the paused dial to read once resumed');
+    } finally {
+      await engine.stop({ deadline: 100 });
+      upstream.close();
+    }
+  });
+
   test('a refused dial reports ERR_NETLOOM_DIAL with the socket error as cause', async () => {
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));

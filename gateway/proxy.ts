@@ -362,7 +362,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
 
   /** The upstream drained below its low-water mark: read the client's body again. */
   upstreamWritable(): void {
-    if (!this.requestDone) this.req.resumeBody();
+    // Once answered, the connection's request object may already serve the next request: leave it alone.
+    if (!this.requestDone && !this.finished) this.req.resumeBody();
   }
 
   // ---- ResponseSink: the upstream's response, downstream -------------------------------------------------

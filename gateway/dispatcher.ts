@@ -112,7 +112,8 @@ export class GatewayLoop {
       return;
     }
     const route = m.value;
-    req.locals = { route: route.name, domain: route.domain };
+    // The proxy fills in the ids it sends upstream, so the access record carries them.
+    req.locals = { route: route.name, domain: route.domain, requestId: undefined, traceparent: undefined };
     const ctx: FilterContext = { req, res, route, params: m.params, loop: this.loop, upstreamHeaders: [] };
     const filters = route.filters;
     for (let i = 0; i < filters.length; i++) {

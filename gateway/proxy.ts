@@ -94,6 +94,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
     this.requestId = this.req.header('x-request-id') ?? newRequestId();
     this.traceparent = nextTraceparent(this.req.header('traceparent'));
+    const locals = this.req.locals;
+    if (locals !== undefined) {
+      locals.requestId = this.requestId;
+      locals.traceparent = this.traceparent;
+    }
     this.req.onAbort(() => this.downstreamGone());
   }
 

@@ -41,8 +41,10 @@ export interface ServerOptions {
   /**
    * Write an access record for every response through `loop.log.access` (the log ring, when the engine has
    * one): method, path, status, bytes, duration, remote address, trace and request ids, and the gateway's
-   * route and domain when set in `req.locals`. With `{ key: 'x-user-id' }` sampling is deterministic per
-   * value of that header.
+   * route and domain when set in `req.locals`. The ids come from `req.locals.requestId` and
+   * `req.locals.traceparent` when a handler set them (a proxy that generated them), else from the request's
+   * `x-request-id` and `traceparent`. With `{ key: 'x-user-id' }` sampling is deterministic per value of
+   * that header.
    */
   accessLog?: boolean | { key?: string };
 }
@@ -84,7 +86,9 @@ function accessLogger(options: ServerOptions): ServerOptions['onResponse'] {
     const log = ex.conn.loop.log;
     if (log.access === undefined) return;
     const locals = req.locals;
-    const traceparent = req.header('traceparent');
+    const traceparent =
+      typeof locals?.traceparent === 'string' ? locals.traceparent : req.header('traceparent');
+    const requestId = typeof locals?.requestId === 'string' ? locals.requestId : req.header('x-request-id');
     log.access(
       {
         method: req.method,
@@ -94,7 +98,7 @@ function accessLogger(options: ServerOptions): ServerOptions['onResponse'] {
         duration: Math.round((performance.now() - ex.startedAt) * 1000) / 1000,
         remote: req.remoteAddress,
         traceId: traceparent === undefined ? undefined : TRACEPARENT.exec(traceparent)?.[1],
-        requestId: req.header('x-request-id'),
+        requestId,
         route: typeof locals?.route === 'string' ? locals.route : undefined,
         domain: typeof locals?.domain === 'string' ? locals.domain : undefined,
       },

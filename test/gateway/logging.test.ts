@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { StaticConfigSource, startGateway } from '../../gateway/index.ts';
-import { echoHandler, httpUpstream, send } from './support.ts';
+import { type Echo, echoHandler, httpUpstream, send, sendJson } from './support.ts';
 
 test('access records go through the log ring with route, domain, status and ids', async () => {
   const up = await httpUpstream(echoHandler('u'));
@@ -20,6 +20,8 @@ test('access records go through the log ring with route, domain, status and ids'
     watch: false,
     log: { sink: { type: 'file', path }, compression: 'none' },
   });
+  let sentRequestId: string | undefined;
+  let sentTraceparent: string | undefined;
   try {
     const trace = `00-${'1'.repeat(32)}-${'2'.repeat(16)}-01`;
     assert.equal(
@@ -28,6 +30,12 @@ test('access records go through the log ring with route, domain, status and ids'
       200,
     );
     assert.equal((await send(gw.port(), '/nowhere')).status, 404);
+    // Without ids the gateway makes them: the record must carry what the upstream was sent.
+    const generated = await sendJson<Echo>(gw.port(), '/api/v1/user/8');
+    assert.equal(generated.status, 200);
+    const upHeaders = new Map(generated.json.headers);
+    sentRequestId = upHeaders.get('x-request-id');
+    sentTraceparent = upHeaders.get('traceparent');
   } finally {
     await gw.stop();
     await up.close();
@@ -37,11 +45,14 @@ test('access records go through the log ring with route, domain, status and ids'
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter((r) => r.kind === 'access');
-  assert.equal(records.length, 2);
-  const [ok, missing] = records;
+  assert.equal(records.length, 3);
+  const [ok, missing, generated] = records;
   assert.deepEqual(
     [ok!.method, ok!.path, ok!.status, ok!.route, ok!.domain, ok!.traceId, ok!.requestId],
     ['GET', '/api/v1/user/7', 200, 'user-api', 'user', '1'.repeat(32), 'req-7'],
   );
   assert.deepEqual([missing!.status, missing!.route, missing!.level], [404, undefined, 'warn']);
+  assert.match(sentRequestId ?? '', /^[0-9a-f-]{36}$/);
+  assert.equal(generated!.requestId, sentRequestId);
+  assert.equal(generated!.traceId, sentTraceparent?.split('-')[1]);
 });

@@ -153,6 +153,21 @@ const route = z
     requestHeaders: headerRules.optional(),
     responseHeaders: headerRules.optional(),
     preserveHost: z.boolean().default(true),
+    /**
+     * What the proxy adds to the requests it forwards on this route. Each is on by default; turned off, the
+     * client's own fields of that kind pass through unchanged and none is generated.
+     */
+    proxyHeaders: z
+      .object({
+        /** `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` (RFC 7239). */
+        forwarded: z.boolean().default(true),
+        /** `X-Request-Id`: generated when absent, passed on when present, echoed on the response. */
+        requestId: z.boolean().default(true),
+        /** W3C `traceparent`: a new span id per hop, a new trace when absent or invalid. */
+        traceparent: z.boolean().default(true),
+      })
+      .strict()
+      .default({ forwarded: true, requestId: true, traceparent: true }),
     filters: z.array(z.object({ name: z.string().min(1) }).passthrough()).default([]),
   })
   .strict();

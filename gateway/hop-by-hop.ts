@@ -16,16 +16,15 @@ const HOP_BY_HOP = [
   'content-length',
 ];
 
-/** Request fields the proxy drops or writes itself (Host and the forwarding fields are rewritten). */
-export const SKIP_REQUEST: ReadonlySet<string> = new Set([
-  ...HOP_BY_HOP,
-  'host',
+/** Request fields the proxy always drops or writes itself (Host is rewritten). */
+export const SKIP_REQUEST: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host']);
+
+/** Forwarding fields, which the proxy extends when a route adds them. */
+export const FORWARDING: ReadonlySet<string> = new Set([
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
   'forwarded',
-  'x-request-id',
-  'traceparent',
 ]);
 
 /** Response fields the proxy drops (it frames the body again). */

@@ -92,12 +92,16 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     this.upstream = ctx.route.upstream;
     this.key =
       this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
-    this.requestId = this.req.header('x-request-id') ?? newRequestId();
-    this.traceparent = nextTraceparent(this.req.header('traceparent'));
+    // '' when the route does not add the field (the client's own, if any, then passes through).
+    const route = ctx.route;
+    const incomingId = this.req.header('x-request-id');
+    this.requestId = route.addRequestId ? (incomingId ?? newRequestId()) : '';
+    const incomingTrace = this.req.header('traceparent');
+    this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
     const locals = this.req.locals;
     if (locals !== undefined) {
-      locals.requestId = this.requestId;
-      locals.traceparent = this.traceparent;
+      locals.requestId = this.requestId || incomingId;
+      locals.traceparent = this.traceparent || incomingTrace;
     }
     this.req.onAbort(() => this.downstreamGone());
   }
@@ -233,8 +237,6 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     }
     const client = req.remoteAddress;
     const hostOut = route.preserveHost && host !== undefined ? host : target.address;
-    // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
-    const hostNode = host !== undefined && HOST.test(host);
     // Rare lines (route additions, filter headers, framing) as one string; the usual ones are written piecewise.
     let extra = '';
     for (const [name, value] of route.requestAdd) extra += `${name}: ${value}\r\n`;
@@ -273,7 +275,34 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     for (let k = 0; k < count; k++) if (keep[k] === 1) p = req.copyField(k, buf, p);
     p = putText(buf, p, 'host: ');
     p = putText(buf, p, hostOut);
-    p = putText(buf, p, '\r\nx-forwarded-for: ');
+    p = putText(buf, p, '\r\n');
+    if (route.addForwarded) p = this.putForwarded(buf, p, client, xff, forwarded, host);
+    if (this.requestId !== '') {
+      p = putText(buf, p, 'x-request-id: ');
+      p = putText(buf, p, this.requestId);
+      p = putText(buf, p, '\r\n');
+    }
+    if (this.traceparent !== '') {
+      p = putText(buf, p, 'traceparent: ');
+      p = putText(buf, p, this.traceparent);
+      p = putText(buf, p, '\r\n');
+    }
+    p = putText(buf, p, extra);
+    buf[p++] = 0x0d;
+    buf[p++] = 0x0a;
+    conn.commit(p);
+  }
+
+  /** X-Forwarded-For/-Proto/-Host and Forwarded, extending what the client sent. */
+  private putForwarded(
+    buf: Buffer,
+    p: number,
+    client: string,
+    xff: string | undefined,
+    forwarded: string | undefined,
+    host: string | undefined,
+  ): number {
+    p = putText(buf, p, 'x-forwarded-for: ');
     if (xff !== undefined) {
       p = putText(buf, p, xff);
       p = putText(buf, p, ', ');
@@ -300,20 +329,15 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       p = putText(buf, p, client);
     }
     p = putText(buf, p, ';proto=http');
-    if (hostNode) {
+    // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
+    if (host !== undefined && HOST.test(host)) {
       p = putText(buf, p, ';host="');
-      p = putText(buf, p, host!);
+      p = putText(buf, p, host);
       buf[p++] = 0x22;
     }
-    p = putText(buf, p, '\r\nx-request-id: ');
-    p = putText(buf, p, this.requestId);
-    p = putText(buf, p, '\r\ntraceparent: ');
-    p = putText(buf, p, this.traceparent);
-    p = putText(buf, p, '\r\n');
-    p = putText(buf, p, extra);
     buf[p++] = 0x0d;
     buf[p++] = 0x0a;
-    conn.commit(p);
+    return p;
   }
 
   private keepScratch(n: number): Uint8Array {
@@ -406,7 +430,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       }
       res.status(status);
       for (const pair of route.responseAdd) res.appendHeader(pair[0], pair[1]);
-      if (response.header('x-request-id') === undefined) res.appendHeader('x-request-id', this.requestId);
+      if (this.requestId !== '' && response.header('x-request-id') === undefined)
+        res.appendHeader('x-request-id', this.requestId);
       this.raw = response;
       this.rawSize = size;
       this.rawHasDate = hasDate;
@@ -463,7 +488,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       out.headers.push([name, response.fieldValue(k)]);
     }
     for (const pair of route.responseAdd) out.headers.push([pair[0], pair[1]]);
-    if (response.header('x-request-id') === undefined) out.headers.push(['x-request-id', this.requestId]);
+    if (this.requestId !== '' && response.header('x-request-id') === undefined)
+      out.headers.push(['x-request-id', this.requestId]);
     for (const f of route.filters) f.onResponse?.(this.ctx, out);
     res.status(out.status);
     for (const [name, value] of out.headers) res.appendHeader(name, value);

@@ -1,7 +1,7 @@
 import type { EventLoop } from '../core/index.ts';
 import type { GatewayConfig, RouteConfig } from './config.ts';
 import { type Filter, filterFactory } from './filter.ts';
-import { byLength, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
+import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
 import { Router } from './router.ts';
 import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
 
@@ -31,6 +31,12 @@ export interface RouteRuntime {
   readonly responseRemove: ReadonlySet<string>;
   readonly filters: readonly Filter[];
   readonly preserveHost: boolean;
+  /** The proxy adds X-Forwarded-* and Forwarded (else the client's pass through). */
+  readonly addForwarded: boolean;
+  /** The proxy generates (when absent) and echoes X-Request-Id. */
+  readonly addRequestId: boolean;
+  /** The proxy sends a traceparent with a new span id (else the client's passes through). */
+  readonly addTraceparent: boolean;
 }
 
 function rewriter(rule: RouteConfig['rewrite']): ((path: string) => string) | null {
@@ -104,8 +110,14 @@ export class GatewayRuntime {
       const requestSet = new Set(Object.keys(r.requestHeaders?.add ?? {}).map((h) => h.toLowerCase()));
       const responseRemove = new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase()));
       const responseSet = new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase()));
+      const added = r.proxyHeaders;
+      const rewritten = [
+        ...(added.forwarded ? FORWARDING : []),
+        ...(added.requestId ? ['x-request-id'] : []),
+        ...(added.traceparent ? ['traceparent'] : []),
+      ];
       return {
-        requestSkip: byLength(SKIP_REQUEST, requestRemove, requestSet),
+        requestSkip: byLength(SKIP_REQUEST, rewritten, requestRemove, requestSet),
         responseSkip: byLength(SKIP_RESPONSE, responseRemove, responseSet),
         inspectsResponses: filters.some((f) => f.onResponse !== undefined),
         name: r.name,
@@ -121,6 +133,9 @@ export class GatewayRuntime {
         responseSet: new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase())),
         filters,
         preserveHost: r.preserveHost,
+        addForwarded: added.forwarded,
+        addRequestId: added.requestId,
+        addTraceparent: added.traceparent,
       };
     });
     return new GatewayRuntime(version, config, upstreams, routes);

@@ -426,6 +426,18 @@ describe('headers', () => {
         { name: 'hop', match: { path: '/hop-response' }, upstream: 'hop' },
         { name: 'nohost', match: { path: '/nohost' }, upstream: 'echo', preserveHost: false },
         {
+          name: 'plain',
+          match: { path: '/plain' },
+          upstream: 'echo',
+          proxyHeaders: { forwarded: false, requestId: false, traceparent: false },
+        },
+        {
+          name: 'ids-only',
+          match: { path: '/ids-only' },
+          upstream: 'echo',
+          proxyHeaders: { forwarded: false },
+        },
+        {
           name: 'rules',
           match: { path: '/rules' },
           upstream: 'echo',
@@ -507,6 +519,43 @@ describe('headers', () => {
       `for=127.0.0.1;proto=http;host="127.0.0.1:${gw.port}"`,
     ]);
     assert.equal(echoed(plain.json, 'x-forwarded-host'), `127.0.0.1:${gw.port}`);
+  });
+
+  test("proxyHeaders off: nothing is added, and the client's own forwarding, id and trace fields pass unchanged", async () => {
+    const trace = `00-${'4'.repeat(32)}-${'7'.repeat(16)}-01`;
+    const { text } = await raw(
+      gw.port,
+      'GET /plain HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
+        `Forwarded: for=198.51.100.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: from-client\r\ntraceparent: ${trace}\r\n\r\n`,
+    );
+    const [response] = responses(text);
+    const echo = JSON.parse(response!.body) as Echo;
+    assert.deepEqual(echoedAll(echo, 'x-forwarded-for'), ['203.0.113.7']);
+    assert.deepEqual(echoedAll(echo, 'forwarded'), ['for=198.51.100.1']);
+    assert.deepEqual(echoedAll(echo, 'x-forwarded-proto'), ['https']);
+    assert.deepEqual(echoedAll(echo, 'x-forwarded-host'), []);
+    assert.deepEqual(echoedAll(echo, 'x-request-id'), ['from-client']);
+    assert.deepEqual(echoedAll(echo, 'traceparent'), [trace]);
+    assert.equal(echoed(echo, 'host'), 'shop.example');
+
+    const bare = await sendJson<Echo>(gw.port, '/plain');
+    for (const name of [
+      'x-forwarded-for',
+      'x-forwarded-proto',
+      'x-forwarded-host',
+      'forwarded',
+      'x-request-id',
+      'traceparent',
+    ])
+      assert.deepEqual(echoedAll(bare.json, name), [], `${name} is not added`);
+    assert.equal(bare.headers['x-request-id'], undefined, 'no id is echoed to the client');
+
+    const ids = await sendJson<Echo>(gw.port, '/ids-only', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+    assert.deepEqual(echoedAll(ids.json, 'x-forwarded-for'), ['203.0.113.9']);
+    assert.deepEqual(echoedAll(ids.json, 'forwarded'), []);
+    assert.match(echoed(ids.json, 'x-request-id')!, UUID_V4);
+    assert.equal(ids.headers['x-request-id'], echoed(ids.json, 'x-request-id'));
+    assert.match(echoed(ids.json, 'traceparent')!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
 
   test('route header add sets the value: a client cannot smuggle its own value of an added header', async () => {

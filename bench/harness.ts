@@ -217,6 +217,8 @@ export interface CompareOptions {
   scenarios: Scenario[];
   /** Name of the contender the ratios are against. */
   peer: string;
+  /** Further `[contender, against]` ratios to print, for contenders doing the same work as another. */
+  pairs?: [string, string][];
   rounds: number;
   seconds: number;
   warmupSeconds: number;
@@ -280,6 +282,13 @@ export async function compare(opts: CompareOptions): Promise<void> {
     cpuPerOp: number;
   };
   const summary: Record<string, Record<string, Row>> = {};
+  const pairRatios: {
+    scenario: string;
+    contender: string;
+    against: string;
+    ratio: number;
+    roundRatio: number;
+  }[] = [];
   const lines: string[] = [];
   const cell = (text: string, width: number) => text.padStart(width);
   for (const scenario of opts.scenarios) {
@@ -315,6 +324,14 @@ export async function compare(opts: CompareOptions): Promise<void> {
         `${c.name.padEnd(24)}${cell(String(Math.round(row.median)), 12)}${cell(String(Math.round(row.min)), 10)}${cell(String(Math.round(row.max)), 10)}${cell(`${row.ratio.toFixed(2)}x`, 16)}${cell(`${row.roundRatio.toFixed(2)}x`, 11)}${cell(row.cpuPerOp.toFixed(2), 11)}`,
       );
     }
+    for (const [a, b] of opts.pairs ?? []) {
+      const ra = ratesOf(a);
+      const rb = ratesOf(b);
+      const ratio = median(ra) / median(rb);
+      const roundRatio = median(ra.map((r, i) => r / rb[i]!));
+      pairRatios.push({ scenario: scenario.name, contender: a, against: b, ratio, roundRatio });
+      lines.push(`  ${a} vs ${b}: ${ratio.toFixed(2)}x (per-round ${roundRatio.toFixed(2)}x)`);
+    }
   }
   lines.push(
     '',
@@ -327,7 +344,7 @@ export async function compare(opts: CompareOptions): Promise<void> {
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(
     out,
-    `${JSON.stringify({ workload: opts.workload, date: new Date().toISOString(), machine: machine(), peer: opts.peer, seconds: opts.seconds, summary, rounds }, null, 2)}\n`,
+    `${JSON.stringify({ workload: opts.workload, date: new Date().toISOString(), machine: machine(), peer: opts.peer, seconds: opts.seconds, summary, pairs: pairRatios, rounds }, null, 2)}\n`,
   );
   console.log(`\nwrote ${out}`);
 }

@@ -22,24 +22,14 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       contenders: [
         {
           name: 'netloom gateway',
-          start: async () => {
-            const port = await freePort();
-            const config = join(dir, 'gateway.json');
-            writeFileSync(
-              config,
-              JSON.stringify({
-                listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
-                upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
-                routes: [{ name: 'all', match: { path: '/' }, upstream: 'up' }],
-              }),
-            );
-            return startServer('netloom gateway', NODE, [
-              join(ROOT, 'examples/gateway/main.ts'),
-              '--config',
-              config,
-              '--no-services',
-            ]);
-          },
+          start: () => startGateway('netloom gateway', dir, up, {}),
+        },
+        {
+          name: 'netloom gateway, bare',
+          start: () =>
+            startGateway('netloom gateway, bare', dir, up, {
+              proxyHeaders: { forwarded: false, requestId: false, traceparent: false },
+            }),
         },
         {
           name: 'nginx proxy',
@@ -48,6 +38,29 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
               'nginx proxy',
               `location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
               `upstream up { server 127.0.0.1:${up}; keepalive 128; }`,
+            ),
+        },
+        {
+          // nginx told to add what the gateway adds by default. Its $request_id is 32 hex digits, which
+          // also serves as the trace id; the span id is the first half of it (nginx has no second random).
+          name: 'nginx proxy, same fields',
+          start: () =>
+            startNginx(
+              'nginx proxy, same fields',
+              [
+                'location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";',
+                '  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+                '  proxy_set_header X-Forwarded-Proto $scheme;',
+                '  proxy_set_header X-Forwarded-Host $host;',
+                '  proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\\"$http_host\\"";',
+                '  proxy_set_header X-Request-Id $request_id;',
+                '  proxy_set_header traceparent "00-$request_id-$span_id-01";',
+                '  add_header X-Request-Id $request_id; }',
+              ].join('\n'),
+              [
+                `upstream up { server 127.0.0.1:${up}; keepalive 128; }`,
+                'map $request_id $span_id { "~^(?<s>[0-9a-f]{16})" $s; }',
+              ].join('\n'),
             ),
         },
         {
@@ -80,15 +93,45 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
         },
       ],
       peer: 'nginx proxy',
+      pairs: [
+        ['netloom gateway, bare', 'nginx proxy'],
+        ['netloom gateway', 'nginx proxy, same fields'],
+        ['netloom gateway, bare', 'node:http proxy'],
+        ['netloom gateway, bare', 'undici proxy'],
+      ],
       rounds: args.rounds,
       seconds: args.seconds,
       warmupSeconds: 2,
       notes: [
         'targets: >= 2.5x the node proxies and >= 0.8x nginx',
+        'the gateway adds X-Forwarded-*, Forwarded, X-Request-Id and traceparent by default; "bare" turns them',
+        'off (the work nginx, haproxy and the node proxies do); "nginx proxy, same fields" adds them in nginx',
         'CPU µs/op covers the proxy only (the upstream shares its core)',
       ],
     });
   } finally {
     await upstream.stop();
   }
+}
+
+/** Starts the gateway (1 loop) with one catch-all route to the upstream; `route` adds route settings. */
+function startGateway(name: string, dir: string, up: number, route: Record<string, unknown>) {
+  return (async () => {
+    const port = await freePort();
+    const config = join(dir, `${name.replace(/\W+/g, '-')}.json`);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
+        upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
+        routes: [{ name: 'all', match: { path: '/' }, upstream: 'up', ...route }],
+      }),
+    );
+    return startServer(name, NODE, [
+      join(ROOT, 'examples/gateway/main.ts'),
+      '--config',
+      config,
+      '--no-services',
+    ]);
+  })();
 }

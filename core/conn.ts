@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { type NetloomError, netloomError } from './errors.ts';
+import { handleWriter, QUEUED, WRITTEN, type WriteOwner, writeError } from './handle-write.ts';
 import type { EventHandler } from './handler.ts';
 import type { EventLoop } from './loop.ts';
 import type { WheelNode } from './timer-wheel.ts';
@@ -41,7 +42,7 @@ export const CLOSED = 3;
  * fewer than 16 KiB are copied into a pooled slab; larger buffers are sent by reference, so do not modify a
  * buffer after writing it.
  */
-export class Conn<Ctx = unknown> implements WheelNode {
+export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /** Loop-unique id (increasing). */
   readonly id: number;
   /** The loop that owns this connection. */
@@ -85,6 +86,8 @@ export class Conn<Ctx = unknown> implements WheelNode {
   private readonly segments: Uint8Array[] = [];
   private readonly slabs: Buffer[] = [];
   private staged = 0;
+  /** Bytes of direct handle writes libuv still holds (the socket's `writableLength` does not see them). */
+  private queuedDirect = 0;
 
   private aboveHigh = false;
   private wantWritable = false;
@@ -269,7 +272,12 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   /** Bytes written and not yet taken by the kernel (staged this turn plus queued in the socket). */
   get outboundBuffered(): number {
-    return this.staged + this.socket.writableLength;
+    return this.staged + this.pendingOut();
+  }
+
+  /** Bytes handed to the socket and not yet taken by the kernel. */
+  private pendingOut(): number {
+    return this.socket.writableLength + this.queuedDirect;
   }
 
   /**
@@ -408,7 +416,36 @@ export class Conn<Ctx = unknown> implements WheelNode {
     this.staged = 0;
     const socket = this.socket;
     const opts = this.loop.options;
-    const before = socket.writableLength;
+    const handle = handleWriter === null ? null : handleWriter.handleOf(socket);
+    if (handle !== null) {
+      // Straight to the handle: nothing of ours waits in the socket's own queue, so order is kept.
+      const segments = this.segments;
+      let outcome: number;
+      if (segments.length === 0) {
+        outcome = handleWriter!.write(handle, this.stage!.subarray(this.stageStart, this.stagePos), this);
+      } else {
+        this.cutSegment();
+        outcome =
+          segments.length === 1
+            ? handleWriter!.write(handle, segments[0]!, this)
+            : handleWriter!.writev(handle, segments, n, this);
+        while (segments.pop() !== undefined);
+      }
+      if (outcome === QUEUED) this.queuedDirect += n;
+      else if (outcome !== WRITTEN) {
+        this.afterFlush(n, 1);
+        this.destroyForWrite(outcome);
+        return;
+      }
+    } else {
+      this.writeToSocket(n, socket, opts);
+    }
+    this.afterFlush(n, this.pendingOut());
+  }
+
+  /** The socket's own path (dials still connecting, or bytes already in its queue). */
+  private writeToSocket(n: number, socket: Socket, opts: EventLoop['options']): void {
+    const before = this.pendingOut();
     // Invariant: whenever more than the low-water mark is queued, the last write carries the completion
     // callback, so onWritable is never owed without a write left to trigger it.
     const cb =
@@ -434,12 +471,15 @@ export class Conn<Ctx = unknown> implements WheelNode {
       // pop, not `length = 0`: truncating shrinks the backing store and the next push reallocates it.
       while (segments.pop() !== undefined);
     }
+  }
+
+  /** Bookkeeping after `n` bytes went to the socket, `pending` of all handed bytes not yet sent. */
+  private afterFlush(n: number, pending: number): void {
     this.loop.stats.bytesOut += n;
     this.lastActive = this.loop.clock;
     this.activity++;
     // A write the kernel took at once holds no reference to our slabs, so they go back to the arena;
     // otherwise the socket keeps them and they are left to the garbage collector.
-    const pending = socket.writableLength;
     const arena = this.loop.arena;
     if (this.stage !== null) {
       if (pending === 0) arena.give(this.stage);
@@ -453,7 +493,21 @@ export class Conn<Ctx = unknown> implements WheelNode {
       else arena.abandon();
       slab = this.slabs.pop();
     }
-    if (pending > opts.highWaterMark) this.pressure(pending);
+    if (pending > this.loop.options.highWaterMark) this.pressure(pending);
+    else if (pending === 0 && (this.aboveHigh || this.wantWritable)) process.nextTick(this.afterWrite());
+  }
+
+  /** @internal A direct write libuv had queued is done. */
+  writeDone(bytes: number, status: number): void {
+    this.queuedDirect -= bytes;
+    if (this.state === CLOSED) return;
+    if (status < 0) this.destroyForWrite(status);
+    else this.onWritten();
+  }
+
+  /** A failed write ends the connection with the error Node's own write path would report. */
+  private destroyForWrite(errno: number): void {
+    this.destroy(writeError(errno));
   }
 
   private pressure(pending: number): void {
@@ -479,7 +533,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
 
   private onWritten(): void {
     if ((!this.aboveHigh && !this.wantWritable) || this.state === CLOSED) return;
-    if (this.socket.writableLength <= this.loop.options.lowWaterMark) {
+    if (this.pendingOut() <= this.loop.options.lowWaterMark) {
       this.wantWritable = false;
       if (this.aboveHigh) {
         this.aboveHigh = false;
@@ -495,7 +549,7 @@ export class Conn<Ctx = unknown> implements WheelNode {
    */
   whenWritable(): boolean {
     this.flush();
-    if (this.state >= CLOSING || this.socket.writableLength <= this.loop.options.lowWaterMark) return true;
+    if (this.state >= CLOSING || this.pendingOut() <= this.loop.options.lowWaterMark) return true;
     this.wantWritable = true;
     return false;
   }

@@ -237,12 +237,17 @@ describe('inbound leftovers and the arena', () => {
     let socketWrites = 0;
     const { engine, port } = await serveInline({
       onOpen(conn) {
-        const socket = (conn as unknown as { socket: net.Socket }).socket;
-        const original = socket.write.bind(socket);
-        socket.write = ((...args: Parameters<net.Socket['write']>) => {
-          socketWrites++;
-          return original(...args);
-        }) as net.Socket['write'];
+        // Counted at the handle, where the socket's own writes and the engine's direct ones both arrive.
+        const socket = (conn as unknown as { socket: net.Socket & { _handle: Record<string, unknown> } })
+          .socket;
+        const handle = socket._handle;
+        for (const method of ['writeBuffer', 'writev', 'writeLatin1String', 'writeUtf8String']) {
+          const call = handle[method] as (...args: unknown[]) => unknown;
+          handle[method] = (...args: unknown[]) => {
+            socketWrites++;
+            return call.apply(handle, args);
+          };
+        }
       },
       onTraffic(conn) {
         conn.discard();

@@ -304,13 +304,10 @@ export class HeadParser {
       i++;
       while (i < end && (buf[i] === SP || buf[i] === HT)) i++;
       const vs = i;
+      while (i < end && FIELD_VALUE[buf[i]!] === 1) i++;
+      // Trailing whitespace is not part of the value.
       let ve = i;
-      while (i < end) {
-        const b = buf[i]!;
-        if (FIELD_VALUE[b] !== 1) break;
-        if (b !== SP && b !== HT) ve = i + 1;
-        i++;
-      }
+      while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HT)) ve--;
       if (i + 1 >= end) return NEED_MORE;
       if (buf[i] !== CR) {
         return this.fail(

@@ -4,7 +4,7 @@ import type { Request, Response } from '../protocols/http1/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { FilterContext } from './filter.ts';
 import type { PoolStats } from './pool.ts';
-import { HOST, ProxyCall, sendGatewayError } from './proxy.ts';
+import { isValidHost, ProxyCall, sendGatewayError } from './proxy.ts';
 import { GatewayRuntime } from './runtime.ts';
 import { TargetRegistry } from './upstream.ts';
 
@@ -95,12 +95,16 @@ export class GatewayLoop {
   /** The request handler. */
   handle(req: Request, res: Response): void | Promise<void> {
     const path = req.path;
-    if (DOT_SEGMENT.test(path)) {
+    // A dot segment starts the path or follows a slash as "." or "%2e": most paths skip the expression.
+    if (
+      (path.charCodeAt(0) !== 0x2f || path.includes('/.') || path.includes('/%')) &&
+      DOT_SEGMENT.test(path)
+    ) {
       sendGatewayError(res, 400, 'dot segments are not allowed in paths');
       return;
     }
     const host = req.header('host');
-    if (host !== undefined && !HOST.test(host)) {
+    if (host !== undefined && !isValidHost(host)) {
       // Quotes, commas or spaces in Host would be carried into X-Forwarded-Host and routing: refuse them.
       sendGatewayError(res, 400, 'invalid Host');
       return;

@@ -31,8 +31,43 @@ function connectionTokens(value: string | undefined): Set<string> | null {
   return tokens.size === 0 ? null : tokens;
 }
 
-/** host[:port] (reg-name, IPv4 or bracketed IPv6), RFC 9110 §7.2: the only Host a gateway passes on. */
-export const HOST = /^([A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
+/**
+ * Whether `host` is host[:port] (reg-name, IPv4 or bracketed IPv6), RFC 9110 §7.2: the only Host a gateway
+ * passes on. A character loop: it runs on every request, where the equivalent regular expression costs twice.
+ */
+export function isValidHost(host: string): boolean {
+  const len = host.length;
+  let i = 0;
+  if (len > 0 && host.charCodeAt(0) === 0x5b) {
+    // [IPv6]
+    i = 1;
+    while (i < len) {
+      const c = host.charCodeAt(i);
+      if (!((c >= 0x30 && c <= 0x3a) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66) || c === 0x2e))
+        break;
+      i++;
+    }
+    if (i === 1 || i >= len || host.charCodeAt(i) !== 0x5d) return false;
+    i++;
+  } else {
+    while (i < len) {
+      const c = host.charCodeAt(i);
+      const alnum = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+      if (!alnum && c !== 0x2e && c !== 0x5f && c !== 0x2d) break;
+      i++;
+    }
+    if (i === 0) return false;
+  }
+  if (i === len) return true;
+  if (host.charCodeAt(i) !== 0x3a) return false;
+  const digits = len - i - 1;
+  if (digits < 1 || digits > 5) return false;
+  for (let k = i + 1; k < len; k++) {
+    const c = host.charCodeAt(k);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
 
 const FILTER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FILTER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -82,7 +117,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
   /** The client went away: failures from here on are ours, not the target's. */
   private clientGone = false;
   private deadlineTotal = 0;
-  private readonly resumeDownstream = () => this.client?.resumeResponse();
+  private resumeDownstream: (() => void) | null = null;
 
   constructor(ctx: FilterContext) {
     this.ctx = ctx;
@@ -94,11 +129,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
     // '' when the route does not add the field (the client's own, if any, then passes through).
     const route = ctx.route;
+    const locals = this.req.locals;
     const incomingId = this.req.header('x-request-id');
     this.requestId = route.addRequestId ? (incomingId ?? newRequestId()) : '';
     const incomingTrace = this.req.header('traceparent');
     this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
-    const locals = this.req.locals;
     if (locals !== undefined) {
       locals.requestId = this.requestId || incomingId;
       locals.traceparent = this.traceparent || incomingTrace;
@@ -330,7 +365,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     }
     p = putText(buf, p, ';proto=http');
     // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
-    if (host !== undefined && HOST.test(host)) {
+    if (host !== undefined && isValidHost(host)) {
       p = putText(buf, p, ';host="');
       p = putText(buf, p, host);
       buf[p++] = 0x22;
@@ -501,6 +536,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
   onBody(chunk: Buffer): boolean {
     if (this.finished) return true;
     if (!this.res.write(chunk)) {
+      this.resumeDownstream ??= () => this.client?.resumeResponse();
       this.res.drain().then(this.resumeDownstream);
       return false; // the client is slower than the upstream: stop reading the upstream
     }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { describe, test } from 'node:test';
+import { isValidHost } from '../../gateway/proxy.ts';
 import { waitFor } from '../helpers.ts';
 import { raw, responses } from '../http1/support.ts';
 import {
@@ -247,6 +248,39 @@ describe('graceful stop', () => {
 });
 
 describe('Host and forwarding headers', () => {
+  test('the Host check accepts exactly host[:port] with a reg-name, IPv4 or bracketed IPv6', () => {
+    const valid = [
+      'example.com',
+      'example.com:8080',
+      '127.0.0.1:9702',
+      'a_b-c.d',
+      '[::1]',
+      '[::1]:443',
+      '[2001:db8::1]:8080',
+    ];
+    const invalid = [
+      '',
+      ':80',
+      'a:',
+      'a:123456',
+      'a:8o',
+      'a:80:80',
+      '[]',
+      '[::1',
+      '[::g]',
+      '[::1]x',
+      '[::1]:',
+      'a b',
+      'a,b',
+      'a;b',
+      'a"b',
+      'é.example',
+      'a/b',
+    ];
+    for (const host of valid) assert.equal(isValidHost(host), true, host);
+    for (const host of invalid) assert.equal(isValidHost(host), false, host);
+  });
+
   test('an invalid Host is refused (400) and never forges a Forwarded node', async () => {
     const up = await httpUpstream(echoHandler('echo'));
     const gw = await startTestGateway(gatewayConfig({ u: upstreamOf([up.address]) }, ROUTES));

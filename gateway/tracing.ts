@@ -1,4 +1,4 @@
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /**
  * Request ids and W3C Trace Context (`traceparent`, https://www.w3.org/TR/trace-context/) for proxied
@@ -14,22 +14,37 @@ const ZERO_SPAN = '0'.repeat(16);
 // Random bytes drawn 4 KiB at a time: ids need uniqueness, and one syscall per 170 ids is cheap.
 const pool = Buffer.allocUnsafe(4096);
 let used = pool.length;
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+/** Ids are spelled here and decoded once: one native call per id instead of one per piece. */
+const scratch = Buffer.allocUnsafe(64) as Buffer & { latin1Slice(start: number, end: number): string };
 
-function randomHex(bytes: number): string {
+/** Takes `bytes` random bytes from the pool; returns where they start. */
+function draw(bytes: number): number {
   if (used + bytes > pool.length) {
     randomFillSync(pool);
     used = 0;
   }
-  const hex = pool.toString('hex', used, used + bytes);
+  const at = used;
   used += bytes;
-  return hex;
+  return at;
 }
 
-/** A new span id (8 random bytes, hex). */
+/** Spells `bytes` pool bytes from `from` as hex into the scratch at `at`; false if all were zero. */
+function hexInto(at: number, from: number, bytes: number): boolean {
+  let any = 0;
+  for (let k = 0; k < bytes; k++) {
+    const b = pool[from + k]!;
+    any |= b;
+    scratch[at + 2 * k] = HEX[b >> 4]!;
+    scratch[at + 2 * k + 1] = HEX[b & 15]!;
+  }
+  return any !== 0;
+}
+
+/** A new span id (8 random bytes, hex, never all zero). */
 export function newSpanId(): string {
-  let id = randomHex(8);
-  while (id === ZERO_SPAN) id = randomHex(8);
-  return id;
+  while (!hexInto(0, draw(8), 8));
+  return scratch.latin1Slice(0, 16);
 }
 
 /** The traceparent to send upstream given the one received (or none). */
@@ -41,12 +56,32 @@ export function nextTraceparent(incoming: string | undefined): string {
       return `${m[1] === '00' ? '00' : m[1]}-${m[2]}-${newSpanId()}-${m[4]}`;
     }
   }
-  let trace = randomHex(16);
-  while (trace === ZERO_TRACE) trace = randomHex(16);
-  return `00-${trace}-${newSpanId()}-01`;
+  // 00-<trace id: 16 bytes>-<span id: 8 bytes>-01, neither all zero (W3C Trace Context).
+  scratch[0] = scratch[1] = 0x30; // 00-
+  scratch[2] = 0x2d;
+  while (!hexInto(3, draw(16), 16));
+  scratch[35] = 0x2d;
+  while (!hexInto(36, draw(8), 8));
+  scratch[52] = 0x2d; // -01
+  scratch[53] = 0x30;
+  scratch[54] = 0x31;
+  return scratch.latin1Slice(0, 55);
 }
 
-/** A new request id (UUID v4). */
+/** A new request id (a random UUID, version 4, RFC 9562). */
 export function newRequestId(): string {
-  return randomUUID();
+  const from = draw(16);
+  pool[from + 6] = (pool[from + 6]! & 0x0f) | 0x40;
+  pool[from + 8] = (pool[from + 8]! & 0x3f) | 0x80;
+  // 8-4-4-4-12 hex digits
+  hexInto(0, from, 4);
+  scratch[8] = 0x2d;
+  hexInto(9, from + 4, 2);
+  scratch[13] = 0x2d;
+  hexInto(14, from + 6, 2);
+  scratch[18] = 0x2d;
+  hexInto(19, from + 8, 2);
+  scratch[23] = 0x2d;
+  hexInto(24, from + 10, 6);
+  return scratch.latin1Slice(0, 36);
 }

@@ -688,6 +688,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       return;
     }
     this.flush();
+    if (this.state === CLOSED) return; // the flush failed and destroyed the connection
     this.state = CLOSING;
     this.inStart = this.inEnd;
     this.settleInbound();

@@ -48,10 +48,13 @@ export const WRITTEN = 0;
 export const QUEUED = 1;
 
 function loadBinding(): StreamWrapBinding | null {
-  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
-  if (flags.includes('--pending-deprecation')) return null;
+  // Node takes `--pending_deprecation` for `--pending-deprecation`, and NODE_PENDING_DEPRECATION=1 turns it on too.
+  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`.replaceAll('_', '-');
+  if (flags.includes('--pending-deprecation') || process.env.NODE_PENDING_DEPRECATION?.[0] === '1')
+    return null;
   const getBinding = (process as { binding?: (name: string) => unknown }).binding;
-  if (typeof getBinding !== 'function') return null;
+  // Under pending deprecation Node replaces `binding` with a warning wrapper (`deprecated`): never call that.
+  if (typeof getBinding !== 'function' || getBinding.name !== 'binding') return null;
   try {
     const b = getBinding('stream_wrap') as Partial<StreamWrapBinding>;
     if (

@@ -97,6 +97,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
 
   private deadlineAt = 0;
   /** @internal */ expireAt = 0;
+  /** Unsent bytes when the linger time was last armed (see `unsentBytes`). */
+  private lingerMark = 0;
 
   /** @internal */ wheelAt = 0;
   /** @internal */ wheelPrev: WheelNode | null = null;
@@ -642,6 +644,16 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   expire(now: number): void {
     if (this.state === CLOSED) return;
     if (this.expireAt !== 0 && now >= this.expireAt) {
+      if (this.state === CLOSING) {
+        // Linger measures time without progress: a slow reader still taking our last bytes is not cut off.
+        const unsent = this.unsentBytes();
+        if (unsent > 0 && unsent < this.lingerMark) {
+          this.lingerMark = unsent;
+          this.expireAt = Date.now() + this.loop.options.lingerTimeout;
+          this.loop.rearm(this);
+          return;
+        }
+      }
       this.expireAt = 0;
       if (this.state === CONNECTING) {
         this.destroy(netloomError('ERR_NETLOOM_DIAL_TIMEOUT', `dial timed out on connection ${this.id}`));
@@ -678,7 +690,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /**
    * Closes gracefully: pending writes go out, then FIN; the engine reads and discards what the peer still
    * sends (so the kernel does not reset the connection before the peer read our last bytes) until the peer
-   * closes or `lingerTimeout` passes. `err`, if given, is what `onClose` receives.
+   * closes, or `lingerTimeout` passes with no progress on the pending writes. `err`, if given, is what
+   * `onClose` receives.
    */
   close(err?: Error): void {
     if (this.state >= CLOSING) return;
@@ -698,8 +711,19 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.socket.resume();
     }
     this.socket.end();
+    this.lingerMark = this.unsentBytes();
     this.expireAt = Date.now() + this.loop.options.lingerTimeout;
     this.loop.rearm(this);
+  }
+
+  /**
+   * Bytes not yet taken by the kernel, counted as libuv drains them (Node's queue plus libuv's), so a large
+   * write in progress shows progress before it completes. Only compared with itself.
+   */
+  private unsentBytes(): number {
+    const handle = (this.socket as Socket & { _handle?: { writeQueueSize?: unknown } | null })._handle;
+    const inLibuv = handle?.writeQueueSize;
+    return this.socket.writableLength + (typeof inLibuv === 'number' ? inLibuv : this.queuedDirect);
   }
 
   /** Closes at once, discarding pending writes. `err`, if given, is what `onClose` receives. */

@@ -390,7 +390,9 @@ export class EventLoop {
   /** @internal */
   onEnd(conn: Conn): void {
     if (conn.state === CLOSING) {
-      conn.destroy();
+      // The peer is done sending. With our last bytes still on their way, the socket closes by itself once
+      // they and our FIN are out (linger bounds the wait); destroying now would cut them off.
+      if (conn.outboundBuffered === 0) conn.destroy();
       return;
     }
     if (conn.state !== OPEN) return;

@@ -65,8 +65,9 @@ export interface EngineOptions {
   idleTimeout?: number;
 
   /**
-   * How long a gracefully closed connection may take to send its last bytes and see the peer's FIN before it
-   * is destroyed, in milliseconds. Also bounds a dial's wait when `dial` is given no timeout.
+   * How long a gracefully closed connection may go without progress sending its last bytes, or wait for the
+   * peer's FIN once they are out, before it is destroyed, in milliseconds. Also bounds a dial's wait when
+   * `dial` is given no timeout.
    */
   lingerTimeout?: number;
 

@@ -439,6 +439,105 @@ describe('direct handle writes', { timeout: 30_000 }, () => {
   });
 });
 
+/** Reads until the peer's FIN at a throttled pace: one chunk per `everyMs`. */
+function throttledRead(s: net.Socket, everyMs: number): Promise<{ data: Buffer; ended: boolean }> {
+  const chunks: Buffer[] = [];
+  let ended = false;
+  s.pause();
+  const timer = setInterval(() => s.resume(), everyMs);
+  s.on('data', (d: Buffer) => {
+    chunks.push(d);
+    s.pause();
+  });
+  s.on('end', () => {
+    ended = true;
+  });
+  s.on('error', () => {});
+  return new Promise((resolve) =>
+    s.once('close', () => {
+      clearInterval(timer);
+      resolve({ data: Buffer.concat(chunks), ended });
+    }),
+  );
+}
+
+describe('a graceful close with bytes still queued', { timeout: 30_000 }, () => {
+  async function closeAfterWriting(payload: Buffer, options: Parameters<typeof serve>[1]) {
+    let queuedAtClose = 0;
+    let closeErr: Error | undefined | null = null;
+    const served = await serveInline(
+      {
+        onTraffic(conn) {
+          conn.discard();
+          conn.write(Buffer.from(payload));
+          conn.flush();
+          queuedAtClose = conn.outboundBuffered;
+          conn.close();
+        },
+        onClose(_c, err) {
+          closeErr = err;
+        },
+      },
+      { highWaterMark: 64 * 1024 * 1024, writeBufferCap: 128 * 1024 * 1024, ...options },
+    );
+    return { ...served, queuedAtClose: () => queuedAtClose, closeErr: () => closeErr };
+  }
+
+  test("the peer's FIN does not cut the response short: every byte arrives, then FIN", async () => {
+    const payload = randomBytes(prng(21), 16 * 1024 * 1024);
+    const srv = await closeAfterWriting(payload, {});
+    try {
+      const s = await connect({ port: srv.port });
+      s.end('go'); // request, then half-close at once (an HTTP/1.0-style client, or `shutdown(SHUT_WR)`)
+      const { data, ended } = await slowRead(s, 300);
+      assert.ok(srv.queuedAtClose() > 0, 'bytes were still queued when close() ran');
+      assert.equal(data.length, payload.length, 'the whole response arrived');
+      assert.ok(data.equals(payload), 'byte-exact');
+      assert.equal(ended, true, 'FIN, not a reset');
+      await waitFor(() => srv.closeErr() !== null);
+      assert.equal(srv.closeErr(), undefined);
+    } finally {
+      await srv.engine.stop();
+    }
+  });
+
+  test('lingerTimeout counts time without progress: a slow but steady reader gets every byte', async () => {
+    const payload = randomBytes(prng(22), 24 * 1024 * 1024);
+    const srv = await closeAfterWriting(payload, { lingerTimeout: 300 });
+    try {
+      const s = await connect({ port: srv.port });
+      s.write('go');
+      const started = Date.now();
+      const { data, ended } = await throttledRead(s, 4);
+      const took = Date.now() - started;
+      assert.ok(took > 600, `the read took ${took} ms, not long enough to outlast lingerTimeout twice`);
+      assert.equal(data.length, payload.length, 'the whole response arrived');
+      assert.ok(data.equals(payload), 'byte-exact');
+      assert.equal(ended, true);
+    } finally {
+      await srv.engine.stop();
+    }
+  });
+
+  test('a peer that stops reading is still cut off once lingerTimeout passes without progress', async () => {
+    const payload = randomBytes(prng(23), 24 * 1024 * 1024);
+    const srv = await closeAfterWriting(payload, { lingerTimeout: 300 });
+    try {
+      const s = await connect({ port: srv.port });
+      s.write('go');
+      s.pause(); // never reads
+      s.on('error', () => {});
+      const started = Date.now();
+      await waitFor(() => srv.closeErr() !== null, 5000, 'the lingering connection to be destroyed');
+      const took = Date.now() - started;
+      assert.ok(took >= 250 && took < 2000, `destroyed after ${took} ms (lingerTimeout 300 ms)`);
+      s.destroy();
+    } finally {
+      await srv.engine.stop();
+    }
+  });
+});
+
 describe('the stream_wrap binding', { timeout: 30_000 }, () => {
   const script = `
     import net from 'node:net';

@@ -127,16 +127,18 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     this.upstream = ctx.route.upstream;
     this.key =
       this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
-    // '' when the route does not add the field (the client's own, if any, then passes through).
+    // '' when the route does not add the field (the client's own, if any, then passes through). The route's
+    // flags, not '', tell the cases apart: a client may send an empty X-Request-Id, which is passed on.
     const route = ctx.route;
     const locals = this.req.locals;
     const incomingId = this.req.header('x-request-id');
-    this.requestId = route.addRequestId ? (incomingId ?? newRequestId()) : '';
+    // An empty id identifies nothing: it counts as absent.
+    this.requestId = route.addRequestId ? incomingId || newRequestId() : '';
     const incomingTrace = this.req.header('traceparent');
     this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
     if (locals !== undefined) {
-      locals.requestId = this.requestId || incomingId;
-      locals.traceparent = this.traceparent || incomingTrace;
+      locals.requestId = route.addRequestId ? this.requestId : incomingId;
+      locals.traceparent = route.addTraceparent ? this.traceparent : incomingTrace;
     }
     this.req.onAbort(() => this.downstreamGone());
   }
@@ -312,12 +314,12 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     p = putText(buf, p, hostOut);
     p = putText(buf, p, '\r\n');
     if (route.addForwarded) p = this.putForwarded(buf, p, client, xff, forwarded, host);
-    if (this.requestId !== '') {
+    if (route.addRequestId) {
       p = putText(buf, p, 'x-request-id: ');
       p = putText(buf, p, this.requestId);
       p = putText(buf, p, '\r\n');
     }
-    if (this.traceparent !== '') {
+    if (route.addTraceparent) {
       p = putText(buf, p, 'traceparent: ');
       p = putText(buf, p, this.traceparent);
       p = putText(buf, p, '\r\n');
@@ -465,7 +467,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       }
       res.status(status);
       for (const pair of route.responseAdd) res.appendHeader(pair[0], pair[1]);
-      if (this.requestId !== '' && response.header('x-request-id') === undefined)
+      if (route.addRequestId && response.header('x-request-id') === undefined)
         res.appendHeader('x-request-id', this.requestId);
       this.raw = response;
       this.rawSize = size;
@@ -523,7 +525,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
       out.headers.push([name, response.fieldValue(k)]);
     }
     for (const pair of route.responseAdd) out.headers.push([pair[0], pair[1]]);
-    if (this.requestId !== '' && response.header('x-request-id') === undefined)
+    if (route.addRequestId && response.header('x-request-id') === undefined)
       out.headers.push(['x-request-id', this.requestId]);
     for (const f of route.filters) f.onResponse?.(this.ctx, out);
     res.status(out.status);

@@ -558,6 +558,20 @@ describe('headers', () => {
     assert.match(echoed(ids.json, 'traceparent')!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
   });
 
+  test('proxyHeaders on: an empty X-Request-Id counts as absent: one generated id upstream, the one echoed', async () => {
+    const { text } = await raw(
+      gw.port,
+      'GET /ids-only HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\nX-Request-Id:\r\n\r\n',
+    );
+    const [response] = responses(text);
+    assert.equal(response!.status, 200);
+    const echo = JSON.parse(response!.body) as Echo;
+    const ids = echoedAll(echo, 'x-request-id');
+    assert.equal(ids.length, 1, 'the upstream gets exactly one X-Request-Id');
+    assert.match(ids[0]!, UUID_V4, 'an empty id counts as absent: one is generated');
+    assert.equal(response!.headers['x-request-id'], ids[0], 'the id sent up is the one echoed down');
+  });
+
   test('route header add sets the value: a client cannot smuggle its own value of an added header', async () => {
     const r = await sendJson<Echo>(gw.port, '/rules', {
       headers: { 'x-added': 'forged', 'x-gateway': 'evil' },

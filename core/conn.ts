@@ -97,8 +97,9 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
 
   private deadlineAt = 0;
   /** @internal */ expireAt = 0;
-  /** Unsent bytes when the linger time was last armed (see `unsentBytes`). */
-  private lingerMark = 0;
+  /** The socket's JS queue and libuv's queue when the linger time was last armed (see `lingerProgress`). */
+  private lingerQueued = 0;
+  private lingerInLibuv = 0;
 
   /** @internal */ wheelAt = 0;
   /** @internal */ wheelPrev: WheelNode | null = null;
@@ -646,9 +647,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if (this.expireAt !== 0 && now >= this.expireAt) {
       if (this.state === CLOSING) {
         // Linger measures time without progress: a slow reader still taking our last bytes is not cut off.
-        const unsent = this.unsentBytes();
-        if (unsent > 0 && unsent < this.lingerMark) {
-          this.lingerMark = unsent;
+        if (this.lingerProgress()) {
           this.expireAt = Date.now() + this.loop.options.lingerTimeout;
           this.loop.rearm(this);
           return;
@@ -711,19 +710,29 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.socket.resume();
     }
     this.socket.end();
-    this.lingerMark = this.unsentBytes();
+    this.lingerProgress();
     this.expireAt = Date.now() + this.loop.options.lingerTimeout;
     this.loop.rearm(this);
   }
 
   /**
-   * Bytes not yet taken by the kernel, counted as libuv drains them (Node's queue plus libuv's), so a large
-   * write in progress shows progress before it completes. Only compared with itself.
+   * Whether bytes are still unsent and some were sent since the last call, which records the new marks.
+   * Counted as libuv drains them, so a large write in progress shows progress before it completes. The two
+   * queues are compared in order, not summed: the socket's JS queue (`writableLength`) only shrinks once
+   * closing, and when it does it may hand libuv a chunk that was waiting behind the finished one, which
+   * `writeQueueSize` then counts a second time (a sum could grow although bytes went out).
    */
-  private unsentBytes(): number {
+  private lingerProgress(): boolean {
     const handle = (this.socket as Socket & { _handle?: { writeQueueSize?: unknown } | null })._handle;
-    const inLibuv = handle?.writeQueueSize;
-    return this.socket.writableLength + (typeof inLibuv === 'number' ? inLibuv : this.queuedDirect);
+    const size = handle?.writeQueueSize;
+    const queued = this.socket.writableLength;
+    const inLibuv = typeof size === 'number' ? size : this.queuedDirect;
+    const progress =
+      queued + inLibuv > 0 &&
+      (queued < this.lingerQueued || (queued === this.lingerQueued && inLibuv < this.lingerInLibuv));
+    this.lingerQueued = queued;
+    this.lingerInLibuv = inLibuv;
+    return progress;
   }
 
   /** Closes at once, discarding pending writes. `err`, if given, is what `onClose` receives. */

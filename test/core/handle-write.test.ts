@@ -519,6 +519,45 @@ describe('a graceful close with bytes still queued', { timeout: 30_000 }, () => 
     }
   });
 
+  test("lingerTimeout on the socket's own path: a steady reader of writes Node queued behind another gets every byte", async () => {
+    // Without the direct writer (pending deprecation, or a dial's first writes) a flush while another is in
+    // flight waits in the socket's JS queue: when libuv takes it over, writableLength + writeQueueSize
+    // counts it twice, which must not read as "no progress".
+    const first = randomBytes(prng(24), 4 * 1024 * 1024);
+    const second = randomBytes(prng(25), 24 * 1024 * 1024);
+    const payload = Buffer.concat([first, second]);
+    const writer = handleWriter as unknown as { handleOf(socket: net.Socket): unknown } | null;
+    const savedHandleOf = writer?.handleOf;
+    if (writer !== null) writer.handleOf = () => null;
+    let queuedAtClose = 0;
+    const { engine, port } = await serveInline(
+      {
+        onTraffic(conn) {
+          conn.discard();
+          conn.write(Buffer.from(first));
+          conn.flush();
+          conn.write(Buffer.from(second));
+          conn.flush();
+          queuedAtClose = conn.outboundBuffered;
+          conn.close();
+        },
+      },
+      { highWaterMark: 64 * 1024 * 1024, writeBufferCap: 128 * 1024 * 1024, lingerTimeout: 300 },
+    );
+    try {
+      const s = await connect({ port });
+      s.write('go');
+      const { data, ended } = await throttledRead(s, 4);
+      assert.ok(queuedAtClose > second.length, 'both writes were still queued when close() ran');
+      assert.equal(data.length, payload.length, 'the whole response arrived');
+      assert.ok(data.equals(payload), 'byte-exact');
+      assert.equal(ended, true);
+    } finally {
+      if (writer !== null) writer.handleOf = savedHandleOf!;
+      await engine.stop();
+    }
+  });
+
   test('a peer that stops reading is still cut off once lingerTimeout passes without progress', async () => {
     const payload = randomBytes(prng(23), 24 * 1024 * 1024);
     const srv = await closeAfterWriting(payload, { lingerTimeout: 300 });

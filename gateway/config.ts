@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
 
 /**
  * The gateway's declarative configuration: listeners, an admin endpoint, upstreams and routes. Validated with
@@ -220,6 +221,7 @@ export const configSchema = z
         });
       }
     });
+    for (const [i, r] of c.routes.entries()) checkAddedHeaders(r, i, ctx);
     const names = new Set<string>();
     c.routes.forEach((r, i) => {
       if (names.has(r.name))
@@ -231,6 +233,40 @@ export const configSchema = z
       names.add(r.name);
     });
   });
+
+/**
+ * A route may not add a field the proxy frames or writes itself: a second Content-Length or Host would reach
+ * the upstream beside the proxy's own (a framing disagreement, or a Host the upstream may read either way).
+ */
+function checkAddedHeaders(r: z.infer<typeof route>, i: number, ctx: z.RefinementCtx): void {
+  const owned = new Map<string, string>([
+    ...HOP_BY_HOP.map((h): [string, string] => [h, 'a hop-by-hop or framing field the proxy writes itself']),
+    ['host', 'the proxy writes Host (see preserveHost)'],
+  ]);
+  const flag = (on: boolean, names: readonly string[], which: string) => {
+    if (!on) return;
+    for (const h of names)
+      owned.set(h, `added by the proxy (proxyHeaders.${which}); turn that off to set your own`);
+  };
+  flag(r.proxyHeaders.forwarded, [...FORWARDING], 'forwarded');
+  flag(r.proxyHeaders.requestId, ['x-request-id'], 'requestId');
+  flag(r.proxyHeaders.traceparent, ['traceparent'], 'traceparent');
+  for (const key of Object.keys(r.requestHeaders?.add ?? {})) {
+    const why = owned.get(key.toLowerCase());
+    if (why !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'requestHeaders', 'add', key], message: why });
+  }
+  for (const key of Object.keys(r.responseHeaders?.add ?? {})) {
+    const lower = key.toLowerCase();
+    const why = HOP_BY_HOP.includes(lower)
+      ? 'a hop-by-hop or framing field the proxy writes itself'
+      : lower === 'x-request-id' && r.proxyHeaders.requestId
+        ? 'echoed by the proxy (proxyHeaders.requestId); turn that off to set your own'
+        : undefined;
+    if (why !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['routes', i, 'responseHeaders', 'add', key], message: why });
+  }
+}
 
 /** A validated configuration, defaults applied. */
 export type GatewayConfig = z.infer<typeof configSchema>;

@@ -5,7 +5,7 @@
  */
 
 /** Hop-by-hop fields (RFC 9110 §7.6.1) and the framing a proxy redoes. */
-const HOP_BY_HOP = [
+export const HOP_BY_HOP: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',

@@ -131,10 +131,12 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     // flags, not '', tell the cases apart: a client may send an empty X-Request-Id, which is passed on.
     const route = ctx.route;
     const locals = this.req.locals;
-    const incomingId = this.req.header('x-request-id');
+    // A route that removes the client's id or trace generates its own (it does not trust the client's).
+    const remove = route.requestRemove;
+    const incomingId = remove.has('x-request-id') ? undefined : this.req.header('x-request-id');
     // An empty id identifies nothing: it counts as absent.
     this.requestId = route.addRequestId ? incomingId || newRequestId() : '';
-    const incomingTrace = this.req.header('traceparent');
+    const incomingTrace = remove.has('traceparent') ? undefined : this.req.header('traceparent');
     this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
     if (locals !== undefined) {
       locals.requestId = route.addRequestId ? this.requestId : incomingId;
@@ -262,10 +264,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
         }
         if (hit !== '') {
           keep[k] = 0;
+          // A route that removes a forwarding field does not trust the client's: the proxy starts it afresh.
           if (hit === 'host') host = req.fieldValue(k);
-          else if (hit === 'x-forwarded-for')
+          else if (hit === 'x-forwarded-for' && !route.requestRemove.has(hit))
             xff = xff === undefined ? req.fieldValue(k) : `${xff}, ${req.fieldValue(k)}`;
-          else if (hit === 'forwarded')
+          else if (hit === 'forwarded' && !route.requestRemove.has(hit))
             forwarded = forwarded === undefined ? req.fieldValue(k) : `${forwarded}, ${req.fieldValue(k)}`;
           continue;
         }
@@ -407,7 +410,14 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     if (!this.responseStarted) conn.setDeadline(this.firstByteDeadline());
     if (!this.chunkedUp) return;
     let last = '0\r\n';
-    for (const [name, value] of trailers) last += `${name}: ${value}\r\n`;
+    // Trailer fields the proxy would not forward as headers (framing, Host, the fields it writes, the route's
+    // removals) are dropped too: an upstream that merges trailers into the header must not see them.
+    const skip = this.route.requestSkip;
+    for (const [name, value] of trailers) {
+      const lower = name.toLowerCase();
+      if (skip.get(lower.length)?.includes(lower)) continue;
+      last += `${name}: ${value}\r\n`;
+    }
     conn.writeLatin1(`${last}\r\n`);
   }
 

@@ -128,6 +128,32 @@ describe('invalid configurations name each problem by path', () => {
     ]);
   });
 
+  test('a route cannot add a field the proxy frames or writes itself (a second one would reach the upstream)', () => {
+    const c = mutate((c) => {
+      c.routes[0]!.requestHeaders = {
+        add: { 'Content-Length': '0', host: 'evil.example', 'X-Forwarded-For': '10.0.0.1', traceparent: 'x' },
+      };
+      c.routes[0]!.responseHeaders = { add: { 'transfer-encoding': 'chunked', 'x-request-id': 'fixed' } };
+    });
+    assert.deepEqual(problems(c), [
+      'routes.0.requestHeaders.add.Content-Length: a hop-by-hop or framing field the proxy writes itself',
+      'routes.0.requestHeaders.add.host: the proxy writes Host (see preserveHost)',
+      'routes.0.requestHeaders.add.X-Forwarded-For: added by the proxy (proxyHeaders.forwarded); turn that off to set your own',
+      'routes.0.requestHeaders.add.traceparent: added by the proxy (proxyHeaders.traceparent); turn that off to set your own',
+      'routes.0.responseHeaders.add.transfer-encoding: a hop-by-hop or framing field the proxy writes itself',
+      'routes.0.responseHeaders.add.x-request-id: echoed by the proxy (proxyHeaders.requestId); turn that off to set your own',
+    ]);
+    // With the proxy's own fields turned off, the route may set them.
+    const own = mutate((c) => {
+      c.routes[0]!.requestHeaders = {
+        add: { 'X-Forwarded-For': '10.0.0.1', traceparent: 'x', 'x-request-id': 'r' },
+      };
+      c.routes[0]!.responseHeaders = { add: { 'x-request-id': 'fixed' } };
+      c.routes[0]!.proxyHeaders = { forwarded: false, requestId: false, traceparent: false };
+    });
+    assert.doesNotThrow(() => validateConfig(own, 'test.yaml'));
+  });
+
   test('consistent_hash without hashOn', () => {
     const c = mutate((c) => (c.upstreams.users!.balance = 'consistent_hash'));
     assert.deepEqual(problems(c), [

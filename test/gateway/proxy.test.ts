@@ -110,6 +110,16 @@ describe('methods and request bodies', () => {
     assert.equal(echo.bodySha, sha256('hello world12345'));
     assert.deepEqual(echo.trailers, { 'x-sum': '42' });
     assert.equal(echoed(echo, 'trailer'), undefined, 'Trailer is hop-by-hop');
+
+    // Trailer fields the proxy writes or frames itself are not passed on (an upstream may merge trailers).
+    const forged = await raw(
+      gw.port,
+      'POST /trailers HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        '2\r\nok\r\n0\r\nX-Forwarded-For: 10.0.0.1\r\nX-Request-Id: forged\r\nTraceparent: x\r\n' +
+        'X-Sum: 7\r\n\r\n',
+    );
+    const kept = JSON.parse(responses(forged.text)[0]!.body) as Echo;
+    assert.deepEqual(kept.trailers, { 'x-sum': '7' });
   });
 
   test('an empty POST sends Content-Length: 0 or nothing, never a hanging body', async () => {
@@ -432,6 +442,12 @@ describe('headers', () => {
           proxyHeaders: { forwarded: false, requestId: false, traceparent: false },
         },
         {
+          name: 'untrusted',
+          match: { path: '/untrusted' },
+          upstream: 'echo',
+          requestHeaders: { remove: ['X-Forwarded-For', 'forwarded', 'x-request-id', 'traceparent'] },
+        },
+        {
           name: 'ids-only',
           match: { path: '/ids-only' },
           upstream: 'echo',
@@ -556,6 +572,25 @@ describe('headers', () => {
     assert.match(echoed(ids.json, 'x-request-id')!, UUID_V4);
     assert.equal(ids.headers['x-request-id'], echoed(ids.json, 'x-request-id'));
     assert.match(echoed(ids.json, 'traceparent')!, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
+  test("a route that removes the forwarding, id and trace fields starts them afresh instead of extending the client's", async () => {
+    const trace = `00-${'4'.repeat(32)}-${'7'.repeat(16)}-01`;
+    const { text } = await raw(
+      gw.port,
+      'GET /untrusted HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\nX-Forwarded-For: 203.0.113.7\r\n' +
+        `Forwarded: for=198.51.100.1\r\nX-Request-Id: from-client\r\ntraceparent: ${trace}\r\n\r\n`,
+    );
+    const [response] = responses(text);
+    const echo = JSON.parse(response!.body) as Echo;
+    assert.deepEqual(echoedAll(echo, 'x-forwarded-for'), ['127.0.0.1']);
+    assert.deepEqual(echoedAll(echo, 'forwarded'), ['for=127.0.0.1;proto=http;host="shop.example"']);
+    const ids = echoedAll(echo, 'x-request-id');
+    assert.equal(ids.length, 1);
+    assert.match(ids[0]!, UUID_V4, "a generated id, not the client's");
+    const traces = echoedAll(echo, 'traceparent');
+    assert.equal(traces.length, 1);
+    assert.notEqual(traces[0]!.split('-')[1], '4'.repeat(32), "a new trace, not the client's");
   });
 
   test('proxyHeaders on: an empty X-Request-Id counts as absent: one generated id upstream, the one echoed', async () => {

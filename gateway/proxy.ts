@@ -139,8 +139,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     const incomingTrace = remove.has('traceparent') ? undefined : this.req.header('traceparent');
     this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
     if (locals !== undefined) {
-      locals.requestId = route.addRequestId ? this.requestId : incomingId;
-      locals.traceparent = route.addTraceparent ? this.traceparent : incomingTrace;
+      // What the upstream was sent: the proxy's own, else the route's fixed value, else the client's.
+      locals.requestId = route.addRequestId ? this.requestId : (route.fixedRequestId ?? incomingId);
+      locals.traceparent = route.addTraceparent
+        ? this.traceparent
+        : (route.fixedTraceparent ?? incomingTrace);
     }
     this.req.onAbort(() => this.downstreamGone());
   }

@@ -37,6 +37,16 @@ export interface RouteRuntime {
   readonly addRequestId: boolean;
   /** The proxy sends a traceparent with a new span id (else the client's passes through). */
   readonly addTraceparent: boolean;
+  /** The X-Request-Id and traceparent values the route sets itself (allowed only with the proxy's off). */
+  readonly fixedRequestId: string | undefined;
+  readonly fixedTraceparent: string | undefined;
+}
+
+/** The value a route's `requestHeaders.add` sets for `name` (lower case), if any. */
+function addedValue(r: RouteConfig, name: string): string | undefined {
+  for (const [key, value] of Object.entries(r.requestHeaders?.add ?? {}))
+    if (key.toLowerCase() === name) return value;
+  return undefined;
 }
 
 function rewriter(rule: RouteConfig['rewrite']): ((path: string) => string) | null {
@@ -136,6 +146,8 @@ export class GatewayRuntime {
         addForwarded: added.forwarded,
         addRequestId: added.requestId,
         addTraceparent: added.traceparent,
+        fixedRequestId: addedValue(r, 'x-request-id'),
+        fixedTraceparent: addedValue(r, 'traceparent'),
       };
     });
     return new GatewayRuntime(version, config, upstreams, routes);

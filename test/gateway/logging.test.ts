@@ -15,7 +15,16 @@ test('access records go through the log ring with route, domain, status and ids'
       listeners: [{ address: '127.0.0.1:0' }],
       http: { accessLog: true },
       upstreams: { users: { targets: [{ address: up.address }] } },
-      routes: [{ name: 'user-api', domain: 'user', match: { path: '/api/v1/user' }, upstream: 'users' }],
+      routes: [
+        { name: 'user-api', domain: 'user', match: { path: '/api/v1/user' }, upstream: 'users' },
+        {
+          name: 'fixed-id',
+          match: { path: '/fixed' },
+          upstream: 'users',
+          proxyHeaders: { requestId: false },
+          requestHeaders: { add: { 'X-Request-Id': 'route-id' } },
+        },
+      ],
     }),
     watch: false,
     log: { sink: { type: 'file', path }, compression: 'none' },
@@ -36,6 +45,9 @@ test('access records go through the log ring with route, domain, status and ids'
     const upHeaders = new Map(generated.json.headers);
     sentRequestId = upHeaders.get('x-request-id');
     sentTraceparent = upHeaders.get('traceparent');
+    // A route that sets its own id: the record carries that one, not the client's (which was not sent).
+    const fixed = await sendJson<Echo>(gw.port(), '/fixed', { headers: { 'x-request-id': 'client-id' } });
+    assert.equal(new Map(fixed.json.headers).get('x-request-id'), 'route-id');
   } finally {
     await gw.stop();
     await up.close();
@@ -45,8 +57,9 @@ test('access records go through the log ring with route, domain, status and ids'
     .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>)
     .filter((r) => r.kind === 'access');
-  assert.equal(records.length, 3);
-  const [ok, missing, generated] = records;
+  assert.equal(records.length, 4);
+  const [ok, missing, generated, fixed] = records;
+  assert.equal(fixed!.requestId, 'route-id');
   assert.deepEqual(
     [ok!.method, ok!.path, ok!.status, ok!.route, ok!.domain, ok!.traceId, ok!.requestId],
     ['GET', '/api/v1/user/7', 200, 'user-api', 'user', '1'.repeat(32), 'req-7'],

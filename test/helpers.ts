@@ -1,7 +1,9 @@
-// Shared helpers for tests: a seeded PRNG, socket clients, polling.
+// Shared helpers for tests: a seeded PRNG, socket clients, polling, an inline server.
+
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type EventHandler, type EventLoop, serve } from '../core/index.ts';
 
 /** mulberry32: small, fast, seeded. */
 export function prng(seed: number): () => number {
@@ -89,4 +91,17 @@ export function readUntilClose(s: net.Socket): Promise<Buffer> {
 let unixCounter = 0;
 export function unixPath(): string {
   return join(tmpdir(), `netloom-${process.pid}-${unixCounter++}.sock`);
+}
+
+/** Serves an inline handler on one loop and hands back the loop. */
+export async function serveInline(handler: EventHandler, options: Parameters<typeof serve>[1] = {}) {
+  let loop!: EventLoop;
+  const engine = await serve(
+    (l: EventLoop) => {
+      loop = l;
+      return handler;
+    },
+    { loops: 1, ...options },
+  );
+  return { engine, loop, port: engine.port };
 }

@@ -8,7 +8,6 @@ import {
   Action,
   type Conn,
   type EventHandler,
-  type EventLoop,
   type NetloomError,
   parseAddress,
   serve,
@@ -20,24 +19,12 @@ import {
   prng,
   randomBytes,
   readUntilClose,
+  serveInline,
   unixPath,
   waitFor,
 } from '../helpers.ts';
 
 const echoModule = new URL('../fixtures/echo-handler.ts', import.meta.url);
-
-/** Serves an inline handler on one loop and hands back the loop. */
-async function serveInline(handler: EventHandler, options: Parameters<typeof serve>[1] = {}) {
-  let loop!: EventLoop;
-  const engine = await serve(
-    (l: EventLoop) => {
-      loop = l;
-      return handler;
-    },
-    { loops: 1, ...options },
-  );
-  return { engine, loop, port: engine.port };
-}
 
 /** Length-prefixed frames: [u32 length][payload]; the handler echoes whole frames only. */
 function frame(payload: Buffer): Buffer {

@@ -6,8 +6,8 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { handleWriter, type WriteOwner } from '../../core/handle-write.ts';
-import { type Conn, type EventHandler, type EventLoop, serve } from '../../core/index.ts';
-import { connect, prng, randomBytes, unixPath, waitFor } from '../helpers.ts';
+import type { Conn, EventHandler, serve } from '../../core/index.ts';
+import { connect, prng, randomBytes, serveInline, unixPath, waitFor } from '../helpers.ts';
 
 /** Counts direct handle writes per connection while `fn` runs (0 everywhere where the binding is missing). */
 async function countingDirect<T>(fn: (direct: Map<WriteOwner, number>) => Promise<T>): Promise<T> {
@@ -29,18 +29,6 @@ async function countingDirect<T>(fn: (direct: Map<WriteOwner, number>) => Promis
     writer.write = saved.write;
     writer.writev = saved.writev;
   }
-}
-
-async function serveInline(handler: EventHandler, options: Parameters<typeof serve>[1] = {}) {
-  let loop!: EventLoop;
-  const engine = await serve(
-    (l: EventLoop) => {
-      loop = l;
-      return handler;
-    },
-    { loops: 1, ...options },
-  );
-  return { engine, loop, port: engine.port };
 }
 
 /** Writes `payload` as a mix of small staged writes and large by-reference ones (so flushes use writev). */
@@ -69,6 +57,34 @@ function slowRead(s: net.Socket, pauseMs: number): Promise<{ data: Buffer; ended
   });
   s.on('error', () => {});
   return new Promise((resolve) => s.once('close', () => resolve({ data: Buffer.concat(chunks), ended })));
+}
+
+/**
+ * Serves a handler that queues 8 MiB (64 x 128 KiB) at open, and counts `onClose` calls. `close` also
+ * calls `close()` right after.
+ */
+async function serveQueued(options: Parameters<typeof serve>[1], close = false) {
+  const state = {
+    closes: 0,
+    closeErr: null as Error | undefined | null,
+    conn: undefined as Conn | undefined,
+  };
+  const served = await serveInline(
+    {
+      onOpen(c) {
+        state.conn = c;
+        for (let i = 0; i < 64; i++) c.write(Buffer.alloc(128 * 1024, i));
+        c.flush();
+        if (close) c.close();
+      },
+      onClose(_c, err) {
+        state.closes++;
+        state.closeErr = err;
+      },
+    },
+    options,
+  );
+  return { ...served, state };
 }
 
 describe('direct handle writes', { timeout: 30_000 }, () => {
@@ -235,33 +251,20 @@ describe('direct handle writes', { timeout: 30_000 }, () => {
   });
 
   test('a peer that resets while MiBs are queued in libuv: onClose once with an error, no hang', async () => {
-    let closes = 0;
-    let closeErr: Error | undefined;
-    let conn!: Conn;
-    const { engine, port } = await serveInline(
-      {
-        onOpen(c) {
-          conn = c;
-          for (let i = 0; i < 64; i++) c.write(Buffer.alloc(128 * 1024, i));
-          c.flush();
-        },
-        onClose(_c, err) {
-          closes++;
-          closeErr = err;
-        },
-      },
-      { highWaterMark: 32 * 1024 * 1024, writeBufferCap: 64 * 1024 * 1024 },
-    );
+    const { engine, port, state } = await serveQueued({
+      highWaterMark: 32 * 1024 * 1024,
+      writeBufferCap: 64 * 1024 * 1024,
+    });
     try {
       const s = await connect({ port });
       s.pause();
-      await waitFor(() => conn !== undefined && conn.outboundBuffered > 0, 3000, 'queued');
+      await waitFor(() => (state.conn?.outboundBuffered ?? 0) > 0, 3000, 'queued');
       s.resetAndDestroy();
-      await waitFor(() => closes > 0, 5000, 'onClose');
+      await waitFor(() => state.closes > 0, 5000, 'onClose');
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(closes, 1);
-      assert.ok(closeErr instanceof Error, 'onClose got an error');
-      assert.equal(conn.outboundBuffered, 0, 'no queued bytes left counted');
+      assert.equal(state.closes, 1);
+      assert.ok(state.closeErr instanceof Error, 'onClose got an error');
+      assert.equal(state.conn!.outboundBuffered, 0, 'no queued bytes left counted');
       assert.equal(engine.stats().total.open, 0);
     } finally {
       await engine.stop({ deadline: 500 });
@@ -270,33 +273,19 @@ describe('direct handle writes', { timeout: 30_000 }, () => {
 
   for (const closing of [false, true]) {
     test(`a peer that resets while reading is paused by backpressure${closing ? ' and close() was called' : ''}: onClose once with an error`, async () => {
-      let closes = 0;
-      let closeErr: Error | undefined;
-      let conn!: Conn;
-      const { engine, port } = await serveInline({
-        onOpen(c) {
-          conn = c;
-          // Default marks (1 MiB high): this is far above, so reading stops.
-          for (let i = 0; i < 64; i++) c.write(Buffer.alloc(128 * 1024, i));
-          c.flush();
-          if (closing) c.close();
-        },
-        onClose(_c, err) {
-          closes++;
-          closeErr = err;
-        },
-      });
+      // Default marks (1 MiB high): 8 MiB is far above, so reading stops.
+      const { engine, port, state } = await serveQueued({}, closing);
       try {
         const s = await connect({ port });
         s.pause();
-        await waitFor(() => conn !== undefined && conn.outboundBuffered > 1024 * 1024, 3000, 'queued');
-        if (!closing) assert.equal(conn.reading, false, 'reading paused by backpressure');
+        await waitFor(() => (state.conn?.outboundBuffered ?? 0) > 1024 * 1024, 3000, 'queued');
+        if (!closing) assert.equal(state.conn!.reading, false, 'reading paused by backpressure');
         s.resetAndDestroy();
-        await waitFor(() => closes > 0, 5000, 'onClose');
+        await waitFor(() => state.closes > 0, 5000, 'onClose');
         await new Promise((r) => setTimeout(r, 100));
-        assert.equal(closes, 1);
-        assert.ok(closeErr instanceof Error, 'onClose got an error');
-        assert.equal(conn.outboundBuffered, 0);
+        assert.equal(state.closes, 1);
+        assert.ok(state.closeErr instanceof Error, 'onClose got an error');
+        assert.equal(state.conn!.outboundBuffered, 0);
       } finally {
         await engine.stop({ deadline: 500 });
       }
@@ -304,35 +293,22 @@ describe('direct handle writes', { timeout: 30_000 }, () => {
   }
 
   test('destroy() while direct writes are queued: onClose once, the cancelled writes are accounted', async () => {
-    let closes = 0;
-    let closeErr: Error | undefined | null = null;
-    let conn!: Conn;
-    const { engine, port } = await serveInline(
-      {
-        onOpen(c) {
-          conn = c;
-          for (let i = 0; i < 64; i++) c.write(Buffer.alloc(128 * 1024, i));
-          c.flush();
-        },
-        onClose(_c, err) {
-          closes++;
-          closeErr = err;
-        },
-      },
-      { highWaterMark: 32 * 1024 * 1024, writeBufferCap: 64 * 1024 * 1024 },
-    );
+    const { engine, port, state } = await serveQueued({
+      highWaterMark: 32 * 1024 * 1024,
+      writeBufferCap: 64 * 1024 * 1024,
+    });
     try {
       const s = await connect({ port });
       s.on('error', () => {});
       s.pause();
-      await waitFor(() => conn !== undefined && conn.outboundBuffered > 0, 3000, 'queued');
+      await waitFor(() => (state.conn?.outboundBuffered ?? 0) > 0, 3000, 'queued');
       const boom = new Error('boom');
-      conn.destroy(boom);
-      await waitFor(() => closes > 0, 5000, 'onClose');
+      state.conn!.destroy(boom);
+      await waitFor(() => state.closes > 0, 5000, 'onClose');
       await new Promise((r) => setTimeout(r, 50));
-      assert.equal(closes, 1);
-      assert.equal(closeErr, boom);
-      assert.equal(conn.outboundBuffered, 0);
+      assert.equal(state.closes, 1);
+      assert.equal(state.closeErr, boom);
+      assert.equal(state.conn!.outboundBuffered, 0);
       s.destroy();
     } finally {
       await engine.stop();

@@ -436,7 +436,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       }
       if (outcome === QUEUED) this.queuedDirect += n;
       else if (outcome !== WRITTEN) {
-        this.afterFlush(n, 1);
+        this.afterFlush(n, 1); // as if pending: the slabs go to the collector, the connection is going
         this.destroyForWrite(outcome);
         return;
       }

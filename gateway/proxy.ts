@@ -127,16 +127,14 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     this.upstream = ctx.route.upstream;
     this.key =
       this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(this.req) : undefined;
-    // '' when the route does not add the field (the client's own, if any, then passes through). The route's
-    // flags, not '', tell the cases apart: a client may send an empty X-Request-Id, which is passed on.
+    // '' when the route does not add the field (the client's own, if any, then passes through); the route's
+    // flags, not '', tell the cases apart. A route that removes the client's id or trace generates its own.
     const route = ctx.route;
     const locals = this.req.locals;
-    // A route that removes the client's id or trace generates its own (it does not trust the client's).
-    const remove = route.requestRemove;
-    const incomingId = remove.has('x-request-id') ? undefined : this.req.header('x-request-id');
+    const incomingId = route.distrustClientId ? undefined : this.req.header('x-request-id');
     // An empty id identifies nothing: it counts as absent.
     this.requestId = route.addRequestId ? incomingId || newRequestId() : '';
-    const incomingTrace = remove.has('traceparent') ? undefined : this.req.header('traceparent');
+    const incomingTrace = route.distrustClientTrace ? undefined : this.req.header('traceparent');
     this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
     if (locals !== undefined) {
       // What the upstream was sent: the proxy's own, else the route's fixed value, else the client's.

@@ -37,6 +37,9 @@ export interface RouteRuntime {
   readonly addRequestId: boolean;
   /** The proxy sends a traceparent with a new span id (else the client's passes through). */
   readonly addTraceparent: boolean;
+  /** The route removes the client's X-Request-Id / traceparent: the proxy generates its own instead. */
+  readonly distrustClientId: boolean;
+  readonly distrustClientTrace: boolean;
   /** The X-Request-Id and traceparent values the route sets itself (allowed only with the proxy's off). */
   readonly fixedRequestId: string | undefined;
   readonly fixedTraceparent: string | undefined;
@@ -136,16 +139,18 @@ export class GatewayRuntime {
         upstream: upstreams.get(r.upstream)!,
         rewrite: rewriter(r.rewrite),
         requestAdd: Object.entries(r.requestHeaders?.add ?? {}),
-        requestRemove: new Set((r.requestHeaders?.remove ?? []).map((h) => h.toLowerCase())),
-        requestSet: new Set(Object.keys(r.requestHeaders?.add ?? {}).map((h) => h.toLowerCase())),
+        requestRemove,
+        requestSet,
         responseAdd: Object.entries(r.responseHeaders?.add ?? {}),
-        responseRemove: new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase())),
-        responseSet: new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase())),
+        responseRemove,
+        responseSet,
         filters,
         preserveHost: r.preserveHost,
         addForwarded: added.forwarded,
         addRequestId: added.requestId,
         addTraceparent: added.traceparent,
+        distrustClientId: requestRemove.has('x-request-id'),
+        distrustClientTrace: requestRemove.has('traceparent'),
         fixedRequestId: addedValue(r, 'x-request-id'),
         fixedTraceparent: addedValue(r, 'traceparent'),
       };

@@ -115,23 +115,21 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
 }
 
 /** Starts the gateway (1 loop) with one catch-all route to the upstream; `route` adds route settings. */
-function startGateway(name: string, dir: string, up: number, route: Record<string, unknown>) {
-  return (async () => {
-    const port = await freePort();
-    const config = join(dir, `${name.replace(/\W+/g, '-')}.json`);
-    writeFileSync(
-      config,
-      JSON.stringify({
-        listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
-        upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
-        routes: [{ name: 'all', match: { path: '/' }, upstream: 'up', ...route }],
-      }),
-    );
-    return startServer(name, NODE, [
-      join(ROOT, 'examples/gateway/main.ts'),
-      '--config',
-      config,
-      '--no-services',
-    ]);
-  })();
+async function startGateway(name: string, dir: string, up: number, route: Record<string, unknown>) {
+  const port = await freePort();
+  const config = join(dir, `${name.replace(/\W+/g, '-')}.json`);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
+      upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
+      routes: [{ name: 'all', match: { path: '/' }, upstream: 'up', ...route }],
+    }),
+  );
+  return startServer(name, NODE, [
+    join(ROOT, 'examples/gateway/main.ts'),
+    '--config',
+    config,
+    '--no-services',
+  ]);
 }

@@ -24,7 +24,7 @@ const SEED = 0x6e6c6f6d; // "nlom"
 const ITERATIONS = 100_000;
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = resolve(ROOT, '../shared/testdata/llhttp/vectors-9.4.2.json');
+const VECTORS = resolve(ROOT, 'test/fixtures/llhttp/vectors-9.4.2.json');
 
 interface ReferenceVector {
   id: string;

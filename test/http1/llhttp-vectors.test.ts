@@ -1,4 +1,4 @@
-// llhttp's own request test cases (../shared/testdata/llhttp/vectors-9.4.2.json, from llhttp 9.4.2's
+// llhttp's own request test cases (test/fixtures/llhttp/vectors-9.4.2.json, from llhttp 9.4.2's
 // test/request/*.md) replayed through netloom's parser the way the server runs it (test/http1/parse-driver.ts),
 // delivered whole, one byte per read and in seeded random reads. Every case in llhttp's strict mode (no lenient flags) must end as llhttp says (success, error,
 // incomplete, upgrade) with the same complete messages (method, target, version, headers, body, trailers),
@@ -29,7 +29,7 @@ import {
 } from './parse-driver.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const VECTORS = resolve(ROOT, '../shared/testdata/llhttp/vectors-9.4.2.json');
+const VECTORS = resolve(ROOT, 'test/fixtures/llhttp/vectors-9.4.2.json');
 
 /**
  * Cases where we differ from llhttp on purpose, id -> why. A difference in the direction "llhttp refuses, we

@@ -362,3 +362,5 @@ export function writeResult(workload: string, data: Record<string, unknown>): vo
 
 /** Node 24 from the devDependency, the same binary npm scripts use. */
 export const NODE = process.execPath;
+/** Flags every node child needs: the `netloom-source` condition maps `netloom` imports to the sources. */
+export const NODE_ARGS: readonly string[] = process.execArgv.filter((a) => a.startsWith('--conditions'));

@@ -1,8 +1,8 @@
 // A producer thread of the logring workload: logs realistic access records as fast as it can for a while,
 // through netloom's ring or through pino with a thread-stream transport, and reports count and latency.
 import { parentPort, workerData } from 'node:worker_threads';
+import { RingLogger } from 'netloom';
 import pino from 'pino';
-import { RingLogger } from '../core/index.ts';
 
 const { mode, ring, file, seconds, index } = workerData as {
   mode: 'netloom' | 'pino';

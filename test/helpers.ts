@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EventHandler, type EventLoop, serve } from '../core/index.ts';
+import { type EventHandler, type EventLoop, serve } from 'netloom';
 
 /** mulberry32: small, fast, seeded. */
 export function prng(seed: number): () => number {

@@ -1,7 +1,16 @@
 // echo: netloom's echo example (1 loop) vs a plain node:net echo server; 100 connections, 64-byte messages,
 // one message in flight per connection (bench/tools/tcpload.c drives it from CPU 1).
 import { join } from 'node:path';
-import { buildTool, compare, NODE, ROOT, runLoad, type Scenario, startServer } from '../harness.ts';
+import {
+  buildTool,
+  compare,
+  NODE,
+  NODE_ARGS,
+  ROOT,
+  runLoad,
+  type Scenario,
+  startServer,
+} from '../harness.ts';
 
 export async function run(args: { rounds: number; seconds: number }): Promise<void> {
   const tcpload = buildTool('tcpload');
@@ -20,6 +29,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
         name: 'netloom (1 loop)',
         start: () =>
           startServer('netloom (1 loop)', NODE, [
+            ...NODE_ARGS,
             join(ROOT, 'examples/echo/main.ts'),
             '--port',
             '0',
@@ -29,7 +39,8 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       },
       {
         name: 'node:net',
-        start: () => startServer('node:net', NODE, [join(ROOT, 'bench/peers/net-echo.ts'), '0']),
+        start: () =>
+          startServer('node:net', NODE, [...NODE_ARGS, join(ROOT, 'bench/peers/net-echo.ts'), '0']),
       },
     ],
     scenarios: [scenario],

@@ -3,14 +3,8 @@
 // server uses it (strings made only when asked for: here method and target), and with every header name
 // and value materialized as a string, which is what llhttp's binding hands to JavaScript.
 import { createRequire } from 'node:module';
+import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, HeadParser } from 'netloom/http1';
 import { Bench } from 'tinybench';
-import {
-  BODY_CHUNKED,
-  BODY_LENGTH,
-  BODY_NONE,
-  BodyDecoder,
-  HeadParser,
-} from '../../protocols/http1/index.ts';
 import { writeResult } from '../harness.ts';
 
 interface NodeParser {

@@ -2,14 +2,14 @@
 // node:net server that answers without parsing (the ceiling); wrk with 100 keep-alive connections, plain and
 // pipelined x16.
 import { join } from 'node:path';
-import { compare, NODE, ROOT, type Scenario, startServer } from '../harness.ts';
+import { compare, NODE, NODE_ARGS, ROOT, type Scenario, startServer } from '../harness.ts';
 import { startNginx } from '../nginx.ts';
 import { wrk } from '../wrk.ts';
 
 export async function run(args: { rounds: number; seconds: number }): Promise<void> {
   const node = (name: string, script: string, extra: string[] = []) => ({
     name,
-    start: () => startServer(name, NODE, [join(ROOT, script), ...extra]),
+    start: () => startServer(name, NODE, [...NODE_ARGS, join(ROOT, script), ...extra]),
   });
   const scenarios: Scenario[] = [
     { name: 'keep-alive, 100 conns', measure: (s, seconds) => wrk(s.port, { connections: 100, seconds }) },

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
-import { startLogShipper } from '../../core/index.ts';
+import { startLogShipper } from 'netloom';
 import { writeResult } from '../harness.ts';
 
 interface Round {

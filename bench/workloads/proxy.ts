@@ -4,7 +4,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare, freePort, NODE, ROOT, requireTools, startServer, which } from '../harness.ts';
+import { compare, freePort, NODE, NODE_ARGS, ROOT, requireTools, startServer, which } from '../harness.ts';
 import { startNginx } from '../nginx.ts';
 import { wrk } from '../wrk.ts';
 
@@ -78,12 +78,22 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
         {
           name: 'node:http proxy',
           start: async () =>
-            startServer('node:http proxy', NODE, [join(ROOT, 'bench/peers/node-proxy.ts'), '0', String(up)]),
+            startServer('node:http proxy', NODE, [
+              ...NODE_ARGS,
+              join(ROOT, 'bench/peers/node-proxy.ts'),
+              '0',
+              String(up),
+            ]),
         },
         {
           name: 'undici proxy',
           start: async () =>
-            startServer('undici proxy', NODE, [join(ROOT, 'bench/peers/undici-proxy.ts'), '0', String(up)]),
+            startServer('undici proxy', NODE, [
+              ...NODE_ARGS,
+              join(ROOT, 'bench/peers/undici-proxy.ts'),
+              '0',
+              String(up),
+            ]),
         },
       ],
       scenarios: [
@@ -127,6 +137,7 @@ async function startGateway(name: string, dir: string, up: number, route: Record
     }),
   );
   return startServer(name, NODE, [
+    ...NODE_ARGS,
     join(ROOT, 'examples/gateway/main.ts'),
     '--config',
     config,

@@ -1,5 +1,5 @@
 // The echo handler every loop imports: whatever arrives goes straight back, in the same turn.
-import type { EventHandler } from '../../core/index.ts';
+import type { EventHandler } from 'netloom';
 
 const echo: EventHandler = {
   onTraffic(conn) {

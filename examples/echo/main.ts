@@ -1,7 +1,7 @@
-// TCP echo server: node examples/echo/main.ts --port P --loops N [--host H] [--unix PATH]
+// TCP echo server: node --conditions=netloom-source examples/echo/main.ts --port P --loops N [--host H] [--unix PATH]
 // Prints "listening P" once every loop listens; SIGTERM or SIGINT drains and exits 0.
 import { parseArgs } from 'node:util';
-import { serve } from '../../core/index.ts';
+import { serve } from 'netloom';
 
 const { values } = parseArgs({
   options: {

@@ -1,4 +1,4 @@
-// The reference gateway: node examples/gateway/main.ts [--config PATH]
+// The reference gateway: node --conditions=netloom-source examples/gateway/main.ts [--config PATH]
 // Starts demo user and video services, then the gateway from examples/gateway/gateway.yaml, and prints
 // what to curl. SIGHUP reloads the configuration; SIGTERM or SIGINT drains and exits 0.
 import { fileURLToPath } from 'node:url';

@@ -1,7 +1,7 @@
 // Demo upstream services for the reference gateway: small netloom HTTP servers on ports of their own,
 // answering JSON that says which instance served the request and what it received.
-import { type Engine, serve } from '../../core/index.ts';
-import { server } from '../../protocols/http1/index.ts';
+import { type Engine, serve } from 'netloom';
+import { server } from 'netloom/http1';
 
 export interface DemoService {
   name: string;

@@ -1,5 +1,5 @@
 // The hello handler every loop imports: GET / -> "Hello, World!", GET /json -> {"message":"Hello, World!"}.
-import { server } from '../../protocols/http1/index.ts';
+import { server } from 'netloom/http1';
 
 const messageSchema = {
   type: 'object',

@@ -1,7 +1,7 @@
-// HTTP hello server: node examples/hello/main.ts --port P --loops N [--host H]
+// HTTP hello server: node --conditions=netloom-source examples/hello/main.ts --port P --loops N [--host H]
 // Prints "listening P" once every loop listens; SIGTERM or SIGINT drains and exits 0.
 import { parseArgs } from 'node:util';
-import { serve } from '../../core/index.ts';
+import { serve } from 'netloom';
 
 const { values } = parseArgs({
   options: {

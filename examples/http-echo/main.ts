@@ -1,7 +1,7 @@
-// HTTP echo server: node examples/http-echo/main.ts --port P [--loops N] [--no-require-host]
+// HTTP echo server: node --conditions=netloom-source examples/http-echo/main.ts --port P [--loops N] [--no-require-host]
 // Answers every accepted request with 200 application/json describing it. Prints "listening P" when ready.
 import { parseArgs } from 'node:util';
-import { serve } from '../../core/index.ts';
+import { serve } from 'netloom';
 
 const { values } = parseArgs({
   options: {

@@ -2,7 +2,7 @@
 // random chunks; every echo must be byte-exact and every connection must be accounted for afterwards.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { serve } from '../../core/index.ts';
+import { serve } from 'netloom';
 import { echoRoundTrip, prng, randomBytes, type Target, unixPath, waitFor } from '../helpers.ts';
 
 const handler = new URL('../fixtures/echo-handler.ts', import.meta.url);

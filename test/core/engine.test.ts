@@ -4,14 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import {
-  Action,
-  type Conn,
-  type EventHandler,
-  type NetloomError,
-  parseAddress,
-  serve,
-} from '../../core/index.ts';
+import { Action, type Conn, type EventHandler, type NetloomError, parseAddress, serve } from 'netloom';
 import {
   connect,
   echoOver,

@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Conn, EventHandler, serve } from 'netloom';
 import { handleWriter, type WriteOwner } from '../../core/handle-write.ts';
-import type { Conn, EventHandler, serve } from '../../core/index.ts';
 import { connect, prng, randomBytes, serveInline, unixPath, waitFor } from '../helpers.ts';
 
 /** Counts direct handle writes per connection while `fn` runs (0 everywhere where the binding is missing). */

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { gunzipSync, zstdDecompressSync } from 'node:zlib';
-import { type LogStats, RingLogger, RingMemory, serve, startLogShipper } from '../../core/index.ts';
-import { server } from '../../protocols/http1/index.ts';
+import { type LogStats, RingLogger, RingMemory, serve, startLogShipper } from 'netloom';
+import { server } from 'netloom/http1';
 import { waitFor } from '../helpers.ts';
 
 const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url).href;

@@ -6,16 +6,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import {
-  type Conn,
-  type EventHandler,
-  type EventLoop,
-  type LogStats,
-  serve,
-  startLogShipper,
-} from '../../core/index.ts';
+import { type Conn, type EventHandler, type EventLoop, type LogStats, serve, startLogShipper } from 'netloom';
+import { server } from 'netloom/http1';
 import { TimerWheel, type WheelNode } from '../../core/timer-wheel.ts';
-import { server } from '../../protocols/http1/index.ts';
 import { waitFor } from '../helpers.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

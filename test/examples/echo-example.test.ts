@@ -9,9 +9,13 @@ import { connect, echoOver, prng, randomBytes } from '../helpers.ts';
 const main = fileURLToPath(new URL('../../examples/echo/main.ts', import.meta.url));
 
 test('echo example: listening line, echo on 2 loops, SIGTERM exits 0', async () => {
-  const child = spawn(process.execPath, [main, '--port', '0', '--loops', '2'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...process.execArgv.filter((a) => a.startsWith('--conditions')), main, '--port', '0', '--loops', '2'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   try {
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const match = /^listening (\d+)\n$/.exec(line.toString());

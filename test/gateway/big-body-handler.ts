@@ -1,9 +1,9 @@
 // The gateway's handler module with the HTTP server's request body limit lifted (the default handler keeps
 // the server's 1 MiB `maxBodySize`, and the configuration has no setting for it), so the proxy's streaming
 // of large uploads can be tested. Everything else is the default handler's.
-import type { EventHandler, EventLoop } from '../../core/index.ts';
+import type { EventHandler, EventLoop } from 'netloom';
+import { type Exchange, server } from 'netloom/http1';
 import { GatewayLoop, type GatewayLoopData } from '../../gateway/index.ts';
-import { type Exchange, server } from '../../protocols/http1/index.ts';
 
 export default function createBigBodyGatewayHandler(loop: EventLoop): EventHandler<Exchange> {
   const gateway = new GatewayLoop(loop, loop.data as GatewayLoopData);

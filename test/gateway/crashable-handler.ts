@@ -1,6 +1,6 @@
 // The gateway's handler with one extra: GET /crash throws from a timer, killing the loop's worker
 // (the engine restarts it), for the restart-resync test.
-import type { EventLoop } from '../../core/index.ts';
+import type { EventLoop } from 'netloom';
 import createGatewayHandler from '../../gateway/handler.ts';
 
 export default function create(loop: EventLoop) {

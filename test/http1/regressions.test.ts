@@ -8,8 +8,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type EventHandler, serve, startLogShipper } from '../../core/index.ts';
-import { server } from '../../protocols/http1/index.ts';
+import { type EventHandler, serve, startLogShipper } from 'netloom';
+import { server } from 'netloom/http1';
 import { waitFor } from '../helpers.ts';
 import { raw, responses, startHttp } from './support.ts';
 

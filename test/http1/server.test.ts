@@ -5,8 +5,8 @@ import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { Action, type EventHandler } from '../../core/index.ts';
-import { HttpError } from '../../protocols/http1/index.ts';
+import { Action, type EventHandler } from 'netloom';
+import { HttpError } from 'netloom/http1';
 import { get, raw, responses, startHttp } from './support.ts';
 
 const exec = promisify(execFile);

@@ -1,7 +1,7 @@
 // Helpers for HTTP/1.1 server tests: an inline server on one loop, and raw-socket exchanges.
 import net from 'node:net';
-import { type EngineOptions, serve } from '../../core/index.ts';
-import { type RequestHandler, type ServerOptions, server } from '../../protocols/http1/index.ts';
+import { type EngineOptions, serve } from 'netloom';
+import { type RequestHandler, type ServerOptions, server } from 'netloom/http1';
 
 export async function startHttp(
   handler: RequestHandler,

@@ -1,17 +1,13 @@
 import type { Socket } from 'node:net';
 import { type NetloomError, netloomError } from './errors.ts';
-import { handleWriter, QUEUED, WRITTEN, type WriteOwner, writeError } from './handle-write.ts';
+import { QUEUED, WRITTEN, type WriteOwner, writeError } from './handle-write.ts';
 import type { EventHandler } from './handler.ts';
 import type { EventLoop } from './loop.ts';
+import { handleQueueSize, writeLatin1, writeUtf8 } from './node-internals.ts';
 import type { WheelNode } from './timer-wheel.ts';
 
 const EMPTY = Buffer.alloc(0);
 
-/** Buffer's encoders that skip `write()`'s argument juggling (present on Buffer.prototype, untyped). */
-type DirectWriter = Buffer & {
-  latin1Write(text: string, offset: number): number;
-  utf8Write(text: string, offset: number): number;
-};
 /** Writes below this size are copied into the connection's staging slab; larger ones go by reference. */
 export const COPY_LIMIT = 16 * 1024;
 const STAGE_SLAB = 16 * 1024;
@@ -88,6 +84,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   private staged = 0;
   /** Bytes of direct handle writes libuv still holds (the socket's `writableLength` does not see them). */
   private queuedDirect = 0;
+  /** Slabs of direct writes libuv still holds, one group per write, oldest first. */
+  private held: Buffer[][] | null = null;
 
   private aboveHigh = false;
   private wantWritable = false;
@@ -365,7 +363,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.write(bytes);
       return;
     }
-    const stage = this.room(worst) as DirectWriter;
+    const stage = this.room(worst);
     const pos = this.stagePos;
     let n = 0;
     if (text.length <= SHORT_STRING) {
@@ -376,9 +374,9 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
         if (c > 0x7f) break;
         stage[pos + n] = c;
       }
-      if (n < len) n = latin1 ? stage.latin1Write(text, pos) : stage.utf8Write(text, pos);
+      if (n < len) n = latin1 ? writeLatin1(stage, text, pos) : writeUtf8(stage, text, pos);
     } else {
-      n = latin1 ? stage.latin1Write(text, pos) : stage.utf8Write(text, pos);
+      n = latin1 ? writeLatin1(stage, text, pos) : writeUtf8(stage, text, pos);
     }
     this.stagePos += n;
     this.staged += n;
@@ -418,32 +416,58 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if (n === 0 || this.state === CLOSED) return;
     this.staged = 0;
     const socket = this.socket;
-    const opts = this.loop.options;
-    const handle = handleWriter === null ? null : handleWriter.handleOf(socket);
+    const loop = this.loop;
+    loop.stats.writes++;
+    const writer = loop.writer;
+    const handle = writer === null ? null : writer.handleOf(socket);
     if (handle !== null) {
       // Straight to the handle: nothing of ours waits in the socket's own queue, so order is kept.
       const segments = this.segments;
       let outcome: number;
       if (segments.length === 0) {
-        outcome = handleWriter!.write(handle, this.stage!.subarray(this.stageStart, this.stagePos), this);
+        outcome = writer!.write(handle, this.stage!.subarray(this.stageStart, this.stagePos), this);
       } else {
         this.cutSegment();
         outcome =
           segments.length === 1
-            ? handleWriter!.write(handle, segments[0]!, this)
-            : handleWriter!.writev(handle, segments, n, this);
+            ? writer!.write(handle, segments[0]!, this)
+            : writer!.writev(handle, segments, n, this);
         while (segments.pop() !== undefined);
       }
-      if (outcome === QUEUED) this.queuedDirect += n;
-      else if (outcome !== WRITTEN) {
-        this.afterFlush(n, 1); // as if pending: the slabs go to the collector, the connection is going
+      if (outcome === QUEUED) {
+        this.queuedDirect += n;
+        // libuv holds these slabs until the write completes: they go back to the arena then (writeDone).
+        this.holdSlabs();
+      } else if (outcome !== WRITTEN) {
+        this.afterFlush(n, 1, false); // the slabs go to the collector: the connection is going
         this.destroyForWrite(outcome);
         return;
       }
-    } else {
-      this.writeToSocket(n, socket, opts);
+      // Taken at once by the kernel, or held until writeDone: either way nothing here is still referenced.
+      this.afterFlush(n, this.pendingOut(), true);
+      return;
     }
-    this.afterFlush(n, this.pendingOut());
+    this.writeToSocket(n, socket, loop.options);
+    const pending = this.pendingOut();
+    // The socket keeps what it has not written yet: those slabs are left to the collector.
+    this.afterFlush(n, pending, pending === 0);
+  }
+
+  /** Moves the slabs of a write libuv queued into `held`, in write order, until {@link writeDone}. */
+  private holdSlabs(): void {
+    const group: Buffer[] = [];
+    if (this.stage !== null) {
+      group.push(this.stage);
+      this.stage = null;
+      this.stageStart = this.stagePos = 0;
+    }
+    let slab = this.slabs.pop();
+    while (slab !== undefined) {
+      group.push(slab);
+      slab = this.slabs.pop();
+    }
+    if (this.held === null) this.held = [];
+    this.held.push(group);
   }
 
   /** The socket's own path (dials still connecting, or bytes already in its queue). */
@@ -476,23 +500,24 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     }
   }
 
-  /** Bookkeeping after `n` bytes went to the socket, `pending` of all handed bytes not yet sent. */
-  private afterFlush(n: number, pending: number): void {
+  /**
+   * Bookkeeping after `n` bytes went to the socket, `pending` of all handed bytes not yet sent. The staged
+   * slabs go back to the arena when `free` (nothing references them any more), else to the collector.
+   */
+  private afterFlush(n: number, pending: number, free: boolean): void {
     this.loop.stats.bytesOut += n;
     this.lastActive = this.loop.clock;
     this.activity++;
-    // A write the kernel took at once holds no reference to our slabs, so they go back to the arena;
-    // otherwise the socket keeps them and they are left to the garbage collector.
     const arena = this.loop.arena;
     if (this.stage !== null) {
-      if (pending === 0) arena.give(this.stage);
+      if (free) arena.give(this.stage);
       else arena.abandon();
       this.stage = null;
       this.stageStart = this.stagePos = 0;
     }
     let slab = this.slabs.pop();
     while (slab !== undefined) {
-      if (pending === 0) arena.give(slab);
+      if (free) arena.give(slab);
       else arena.abandon();
       slab = this.slabs.pop();
     }
@@ -500,9 +525,11 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     else if (pending === 0 && (this.aboveHigh || this.wantWritable)) process.nextTick(this.afterWrite());
   }
 
-  /** @internal A direct write libuv had queued is done. */
+  /** @internal A direct write libuv had queued is done (libuv completes a handle's writes in order). */
   writeDone(bytes: number, status: number): void {
     this.queuedDirect -= bytes;
+    const group = this.held?.shift();
+    if (group !== undefined) for (const slab of group) this.loop.arena.give(slab);
     if (this.state === CLOSED) return;
     if (status < 0) this.destroyForWrite(status);
     else this.onWritten();
@@ -723,10 +750,9 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
    * `writeQueueSize` then counts a second time (a sum could grow although bytes went out).
    */
   private lingerProgress(): boolean {
-    const handle = (this.socket as Socket & { _handle?: { writeQueueSize?: unknown } | null })._handle;
-    const size = handle?.writeQueueSize;
+    const size = handleQueueSize(this.socket);
     const queued = this.socket.writableLength;
-    const inLibuv = typeof size === 'number' ? size : this.queuedDirect;
+    const inLibuv = size >= 0 ? size : this.queuedDirect;
     const progress =
       queued + inLibuv > 0 &&
       (queued < this.lingerQueued || (queued === this.lingerQueued && inLibuv < this.lingerInLibuv));

@@ -6,8 +6,9 @@ import { type Address, formatAddress, parseAddress } from './address.ts';
 import { netloomError } from './errors.ts';
 import type { HandlerExport } from './handler.ts';
 import { EventLoop } from './loop.ts';
+import { type IoPath, verifyIoPath } from './node-internals.ts';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.ts';
-import { CLOSED, createStatsBuffer, type EngineStats, OPEN, RESTARTS, readStats } from './stats.ts';
+import { countRestart, createStatsBuffer, type EngineStats, readStats, settleCrashedLoop } from './stats.ts';
 
 /** @internal What a loop worker receives as `workerData`. */
 export interface WorkerInit {
@@ -17,6 +18,7 @@ export interface WorkerInit {
   options: ResolvedOptions;
   statsBuffer: SharedArrayBuffer;
   port: number | undefined;
+  io: IoPath;
 }
 
 /** @internal Messages from a loop worker to the engine. */
@@ -40,6 +42,17 @@ export interface EngineEvents {
   loopRestart: [loop: number];
   /** A loop worker crashed more than `maxRestarts` times within `restartWindow` and is not restarted. */
   loopFailed: [loop: number];
+}
+
+let announced = false;
+
+/** One line per process saying how the engine moves bytes (and a warning when a fast path is missing). */
+function announceIo(io: IoPath): void {
+  if (announced) return;
+  announced = true;
+  const line = `netloom: I/O path read=${io.read} write=${io.write} strings=${io.strings}`;
+  if (io.fallbacks.length === 0) process.stderr.write(`${line}\n`);
+  else warnOnce('NETLOOM_IO_FALLBACK', `${line} (slower: ${io.fallbacks.join('; ')})`);
 }
 
 const warned = new Set<string>();
@@ -120,6 +133,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly slots: LoopSlot[] = [];
   private stopping: Promise<void> | null = null;
   private resolveDone!: () => void;
+  private io: IoPath | null = null;
 
   /** @internal Use {@link serve}. */
   constructor(handler: string | URL | HandlerExport, options: ResolvedOptions, loops: number) {
@@ -135,13 +149,16 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
   }
 
-  /** Counters of every loop, read from shared memory (no messages, callable while loops run). */
+  /** Counters of every loop, read from shared memory (no messages, callable while loops run), and the I/O path. */
   stats(): EngineStats {
-    return readStats(this.statsBuffer);
+    return readStats(this.statsBuffer, this.io!);
   }
 
   /** @internal */
   async start(): Promise<void> {
+    const io = await verifyIoPath();
+    this.io = io;
+    announceIo(io);
     if (this.loops === 1) {
       const loop = new EventLoop({
         index: 0,
@@ -149,6 +166,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         options: this.options,
         statsBuffer: this.statsBuffer,
         requestShutdown: () => void this.stop(),
+        io,
       });
       this.loop = loop;
       try {
@@ -190,6 +208,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       options: this.options,
       statsBuffer: this.statsBuffer,
       port,
+      io: this.io!,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: `netloom-loop-${index}` });
     slot.worker = worker;
@@ -236,10 +255,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** A loop's worker died: account for its connections and start a new one. */
   private crashed(slot: LoopSlot): void {
-    const cells = new BigInt64Array(this.statsBuffer);
-    const base = slot.index * 8;
-    const lost = Atomics.exchange(cells, base + OPEN, 0n);
-    Atomics.add(cells, base + CLOSED, lost);
+    settleCrashedLoop(this.statsBuffer, slot.index);
     const now = Date.now();
     slot.crashes = slot.crashes.filter((t) => now - t < this.options.restartWindow);
     slot.crashes.push(now);
@@ -248,7 +264,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.emit('loopFailed', slot.index);
       return;
     }
-    Atomics.add(cells, base + RESTARTS, 1n);
+    countRestart(this.statsBuffer, slot.index);
     this.spawn(slot.index, this.port).then(
       () => this.emit('loopRestart', slot.index),
       (err) => {

@@ -1,5 +1,12 @@
 import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import {
+  type StreamHandle,
+  type StreamWrapBinding,
+  socketHandle,
+  streamWrap,
+  type WriteReq,
+} from './node-internals.ts';
 
 /**
  * Writes straight to a socket's libuv stream handle, skipping `Writable.write`: its argument checks, state
@@ -8,33 +15,9 @@ import { getSystemErrorName } from 'node:util';
  * so these and the socket's own writes never overtake each other as long as nothing sits in the socket's
  * JS-side queue (callers check `writableLength === 0`).
  *
- * It needs Node's `stream_wrap` binding (`process.binding`, allow-listed for userland and unchanged since
- * Node 12). Where it is missing, or `--pending-deprecation` would make it warn, `handleWriter` is null and
- * connections write through the socket as before.
+ * It needs Node's `stream_wrap` binding (internal 2 in node-internals.ts). Where it is missing, or the loop's
+ * I/O path is `socket`, loops have no writer and connections write through the socket.
  */
-
-/** The request object a stream handle takes; it must come from the binding's `WriteWrap` template. */
-interface WriteReq {
-  oncomplete: ((this: WriteReq, status: number) => void) | null;
-  async: boolean;
-  bytes: number;
-  /** Keeps the written memory alive while libuv holds it. */
-  buffer: unknown;
-  /** Who to tell when a queued write completes. */
-  owner: WriteOwner | null;
-}
-
-/** A stream handle's write methods (libuv `uv_stream_t` under `TCPWrap`/`PipeWrap`). */
-interface StreamHandle {
-  writeBuffer(req: WriteReq, data: Uint8Array): number;
-  writev(req: WriteReq, chunks: readonly Uint8Array[], allBuffers: true): number;
-}
-
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  streamBaseState: Int32Array;
-  kLastWriteWasAsync: number;
-}
 
 /** The side that queued a write and hears when libuv finished it. */
 export interface WriteOwner {
@@ -47,31 +30,8 @@ export type WriteOutcome = number;
 export const WRITTEN = 0;
 export const QUEUED = 1;
 
-function loadBinding(): StreamWrapBinding | null {
-  // Node takes `--pending_deprecation` for `--pending-deprecation`, and NODE_PENDING_DEPRECATION=1 turns it on too.
-  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`.replaceAll('_', '-');
-  if (flags.includes('--pending-deprecation') || process.env.NODE_PENDING_DEPRECATION?.[0] === '1')
-    return null;
-  const getBinding = (process as { binding?: (name: string) => unknown }).binding;
-  // Under pending deprecation Node replaces `binding` with a warning wrapper (`deprecated`): never call that.
-  if (typeof getBinding !== 'function' || getBinding.name !== 'binding') return null;
-  try {
-    const b = getBinding('stream_wrap') as Partial<StreamWrapBinding>;
-    if (
-      typeof b.WriteWrap === 'function' &&
-      b.streamBaseState instanceof Int32Array &&
-      typeof b.kLastWriteWasAsync === 'number'
-    ) {
-      return b as StreamWrapBinding;
-    }
-  } catch {
-    // Not available in this runtime: the socket path serves.
-  }
-  return null;
-}
-
 function onQueuedWriteDone(this: WriteReq, status: number): void {
-  const owner = this.owner;
+  const owner = this.owner as WriteOwner | null;
   const bytes = this.bytes;
   this.owner = null;
   this.buffer = null;
@@ -102,8 +62,7 @@ export class HandleWriter {
   /** The handle to write to directly, or null when the socket's own path must be used. */
   handleOf(socket: Socket): StreamHandle | null {
     if (socket.connecting || socket.writableLength !== 0) return null;
-    const handle = (socket as Socket & { _handle: StreamHandle | null })._handle;
-    return handle ?? null;
+    return socketHandle(socket);
   }
 
   /** Writes `data`; if libuv queues part of it, `owner.writeDone` follows. */
@@ -152,7 +111,11 @@ export function writeError(errno: number): NodeJS.ErrnoException {
   return err;
 }
 
-const binding = loadBinding();
+let shared: HandleWriter | null = null;
 
-/** The thread's direct writer, or null where the binding is unavailable. */
-export const handleWriter: HandleWriter | null = binding === null ? null : new HandleWriter(binding);
+/** The thread's direct writer (one per thread: it holds a spare request), or null without the binding. */
+export function threadHandleWriter(): HandleWriter | null {
+  if (streamWrap === null) return null;
+  shared ??= new HandleWriter(streamWrap);
+  return shared;
+}

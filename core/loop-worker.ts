@@ -6,8 +6,11 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { parseAddress } from './address.ts';
 import { importHandler, type WorkerInit, type WorkerMessage } from './engine.ts';
 import { EventLoop } from './loop.ts';
+import { useIoPath } from './node-internals.ts';
 
 const init = workerData as WorkerInit;
+// The main thread verified the I/O path; this thread's own modules (the HTTP codec's strings) follow it.
+useIoPath(init.io);
 const port = parentPort!;
 const post = (msg: WorkerMessage) => port.postMessage(msg);
 
@@ -17,6 +20,7 @@ const loop = new EventLoop({
   options: init.options,
   statsBuffer: init.statsBuffer,
   requestShutdown: () => post({ type: 'shutdown' }),
+  io: init.io,
 });
 
 let booted: Promise<boolean> = (async () => {

@@ -4,9 +4,11 @@ import { type Address, formatAddress, parseAddress } from './address.ts';
 import { Arena } from './arena.ts';
 import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
 import { NetloomError, netloomError } from './errors.ts';
+import { type HandleWriter, threadHandleWriter } from './handle-write.ts';
 import { Action, type EventHandler, type HandlerExport } from './handler.ts';
 import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
+import { adoptHandle, type IoPath, ioPath } from './node-internals.ts';
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
 import { TimerWheel } from './timer-wheel.ts';
@@ -21,9 +23,6 @@ const STATS_PUBLISH_MS = 20;
 const DEFAULT_DIAL_TIMEOUT = 10_000;
 /** Size of the loop's shared read buffer: libuv reads at most this much per call. */
 const READ_BUFFER_SIZE = 64 * 1024;
-
-/** A socket with the handle Node keeps private; accepted sockets are re-wrapped through it (see `adopt`). */
-type HandleSocket = net.Socket & { _handle: object | null };
 
 // Shared listeners: `this` is the socket, so no closure is created per connection.
 function onSocketRead(this: ConnSocket, n: number, buf: Buffer): boolean {
@@ -75,6 +74,8 @@ export interface LoopInit {
   options: ResolvedOptions;
   statsBuffer: SharedArrayBuffer;
   requestShutdown: () => void;
+  /** How this loop moves bytes (the engine's verified path; default: this thread's). */
+  io?: IoPath;
   log?: Logger;
 }
 
@@ -101,6 +102,10 @@ export class EventLoop {
   /** True once a graceful stop has begun. */
   shuttingDown = false;
 
+  /** How this loop reads and writes (see node-internals.ts). */
+  readonly io: IoPath;
+  /** @internal The direct handle writer, or null when writes go through the socket. */
+  readonly writer: HandleWriter | null;
   /** @internal */ readonly arena: Arena;
   /** @internal */ readonly stats: StatsRow;
   /** @internal A coarse clock (ms), refreshed on timer ticks, accepts and deferred turns, not on every read. */
@@ -145,6 +150,8 @@ export class EventLoop {
         ? new RingLogger(init.options.logRing, init.index, true)
         : stderrLogger(init.index));
     this.requestShutdown = init.requestShutdown;
+    this.io = init.io ?? ioPath();
+    this.writer = this.io.write === 'handle' ? threadHandleWriter() : null;
     this.arena = new Arena(64, init.options.poisonViews);
     // Taken from the arena so `arena.owns` reports views of it as engine memory that writes must copy.
     this.readBuffer = this.arena.permanent(READ_BUFFER_SIZE);
@@ -276,22 +283,12 @@ export class EventLoop {
 
   /**
    * Moves an accepted socket's handle into a socket made with `onread`, so reads land in the loop's shared
-   * buffer: no buffer allocated and no stream push per read. Node offers `onread` only to sockets it creates
-   * for `connect`; the handle (Node's `_handle`, unchanged for a decade) is the way across. If it is missing,
-   * the socket is used as it is and reads arrive as `data` events.
+   * buffer (internal 1 in node-internals.ts). On the `stream` path, or without a handle, the socket is used as
+   * it is and reads arrive as `data` events.
    */
   private adopt(raw: net.Socket): net.Socket {
-    const handle = (raw as HandleSocket)._handle;
-    if (handle === null || typeof handle !== 'object' || !('readStart' in handle)) return raw;
-    (raw as HandleSocket)._handle = null;
-    raw.destroy();
-    return new net.Socket({
-      handle,
-      allowHalfOpen: true,
-      readable: true,
-      writable: true,
-      onread: this.onread,
-    } as unknown as net.SocketConstructorOpts);
+    if (this.io.read !== 'onread') return raw;
+    return adoptHandle(raw, this.onread) ?? raw;
   }
 
   /**

@@ -1,3 +1,5 @@
+import type { IoPath } from './node-internals.ts';
+
 /**
  * Per-loop counters in shared memory. Each loop is the only writer of its own row (Atomics keep every value
  * whole); any thread may read every row at any time, which is how `engine.stats()` works without messages.
@@ -12,8 +14,9 @@ const FIELDS = [
   'bytesOut',
   'restarts',
   'rejected',
+  'writes',
 ] as const;
-const STRIDE = 8;
+const STRIDE = 16;
 
 /** One loop's counters. */
 export interface LoopStats {
@@ -33,12 +36,16 @@ export interface LoopStats {
   restarts: number;
   /** Connections closed right after accept because the loop was at `maxConnections`. */
   rejected: number;
+  /** Socket writes made (each flush of a connection's staged bytes is one `write`/`writev` call). */
+  writes: number;
 }
 
-/** Engine-wide counters: one row per loop and their sum. */
+/** Engine-wide counters: one row per loop and their sum, and the I/O path the loops use. */
 export interface EngineStats {
   loops: LoopStats[];
   total: LoopStats;
+  /** How the loops read and write (see `IoPath`). */
+  io: IoPath;
 }
 
 export const OPEN = 0;
@@ -49,6 +56,7 @@ export const BYTES_IN = 4;
 export const BYTES_OUT = 5;
 export const RESTARTS = 6;
 export const REJECTED = 7;
+export const WRITES = 8;
 
 /** Allocates the shared block for `loops` loops. */
 export function createStatsBuffer(loops: number): SharedArrayBuffer {
@@ -67,8 +75,11 @@ export class StatsRow {
   bytesIn: number;
   /** Bytes written, not yet published. */
   bytesOut: number;
+  /** Socket writes, not yet published. */
+  writes: number;
   private publishedIn: number;
   private publishedOut: number;
+  private publishedWrites: number;
 
   constructor(buffer: SharedArrayBuffer, loop: number) {
     this.cells = new BigInt64Array(buffer);
@@ -76,14 +87,19 @@ export class StatsRow {
     // A restarted loop continues the totals of the one it replaces.
     this.bytesIn = this.publishedIn = Number(Atomics.load(this.cells, this.base + BYTES_IN));
     this.bytesOut = this.publishedOut = Number(Atomics.load(this.cells, this.base + BYTES_OUT));
+    this.writes = this.publishedWrites = Number(Atomics.load(this.cells, this.base + WRITES));
   }
 
   add(field: number, n: number): void {
     Atomics.add(this.cells, this.base + field, BigInt(n));
   }
 
-  /** Makes the byte counts visible to other threads. */
+  /** Makes the byte and write counts visible to other threads. */
   publish(): void {
+    if (this.writes !== this.publishedWrites) {
+      this.publishedWrites = this.writes;
+      Atomics.store(this.cells, this.base + WRITES, BigInt(this.writes));
+    }
     if (this.bytesIn !== this.publishedIn) {
       this.publishedIn = this.bytesIn;
       Atomics.store(this.cells, this.base + BYTES_IN, BigInt(this.bytesIn));
@@ -95,8 +111,21 @@ export class StatsRow {
   }
 }
 
+/** A crashed loop's connections are gone with its thread: counts them closed (the engine's thread). */
+export function settleCrashedLoop(buffer: SharedArrayBuffer, loop: number): void {
+  const cells = new BigInt64Array(buffer);
+  const base = loop * STRIDE;
+  const lost = Atomics.exchange(cells, base + OPEN, 0n);
+  Atomics.add(cells, base + CLOSED, lost);
+}
+
+/** Counts a restart of `loop`'s worker (the engine's thread). */
+export function countRestart(buffer: SharedArrayBuffer, loop: number): void {
+  Atomics.add(new BigInt64Array(buffer), loop * STRIDE + RESTARTS, 1n);
+}
+
 /** Reads every row; callable from any thread holding the buffer. */
-export function readStats(buffer: SharedArrayBuffer): EngineStats {
+export function readStats(buffer: SharedArrayBuffer, io: IoPath): EngineStats {
   const cells = new BigInt64Array(buffer);
   const loops: LoopStats[] = [];
   const total = emptyStats();
@@ -110,9 +139,19 @@ export function readStats(buffer: SharedArrayBuffer): EngineStats {
     }
     loops.push(row);
   }
-  return { loops, total };
+  return { loops, total, io };
 }
 
 function emptyStats(): LoopStats {
-  return { open: 0, accepted: 0, closed: 0, dialed: 0, bytesIn: 0, bytesOut: 0, restarts: 0, rejected: 0 };
+  return {
+    open: 0,
+    accepted: 0,
+    closed: 0,
+    dialed: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    restarts: 0,
+    rejected: 0,
+    writes: 0,
+  };
 }

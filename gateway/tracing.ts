@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { latin1 } from '../core/index.ts';
 
 /**
  * Request ids and W3C Trace Context (`traceparent`, https://www.w3.org/TR/trace-context/) for proxied
@@ -16,7 +17,7 @@ const pool = Buffer.allocUnsafe(4096);
 let used = pool.length;
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 /** Ids are spelled here and decoded once: one native call per id instead of one per piece. */
-const scratch = Buffer.allocUnsafe(64) as Buffer & { latin1Slice(start: number, end: number): string };
+const scratch = Buffer.allocUnsafe(64);
 
 /** Takes `bytes` random bytes from the pool; returns where they start. */
 function draw(bytes: number): number {
@@ -44,7 +45,7 @@ function hexInto(at: number, from: number, bytes: number): boolean {
 /** A new span id (8 random bytes, hex, never all zero). */
 export function newSpanId(): string {
   while (!hexInto(0, draw(8), 8));
-  return scratch.latin1Slice(0, 16);
+  return latin1(scratch, 0, 16);
 }
 
 /** The traceparent to send upstream given the one received (or none). */
@@ -65,7 +66,7 @@ export function nextTraceparent(incoming: string | undefined): string {
   scratch[52] = 0x2d; // -01
   scratch[53] = 0x30;
   scratch[54] = 0x31;
-  return scratch.latin1Slice(0, 55);
+  return latin1(scratch, 0, 55);
 }
 
 /** A new request id (a random UUID, version 4, RFC 9562). */
@@ -83,5 +84,5 @@ export function newRequestId(): string {
   hexInto(19, from + 8, 2);
   scratch[23] = 0x2d;
   hexInto(24, from + 10, 6);
-  return scratch.latin1Slice(0, 36);
+  return latin1(scratch, 0, 36);
 }

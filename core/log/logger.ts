@@ -1,6 +1,7 @@
 import fastJson from 'fast-json-stringify';
 import { hash32 } from '../hash.ts';
 import { type AccessRecord, errorReplacer, type LogFields, type Logger } from '../logger.ts';
+import { writeUtf8 } from '../node-internals.ts';
 import {
   C_COMMITTED,
   C_DROP_FULL,
@@ -251,11 +252,7 @@ export class RingLogger implements Logger {
     ring.i32[(at >> 2) + 1] = meta(bytes, level, kind, this.producer);
     ring.f64[(at + 8) >> 3] = Date.now();
     // The native encoder beats a byte loop here: stores into shared memory are slow from JavaScript.
-    (ring.u8 as Buffer & { utf8Write(s: string, o: number, l: number): number }).utf8Write(
-      payload,
-      at + RECORD_HEADER,
-      bytes,
-    );
+    writeUtf8(ring.u8, payload, at + RECORD_HEADER, bytes);
     ring.commit(at, bytes);
   }
 

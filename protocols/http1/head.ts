@@ -1,4 +1,7 @@
+import { latin1 } from '../../core/index.ts';
 import { COLON, CR, equalsLower, FIELD_VALUE, HT, LF, LOWER, SP, TARGET, TCHAR } from './chars.ts';
+
+export { latin1 };
 
 /** Limits the head parser enforces, each answered with its own status. */
 export interface HeadLimits {
@@ -20,13 +23,6 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 /** authority-form (RFC 9112 §3.2.3): host:port, the host a reg-name, IPv4 or bracketed IPv6. */
 const AUTHORITY_FORM = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
-
-type Latin1 = Uint8Array & { latin1Slice(start: number, end: number): string };
-
-/** Decodes bytes as latin1 (one character per byte), the way header text is exposed. */
-export function latin1(buf: Uint8Array, start: number, end: number): string {
-  return (buf as Latin1).latin1Slice(start, end);
-}
 
 function methodName(buf: Uint8Array, s: number, e: number): string {
   // The common methods come from constants, so no string is built for them.

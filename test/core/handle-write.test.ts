@@ -6,7 +6,12 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Conn, EventHandler, serve } from 'netloom';
-import { handleWriter, type WriteOwner } from '../../core/handle-write.ts';
+import { threadHandleWriter, type WriteOwner } from '../../core/handle-write.ts';
+import { ioPath } from '../../core/node-internals.ts';
+
+/** The writer loops use here, or null on the socket path (no binding, or NETLOOM_IO=portable). */
+const handleWriter = ioPath().write === 'handle' ? threadHandleWriter() : null;
+
 import { connect, prng, randomBytes, serveInline, unixPath, waitFor } from '../helpers.ts';
 
 /** Counts direct handle writes per connection while `fn` runs (0 everywhere where the binding is missing). */
@@ -557,7 +562,6 @@ describe('the stream_wrap binding', { timeout: 30_000 }, () => {
   const script = `
     import net from 'node:net';
     import { serve } from ${JSON.stringify(new URL('../../core/index.ts', import.meta.url).href)};
-    import { handleWriter } from ${JSON.stringify(new URL('../../core/handle-write.ts', import.meta.url).href)};
     const engine = await serve(() => ({ onTraffic(c) { c.write(c.next()); } }), { loops: 1 });
     const s = net.connect(engine.port, '127.0.0.1');
     s.end('ping');
@@ -565,7 +569,7 @@ describe('the stream_wrap binding', { timeout: 30_000 }, () => {
     s.on('data', (d) => (got += d));
     await new Promise((r) => s.on('close', r));
     await engine.stop();
-    console.log(JSON.stringify({ got, direct: handleWriter !== null }));
+    console.log(JSON.stringify({ got, direct: engine.stats().io.write === 'handle' }));
   `;
   const node = process.execPath;
   const cwd = fileURLToPath(new URL('../../', import.meta.url));
@@ -573,7 +577,7 @@ describe('the stream_wrap binding', { timeout: 30_000 }, () => {
   function run(args: string[], env: NodeJS.ProcessEnv) {
     const r = spawnSync(node, [...args, '--input-type=module', '-e', script], {
       cwd,
-      env: { ...process.env, NODE_OPTIONS: '', NODE_PENDING_DEPRECATION: '', ...env },
+      env: { ...process.env, NODE_OPTIONS: '', NODE_PENDING_DEPRECATION: '', NETLOOM_IO: '', ...env },
       encoding: 'utf8',
       timeout: 10_000,
     });
@@ -599,7 +603,7 @@ describe('the stream_wrap binding', { timeout: 30_000 }, () => {
   test('without the flag the direct path is in use and nothing is printed', () => {
     const r = run([], {});
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stderr, '');
+    assert.equal(r.stderr, 'netloom: I/O path read=onread write=handle strings=native\n');
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
     assert.equal(out.got, 'ping');
     assert.equal(out.direct, true);

@@ -53,7 +53,9 @@ export class TimerWheel<N extends WheelNode> {
     node.wheelNext = head;
     if (head !== null) head.wheelPrev = node;
     this.heads[slot] = node;
-    if (++this.size === 1 && this.interval === null) this.start();
+    this.size++;
+    // Also after a dispose that left nodes armed: the next schedule drives the wheel again.
+    if (this.interval === null) this.start();
   }
 
   /** Disarms `node` if armed. */
@@ -66,7 +68,7 @@ export class TimerWheel<N extends WheelNode> {
     return this.interval !== null;
   }
 
-  /** Stops the driving interval; armed nodes stay armed but no longer fire. */
+  /** Stops the driving interval; armed nodes stay armed and fire again once a schedule restarts it. */
   dispose(): void {
     if (this.interval !== null) clearInterval(this.interval);
     this.interval = null;

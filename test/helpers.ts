@@ -1,5 +1,6 @@
 // Shared helpers for tests: a seeded PRNG, socket clients, polling, an inline server.
 
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -86,6 +87,31 @@ export function readUntilClose(s: net.Socket): Promise<Buffer> {
     s.once('close', () => resolve(Buffer.concat(chunks)));
     s.on('error', () => {});
   });
+}
+
+/**
+ * The kernel's queues of the IPv4 TCP socket `local` -> `remote` (ports on 127.0.0.1), from /proc/net/tcp:
+ * `tx` bytes written and not yet acknowledged by the peer, `rx` bytes received and not yet read by the
+ * process. Null when the socket is not listed (or /proc is unavailable).
+ */
+export function kernelQueues(localPort: number, remotePort: number): { tx: number; rx: number } | null {
+  let table: string;
+  try {
+    table = readFileSync('/proc/net/tcp', 'latin1');
+  } catch {
+    return null;
+  }
+  const hex = (port: number) => `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const local = hex(localPort);
+  const remote = hex(remotePort);
+  for (const line of table.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[1] === local && f[2] === remote) {
+      const [tx, rx] = (f[4] ?? '0:0').split(':');
+      return { tx: Number.parseInt(tx!, 16), rx: Number.parseInt(rx!, 16) };
+    }
+  }
+  return null;
 }
 
 let unixCounter = 0;

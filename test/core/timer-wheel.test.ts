@@ -57,3 +57,64 @@ test('a node already due fires on the next advance', () => {
   wheel.dispose();
   assert.deepEqual(fired, [1]);
 });
+
+/** Resolves once `n` has fired, with the time it fired at. */
+function fired(n: Node, ms = 3000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const until = Date.now() + ms;
+    const poll = setInterval(() => {
+      if (n.fires > 0) {
+        clearInterval(poll);
+        resolve(n.firedAt);
+      } else if (Date.now() > until) {
+        clearInterval(poll);
+        reject(new Error(`node ${n.id} never fired`));
+      }
+    }, 1);
+  });
+}
+
+test('driven by its own interval: it stops when empty and resyncs on restart, firing on time', async () => {
+  const resolution = 2;
+  const wheel = new TimerWheel<Node>(resolution, (n, now) => {
+    n.firedAt = now;
+    n.fires++;
+  });
+  const first = node(1);
+  wheel.schedule(first, Date.now() + 10);
+  assert.equal(wheel.running, true);
+  await fired(first);
+  await new Promise((r) => setTimeout(r, 3 * resolution));
+  assert.equal(wheel.running, false, 'no interval runs while nothing is armed');
+  // Idle for more than a revolution (512 slots): the restarted wheel must not walk stale slots late.
+  await new Promise((r) => setTimeout(r, 512 * resolution + 100));
+  const second = node(2);
+  const due = Date.now() + 20;
+  wheel.schedule(second, due);
+  assert.equal(wheel.running, true, 'scheduling restarts the interval');
+  const at = await fired(second);
+  assert.ok(at >= due, `fired ${due - at} ms early`);
+  assert.ok(at - due < 4 * resolution + 20, `fired ${at - due} ms late`);
+  wheel.dispose();
+});
+
+test('after dispose, a new schedule restarts the wheel and earlier armed nodes fire too', async () => {
+  const wheel = new TimerWheel<Node>(2, (n, now) => {
+    n.firedAt = now;
+    n.fires++;
+  });
+  const a = node(1);
+  const b = node(2);
+  wheel.schedule(a, Date.now() + 10);
+  wheel.dispose();
+  assert.equal(wheel.running, false);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(a.fires, 0, 'a disposed wheel fires nothing');
+  wheel.schedule(b, Date.now() + 10);
+  assert.equal(wheel.running, true, 'a schedule after dispose restarts the interval');
+  await fired(b);
+  await fired(a);
+  assert.equal(a.fires, 1);
+  assert.equal(b.fires, 1);
+  wheel.dispose();
+});

@@ -20,7 +20,6 @@ type ConnSocket = net.Socket & { [kConn]: Conn };
 const SHUTDOWN_SWEEP_MS = 100;
 /** How often a loop publishes its byte counters to shared memory. */
 const STATS_PUBLISH_MS = 20;
-const DEFAULT_DIAL_TIMEOUT = 10_000;
 /** Size of the loop's shared read buffer: libuv reads at most this much per call. */
 const READ_BUFFER_SIZE = 64 * 1024;
 
@@ -59,7 +58,7 @@ export interface LoopTimer {
 
 /** Options of {@link EventLoop.dial}. */
 export interface DialOptions<Ctx = unknown> {
-  /** Milliseconds to wait for the connection before failing with `ERR_NETLOOM_DIAL_TIMEOUT` (default 10 s). */
+  /** Milliseconds to wait for the connection before failing with `ERR_NETLOOM_DIAL_TIMEOUT` (default: the engine's `dialTimeout`). */
   timeout?: number;
   /** TCP_NODELAY on the new connection (default: the engine's `noDelay`). */
   noDelay?: boolean;
@@ -303,6 +302,13 @@ export class EventLoop {
     options: DialOptions<Ctx> = {},
   ): Conn<Ctx> {
     const addr = parseAddress(address);
+    const timeout = options.timeout ?? this.options.dialTimeout;
+    if (!Number.isInteger(timeout) || timeout < 1) {
+      throw netloomError(
+        'ERR_NETLOOM_OPTION',
+        `dial option timeout must be an integer >= 1, got ${String(timeout)}`,
+      );
+    }
     const socket =
       addr.kind === 'unix'
         ? net.connect({ path: addr.path, allowHalfOpen: true, onread: this.onread })
@@ -321,7 +327,7 @@ export class EventLoop {
     this.register(conn as Conn, socket, false);
     socket.once('connect', onSocketConnect);
     this.stats.add(DIALED, 1);
-    conn.expireAt = this.clock + (options.timeout ?? DEFAULT_DIAL_TIMEOUT);
+    conn.expireAt = this.clock + timeout;
     this.rearm(conn as Conn);
     return conn;
   }

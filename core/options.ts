@@ -66,10 +66,15 @@ export interface EngineOptions {
 
   /**
    * How long a gracefully closed connection may go without progress sending its last bytes, or wait for the
-   * peer's FIN once they are out, before it is destroyed, in milliseconds. Also bounds a dial's wait when
-   * `dial` is given no timeout.
+   * peer's FIN once they are out, before it is destroyed, in milliseconds.
    */
   lingerTimeout?: number;
+
+  /**
+   * How long `loop.dial` waits for a connection when the dial names no `timeout`, in milliseconds; then it
+   * fails with `ERR_NETLOOM_DIAL_TIMEOUT`.
+   */
+  dialTimeout?: number;
 
   /** Milliseconds between `onTick` calls on each loop (only when the handler has `onTick`). */
   tickInterval?: number;
@@ -126,6 +131,7 @@ export const DEFAULT_OPTIONS: Readonly<ResolvedOptions> = Object.freeze({
   lowWaterMark: 256 * 1024,
   idleTimeout: 0,
   lingerTimeout: 5000,
+  dialTimeout: 10_000,
   tickInterval: 1000,
   timerResolution: 25,
   shutdownDeadline: 10_000,
@@ -153,8 +159,18 @@ function boolean(name: string, value: unknown): boolean {
   return value;
 }
 
+/** `options` without the keys whose value is `undefined`: an option given as undefined means its default. */
+export function definedOptions<T extends object>(options: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const key of Object.keys(options) as (keyof T)[]) {
+    if (options[key] !== undefined) out[key] = options[key];
+  }
+  return out;
+}
+
 /** Applies defaults and validates; throws `ERR_NETLOOM_OPTION` naming the bad option. */
-export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
+export function resolveOptions(given: EngineOptions = {}): ResolvedOptions {
+  const options = definedOptions(given);
   const o = { ...DEFAULT_OPTIONS, ...options };
   const loops = o.loops === 'auto' ? availableParallelism() : integer('loops', o.loops, 1);
   const keepAlive = o.keepAlive === false ? false : integer('keepAlive', o.keepAlive, 0);
@@ -172,6 +188,7 @@ export function resolveOptions(options: EngineOptions = {}): ResolvedOptions {
     lowWaterMark: 0,
     idleTimeout: integer('idleTimeout', o.idleTimeout, 0),
     lingerTimeout: integer('lingerTimeout', o.lingerTimeout, 1),
+    dialTimeout: integer('dialTimeout', o.dialTimeout, 1),
     tickInterval: integer('tickInterval', o.tickInterval, 1),
     timerResolution: integer('timerResolution', o.timerResolution, 1),
     shutdownDeadline: integer('shutdownDeadline', o.shutdownDeadline, 0),

@@ -1,4 +1,10 @@
-import type { Conn, EventHandler, EventLoop } from '../../core/index.ts';
+import {
+  type Conn,
+  definedOptions,
+  type EventHandler,
+  type EventLoop,
+  netloomError,
+} from '../../core/index.ts';
 import type { BodyLimits } from './body.ts';
 import { Exchange } from './exchange.ts';
 import type { HeadLimits } from './head.ts';
@@ -107,9 +113,12 @@ function accessLogger(options: ServerOptions): ServerOptions['onResponse'] {
   };
 }
 
-function positiveInt(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1)
-    throw new TypeError(`http1 option ${name} must be a positive integer`);
+function positiveInt(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    throw netloomError(
+      'ERR_NETLOOM_OPTION',
+      `http1 option ${name} must be a positive integer, got ${String(value)}`,
+    );
   return value;
 }
 
@@ -122,10 +131,15 @@ function positiveInt(name: string, value: number): number {
  * });
  */
 export function server(handler: RequestHandler, options: ServerOptions = {}): EventHandler<Exchange> {
-  const o = { ...DEFAULTS, ...options };
+  const o = { ...DEFAULTS, ...definedOptions(options) };
   for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
-    if (key !== 'requireHost') positiveInt(key, o[key] as number);
+    if (key !== 'requireHost') positiveInt(key, o[key]);
   }
+  if (typeof o.requireHost !== 'boolean')
+    throw netloomError(
+      'ERR_NETLOOM_OPTION',
+      `http1 option requireHost must be a boolean, got ${String(o.requireHost)}`,
+    );
   const core: ServerCore = {
     handler,
     options: o,

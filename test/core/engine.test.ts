@@ -757,8 +757,8 @@ describe('dial', () => {
     }
   });
 
-  test('a dial that hangs fails with ERR_NETLOOM_DIAL_TIMEOUT', async () => {
-    // A listener whose thread never runs its loop: after the backlog fills, SYNs go unanswered.
+  /** A loopback port whose listener never accepts (its thread is blocked and its backlog full): dials hang. */
+  async function hangingPort() {
     const hold = new Int32Array(new SharedArrayBuffer(4));
     const blocker = new Worker(
       `const net = require('node:net'); const { workerData, parentPort } = require('node:worker_threads');
@@ -775,28 +775,46 @@ describe('dial', () => {
       fillers.push(f);
     }
     await new Promise((r) => setTimeout(r, 100));
-    let closed: Error | undefined | null = null;
-    const { engine, loop } = await serveInline({}, { timerResolution: 10 });
-    try {
-      loop.dial(
-        `127.0.0.1:${port}`,
-        {
-          onClose(_c, err) {
-            closed = err;
+    return {
+      port,
+      async release() {
+        for (const f of fillers) f.destroy();
+        Atomics.store(hold, 0, 1);
+        Atomics.notify(hold, 0);
+        await blocker.terminate();
+      },
+    };
+  }
+
+  for (const [name, dialOptions, engineOptions] of [
+    ['the dial names a timeout', { timeout: 200 }, {}],
+    ['the engine option dialTimeout applies when the dial names none', {}, { dialTimeout: 200 }],
+  ] as const) {
+    test(`a dial that hangs fails with ERR_NETLOOM_DIAL_TIMEOUT (${name})`, async () => {
+      const hanging = await hangingPort();
+      let closed: Error | undefined | null = null;
+      const { engine, loop } = await serveInline({}, { timerResolution: 10, ...engineOptions });
+      try {
+        const started = Date.now();
+        loop.dial(
+          `127.0.0.1:${hanging.port}`,
+          {
+            onClose(_c, err) {
+              closed = err;
+            },
           },
-        },
-        { timeout: 200 },
-      );
-      await waitFor(() => closed !== null, 3000);
-      assert.equal((closed as unknown as NetloomError).code, 'ERR_NETLOOM_DIAL_TIMEOUT');
-    } finally {
-      await engine.stop();
-      for (const f of fillers) f.destroy();
-      Atomics.store(hold, 0, 1);
-      Atomics.notify(hold, 0);
-      await blocker.terminate();
-    }
-  });
+          dialOptions,
+        );
+        await waitFor(() => closed !== null, 3000);
+        assert.equal((closed as unknown as NetloomError).code, 'ERR_NETLOOM_DIAL_TIMEOUT');
+        const took = Date.now() - started;
+        assert.ok(took >= 190 && took < 1000, `timed out after ${took} ms`);
+      } finally {
+        await engine.stop();
+        await hanging.release();
+      }
+    });
+  }
 });
 
 describe('loops on worker threads', () => {

@@ -635,12 +635,16 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   }
 
   /**
-   * Hands the connection to another handler (a protocol upgrade). Bytes still buffered are offered to the
-   * new handler's `onTraffic` soon after.
+   * Hands the connection to another handler (a protocol upgrade). The new handler's `onOpen` runs at once,
+   * under the loop's error handling like every callback (a throw destroys the connection with
+   * `ERR_NETLOOM_HANDLER`, a returned `Action` applies); bytes still buffered are then offered to its
+   * `onTraffic` soon after. Loop thread only.
    */
   setHandler(handler: EventHandler<Ctx>): void {
     this.handler = handler;
-    if (this.inEnd > this.inStart) this.wake();
+    if (this.state !== OPEN) return;
+    this.loop.dispatchOpen(this as Conn);
+    if (this.state === OPEN && this.inEnd > this.inStart) this.wake();
   }
 
   // ---- timers --------------------------------------------------------------------------------------

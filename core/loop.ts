@@ -347,7 +347,8 @@ export class EventLoop {
 
   // ---- dispatch ------------------------------------------------------------------------------------
 
-  private dispatchOpen(conn: Conn): void {
+  /** @internal Runs `onOpen` of the connection's handler (accept, connect, or a handler change). */
+  dispatchOpen(conn: Conn): void {
     const h = conn.handler;
     if (h.onOpen === undefined) return;
     let action: Action | void = Action.None;

@@ -65,3 +65,12 @@ export function equalsLower(buf: Uint8Array, start: number, end: number, lower: 
   }
   return true;
 }
+
+/** Whether the `name.length` bytes of `buf` at `start` equal `name`, ASCII case-insensitively. */
+export function equalsIgnoreCase(buf: Uint8Array, start: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0x7f || LOWER[buf[start + i]!] !== LOWER[c]) return false;
+  }
+  return true;
+}

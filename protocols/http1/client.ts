@@ -154,7 +154,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     return this.head.value(this.buf, k);
   }
   header(name: string): string | undefined {
-    const k = this.head.find(this.buf, name.toLowerCase());
+    const k = this.head.find(this.buf, name);
     return k === -1 ? undefined : this.head.value(this.buf, k);
   }
   fieldNameIs(k: number, lower: string): boolean {

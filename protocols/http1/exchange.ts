@@ -2,10 +2,34 @@ import type { Conn, EventHandler } from '../../core/index.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, type BodySink } from './body.ts';
 import { HttpError } from './errors.ts';
 import { HEAD_ERROR, HeadParser, NEED_MORE } from './head.ts';
-import { type BodyConsumer, Request } from './request.ts';
+import { type BodyConsumer, closedError, Request } from './request.ts';
 import { Response } from './response.ts';
 import type { ServerCore } from './server.ts';
 import { currentDateLine, STATUS_TEXT, statusLine } from './status.ts';
+
+// The exchange's states.
+/** No request: heads are parsed as bytes come. */
+const IDLE = 0;
+/** A request whose body is still arriving; its response has not ended. */
+const BODY = 1;
+/** The body is complete (or there is none); waiting for the response to end. */
+const RESPONDING = 2;
+/** The response ended first: the rest of a small body is read and dropped, then the next request. */
+const DISCARDING = 3;
+/** The connection left HTTP (`res.upgrade`). */
+const UPGRADED = 4;
+/** The connection is closing or closed. */
+const CLOSED = 5;
+
+// Who takes the body in state BODY.
+const READER_NONE = 0; // nobody yet: bytes wait in the connection's buffer
+const READER_CONSUMER = 1;
+
+// Why reading is paused (bits).
+/** The body's reader asked to wait, or nobody reads it yet and the buffer is full. */
+const PAUSE_BODY = 1;
+/** Bytes of later requests pile up while one is answered. */
+const PAUSE_PIPELINE = 2;
 
 // Which deadline is armed on the connection.
 const TIMER_NONE = 0;
@@ -18,60 +42,94 @@ const EMPTY = Buffer.alloc(0);
 /** A body the handler never read is discarded up to this size to keep the connection; beyond, we close. */
 const MAX_DISCARD = 256 * 1024;
 
+interface DrainWaiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
 /**
- * One HTTP/1.1 connection's state machine: parse a head, run the handler, feed the body to whoever reads it
- * (or discard it), wait for the response to end, then the next request. Requests on a connection are served
- * one at a time, so pipelined responses leave in request order; bytes of later requests wait in the
- * connection's buffer (reading pauses if they pile up).
+ * One HTTP/1.1 connection's state machine while it carries a request (an explicit `state`, see above):
+ * parse a head, run the handler, feed the body to whoever reads it (or discard it), wait for the response to
+ * end, then the next request. Requests are served one at a time, so pipelined responses leave in request
+ * order; bytes of later requests wait in the connection's buffer (reading pauses if they pile up).
+ *
+ * An idle keep-alive connection holds no exchange: the server takes one from its pool when bytes arrive and
+ * gives it back when the connection is idle again, so idle connections cost only the connection itself.
+ * Every request gets its own `Request` and `Response`, stamped with the exchange's `generation`; the
+ * generation moves on when the request is over, after which both throw instead of touching the next one.
  */
 export class Exchange implements BodySink {
-  readonly conn: Conn<Exchange>;
+  /** The connection served now (an exchange moves between connections through the server's pool). */
+  conn!: Conn<Exchange | null>;
   readonly server: ServerCore;
   readonly head: HeadParser;
   readonly bodyDecoder: BodyDecoder;
-  readonly req: Request;
-  readonly res: Response;
 
-  /** A request is in progress. */
-  active = false;
+  /** @internal Counts requests; a request and its response are valid while theirs is current. */
+  generation = 0;
   /** The connection stays open after the current exchange. */
   keepAlive = true;
+  /** The current request's minor version (0 or 1). */
+  httpMinor = 1;
   /** When the current request's head was complete: `performance.now()` with access logs, else the loop clock. */
   startedAt = 0;
   /** @internal Told when the client goes away mid-exchange (see `Request.onAbort`). */
   abortListener: (() => void) | null = null;
+  /** @internal The current request's head: the buffer it is in, and the shift applied once it was copied. */
+  headBuf: Buffer = EMPTY;
+  /** @internal */ headShift = 0;
+  /** @internal Keep-alive clients often ask for the same target again (see `Request.target`). */
+  lastTarget = '';
+  /** @internal */ lastPath: string | undefined = undefined;
+  /** @internal */ lastQuery = '';
+  /** @internal Response header names and values of the current response (reused arrays). */
+  readonly resNames: string[] = [];
+  /** @internal */ readonly resValues: string[] = [];
 
-  private bodyDone = true;
-  private responseDone = true;
+  private state = IDLE;
+  private reader = READER_NONE;
   private consumer: BodyConsumer | null = null;
-  private discarding = false;
-  private bodyPaused = false;
-  private pipelinePaused = false;
+  private paused = 0;
   private processing = false;
-  private upgradedTo: EventHandler | null = null;
   private continueSent = false;
   private timer = TIMER_NONE;
+  private req: Request | null = null;
+  private res: Response | null = null;
   private headCopy: Buffer | null = null;
-  private drainWaiters: (() => void)[] | null = null;
-  /** Counts requests, so a late promise rejection is matched to its own request. */
-  private generation = 0;
+  private drainWaiters: DrainWaiter[] | null = null;
   /** The client sent FIN: no more requests will come. */
   private peerEnded = false;
 
-  constructor(conn: Conn<Exchange>, server: ServerCore) {
-    this.conn = conn;
+  constructor(server: ServerCore) {
     this.server = server;
     this.head = new HeadParser('request', server.headLimits);
     this.bodyDecoder = new BodyDecoder(server.bodyLimits);
-    this.req = new Request(this, this.head);
-    this.res = new Response(this);
-    // The first request's head must arrive within headersTimeout of the connection opening.
-    this.arm(TIMER_HEADERS, server.options.headersTimeout);
+  }
+
+  /** Serves `conn` from now on (a fresh exchange, or one from the pool); the idle deadline may be armed. */
+  bind(conn: Conn<Exchange | null>): void {
+    this.conn = conn;
+    this.state = IDLE;
+    this.paused = 0;
+    this.peerEnded = false;
+    this.timer = TIMER_IDLE;
+    this.head.reset();
+    conn.context = this;
+  }
+
+  /** Hands this exchange back to the server's pool if the connection is idle; true if it did. */
+  private release(): boolean {
+    const pool = this.server.pool;
+    if (pool.length >= this.server.poolSize) return false;
+    this.conn.context = null;
+    this.headBuf = EMPTY;
+    pool.push(this);
+    return true;
   }
 
   /** Runs the state machine over whatever is buffered. */
   process(): void {
-    if (this.processing || this.upgradedTo !== null) return;
+    if (this.processing) return;
     this.processing = true;
     try {
       this.run();
@@ -83,95 +141,97 @@ export class Exchange implements BodySink {
   private run(): void {
     const conn = this.conn;
     for (;;) {
-      // An upgrade hands the connection to another handler mid-loop: stop touching it at once.
-      if (conn.closed || this.upgradedTo !== null) return;
-      if (!this.active) {
-        const avail = conn.inboundBuffered;
-        if (avail === 0) {
-          if (this.peerEnded) {
-            // The client sent FIN and every complete request it sent is answered.
-            this.close();
+      if (conn.closed) return;
+      switch (this.state) {
+        case IDLE: {
+          const avail = conn.inboundBuffered;
+          if (avail === 0) {
+            if (this.peerEnded) {
+              this.close(); // the client sent FIN and every complete request it sent is answered
+              return;
+            }
+            if (this.timer !== TIMER_IDLE && this.timer !== TIMER_HEADERS) {
+              this.arm(TIMER_IDLE, this.server.options.keepAliveTimeout);
+            }
+            // Idle: nothing of this exchange is needed until the next bytes (the deadline stays armed).
+            if (this.timer === TIMER_IDLE) this.release();
             return;
           }
-          if (this.timer !== TIMER_IDLE && this.timer !== TIMER_HEADERS) {
-            this.arm(TIMER_IDLE, this.server.options.keepAliveTimeout);
-          }
-          return;
-        }
-        const buf = conn.buffer;
-        const off = conn.offset;
-        const n = this.head.parse(buf, off, off + avail);
-        if (n === NEED_MORE) {
-          if (this.peerEnded) {
-            this.close(); // a partial request after FIN can never complete
+          const buf = conn.buffer;
+          const off = conn.offset;
+          const n = this.head.parse(buf, off, off + avail);
+          if (n === NEED_MORE) {
+            if (this.peerEnded) {
+              this.close(); // a partial request after FIN can never complete
+              return;
+            }
+            if (this.timer !== TIMER_HEADERS) this.arm(TIMER_HEADERS, this.server.options.headersTimeout);
             return;
           }
-          if (this.timer !== TIMER_HEADERS) this.arm(TIMER_HEADERS, this.server.options.headersTimeout);
-          return;
-        }
-        if (n === HEAD_ERROR) {
-          this.refuse(this.head.errorStatus, this.head.errorReason);
-          return;
-        }
-        conn.discard(n);
-        this.startRequest(buf, off);
-        continue;
-      }
-      if (!this.bodyDone) {
-        if (this.consumer === null && !this.discarding) {
-          // Nobody reads the body yet: it waits in the connection's buffer, and reading stops if it grows.
-          if (conn.inboundBuffered >= this.server.options.maxBufferedBody && conn.reading) {
-            this.bodyPaused = true;
-            conn.pause();
+          if (n === HEAD_ERROR) {
+            this.refuse(this.head.errorStatus, this.head.errorReason);
+            return;
           }
+          conn.discard(n);
+          this.startRequest(buf, off);
+          continue;
+        }
+        case BODY:
+        case DISCARDING: {
+          if (this.reader === READER_NONE && this.state === BODY) {
+            // Nobody reads the body yet: it waits in the connection's buffer, and reading stops if it grows.
+            if (conn.inboundBuffered >= this.server.options.maxBufferedBody) this.pause(PAUSE_BODY);
+            return;
+          }
+          if ((this.paused & PAUSE_BODY) !== 0) return;
+          const avail = conn.inboundBuffered;
+          if (avail === 0) return;
+          const off = conn.offset;
+          const n = this.bodyDecoder.decode(conn.buffer, off, off + avail, this);
+          if (n < 0) {
+            this.bodyFailed(this.bodyDecoder.errorStatus, this.bodyDecoder.errorReason);
+            return;
+          }
+          conn.discard(n);
+          if (!this.bodyDecoder.done) return;
+          this.bodyComplete();
+          continue;
+        }
+        case RESPONDING:
+          if (conn.inboundBuffered >= this.server.options.maxBufferedBody) this.pause(PAUSE_PIPELINE);
           return;
-        }
-        if (this.bodyPaused) return;
-        const avail = conn.inboundBuffered;
-        if (avail === 0) return;
-        const off = conn.offset;
-        const n = this.bodyDecoder.decode(conn.buffer, off, off + avail, this);
-        if (n < 0) {
-          this.bodyFailed(this.bodyDecoder.errorStatus, this.bodyDecoder.errorReason);
-          return;
-        }
-        conn.discard(n);
-        if (!this.bodyDecoder.done) return;
-        this.bodyComplete();
+        default:
+          return; // UPGRADED, CLOSED
       }
-      if (!this.responseDone) {
-        if (conn.inboundBuffered >= this.server.options.maxBufferedBody && conn.reading) {
-          this.pipelinePaused = true;
-          conn.pause();
-        }
-        return;
-      }
-      this.finish();
-      if (!this.keepAlive) return;
     }
   }
 
   private startRequest(buf: Buffer, headStart: number): void {
     const head = this.head;
     const options = this.server.options;
-    this.active = true;
+    const gen = this.generation;
+    const req = new Request(this, gen, head.method, head.minor);
+    const res = new Response(this, gen, head.method === 'HEAD');
+    this.req = req;
+    this.res = res;
     this.conn.busy = true;
     this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
-    this.generation++;
-    this.req.begin(buf);
-    this.res.begin();
+    this.headBuf = buf;
+    this.headShift = 0;
+    this.httpMinor = head.minor;
+    this.clearResponseHeaders();
     this.keepAlive =
       (head.minor === 1 ? !head.connectionClose : head.connectionKeepAlive && !head.connectionClose) &&
       !this.server.shuttingDown;
     this.consumer = null;
+    this.reader = READER_NONE;
     this.abortListener = null;
-    this.discarding = this.continueSent = false;
-    this.responseDone = false;
+    this.continueSent = false;
     let mode = BODY_NONE;
     if (head.chunked) mode = BODY_CHUNKED;
     else if (head.contentLength > 0) mode = BODY_LENGTH;
     this.bodyDecoder.begin(mode, head.contentLength);
-    this.bodyDone = this.bodyDecoder.done;
+    this.state = this.bodyDecoder.done ? RESPONDING : BODY;
     if (head.contentLength > options.maxBodySize) {
       this.refuse(413, 'body too large');
       return;
@@ -180,83 +240,131 @@ export class Exchange implements BodySink {
       this.refuse(417, 'unsupported expectation');
       return;
     }
-    if (!this.bodyDone) this.arm(TIMER_BODY, options.requestTimeout);
+    if (this.state === BODY) this.arm(TIMER_BODY, options.requestTimeout);
     else this.timer = TIMER_NONE; // lazily: a deadline that fires while no timer is wanted is ignored
     try {
-      const result = this.server.handler(this.req, this.res);
+      const result = this.server.handler(req, res);
       if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
         // The rejection belongs to this request only: a handler failing after its response ended must not
         // fail the next request on the connection.
-        const generation = this.generation;
-        (result as Promise<void>).then(undefined, (err: unknown) => this.rejected(generation, err));
+        (result as Promise<void>).then(undefined, (err: unknown) => this.rejected(gen, err));
       }
     } catch (err) {
       this.handlerFailed(err);
     }
-    if (!this.responseDone && this.active) {
-      // The handler goes on after this read turn: its head must not live in the read buffer any more.
+    if (this.generation === gen && this.headBuf === buf && this.state !== CLOSED) {
+      // The request outlives this read turn: its head must not live in the read buffer any more.
       const len = head.headLength;
       if (this.headCopy === null || this.headCopy.length < len)
         this.headCopy = Buffer.allocUnsafe(Math.max(len, 1024));
-      this.req.detach(this.headCopy, headStart, len);
+      buf.copy(this.headCopy, 0, headStart, headStart + len);
+      this.headBuf = this.headCopy;
+      this.headShift = -headStart;
     }
   }
 
-  /** Called by the response right before its head is serialized: last chance to decide keep-alive. */
+  /** @internal Empties the current response's header arrays. */
+  clearResponseHeaders(): void {
+    const names = this.resNames;
+    const values = this.resValues;
+    while (names.pop() !== undefined);
+    while (values.pop() !== undefined);
+  }
+
+  /** @internal The protocol the current request asks to upgrade to, or undefined. */
+  upgradeProtocol(): string | undefined {
+    return this.req?.upgrade;
+  }
+
+  /** @internal Called by the response right before its head is serialized: last chance to decide keep-alive. */
   beforeHead(): void {
     if (this.server.shuttingDown) this.keepAlive = false;
-    if (!this.bodyDone && this.consumer !== null) {
+    if (this.state !== BODY) return;
+    if (this.reader === READER_CONSUMER) {
       // Answered while a reader still streams the body (a proxy whose upstream answered early): the rest of
       // the body cannot be relied on to be read, so this connection ends with the response.
       this.keepAlive = false;
-    } else if (!this.bodyDone) {
-      // The handler answers without reading the body: discard a small rest, close on a large or unsent one.
-      const rest = this.head.chunked
-        ? Number.POSITIVE_INFINITY
-        : this.head.contentLength - this.bodyDecoder.received;
-      if (rest > MAX_DISCARD || (this.head.expectContinue && !this.continueSent)) this.keepAlive = false;
+      return;
     }
+    // The handler answers without reading the body: discard a small rest, close on a large or unsent one.
+    const rest = this.head.chunked
+      ? Number.POSITIVE_INFINITY
+      : this.head.contentLength - this.bodyDecoder.received;
+    if (rest > MAX_DISCARD || (this.head.expectContinue && !this.continueSent)) this.keepAlive = false;
   }
 
-  /** Called by the response's `end`. */
+  /** @internal Called by the response's `end` (and by error answers). */
   responseEnded(): void {
-    this.responseDone = true;
-    this.server.onResponse?.(this.req, this.res, this);
-    if (!this.bodyDone && this.consumer === null) {
-      this.discarding = true;
-      // Reading may have stopped while the body waited for a reader: discarding needs it back.
-      if (this.bodyPaused) {
-        this.bodyPaused = false;
-        this.conn.resume();
+    this.server.onResponse?.(this.req!, this.res!, this);
+    if (this.state === BODY) {
+      const consumer = this.consumer;
+      if (consumer !== null) {
+        // The connection closes with this response: the reader would never see the rest of the body.
+        this.consumer = null;
+        this.reader = READER_NONE;
+        consumer.error(
+          new HttpError(
+            500,
+            'the response ended before the request body was read',
+            'ERR_HTTP_RESPONSE_ENDED',
+          ),
+        );
       }
-    }
-    if (!this.keepAlive) {
+      if (this.keepAlive && !this.conn.closed) {
+        this.state = DISCARDING;
+        // Reading may have stopped while the body waited for a reader: discarding needs it back.
+        this.unpause(PAUSE_BODY);
+        if (!this.processing) this.process();
+        return;
+      }
       this.close();
       return;
     }
-    if (!this.processing) this.process();
+    if (this.state === RESPONDING) this.finish();
+    if (this.state === IDLE && !this.processing) this.process();
   }
 
+  /** The request is over: its objects go stale; then the next request, or the close. */
   private finish(): void {
-    this.active = false;
+    this.generation++;
+    this.req = this.res = null;
+    this.state = IDLE;
     this.conn.busy = false;
     this.consumer = null;
-    if (this.drainWaiters !== null) this.releaseDrain();
+    this.reader = READER_NONE;
+    this.abortListener = null;
+    if (this.drainWaiters !== null) this.settleDrain(null);
     if (!this.keepAlive) {
       this.close();
       return;
     }
-    if (this.pipelinePaused) {
-      this.pipelinePaused = false;
-      this.conn.resume();
-    }
+    this.unpause(PAUSE_PIPELINE);
   }
 
   private close(): void {
-    this.active = false;
+    if (this.state === BODY || this.state === RESPONDING || this.state === DISCARDING) {
+      // We end the connection mid-request (an error answer): the request is over for its handler too.
+      this.generation++;
+      this.req = this.res = null;
+    }
+    this.state = CLOSED;
     this.conn.busy = false;
     this.arm(TIMER_NONE, 0);
     this.conn.close();
+  }
+
+  // ---- reading flow control -------------------------------------------------------------------------
+
+  private pause(reason: number): void {
+    const was = this.paused;
+    this.paused |= reason;
+    if (was === 0) this.conn.pause();
+  }
+
+  private unpause(reason: number): void {
+    if ((this.paused & reason) === 0) return;
+    this.paused &= ~reason;
+    if (this.paused === 0) this.conn.resume();
   }
 
   // ---- bodies --------------------------------------------------------------------------------------
@@ -265,113 +373,117 @@ export class Exchange implements BodySink {
   onBody(buf: Buffer, start: number, end: number): void {
     const consumer = this.consumer;
     if (consumer === null) return; // discarding
-    if (consumer.data(buf.subarray(start, end)) === false && !this.bodyPaused) {
-      this.bodyPaused = true;
-      this.conn.pause();
-    }
+    if (consumer.data(buf.subarray(start, end)) === false) this.pause(PAUSE_BODY);
   }
 
   private bodyComplete(): void {
-    this.bodyDone = true;
     if (this.timer === TIMER_BODY) this.timer = TIMER_NONE;
-    if (this.bodyPaused) {
-      // A reader that paused on the last chunk must not leave the connection unread for the next request.
-      this.bodyPaused = false;
-      this.conn.resume();
+    // A reader that paused on the last chunk must not leave the connection unread for the next request.
+    this.unpause(PAUSE_BODY);
+    if (this.state === DISCARDING) {
+      this.finish();
+      return;
     }
+    this.state = RESPONDING;
     const consumer = this.consumer;
-    if (consumer !== null && !this.discarding) consumer.end(this.bodyDecoder.trailers);
+    this.consumer = null;
+    consumer?.end(this.bodyDecoder.trailers);
   }
 
   private bodyFailed(status: number, reason: string): void {
     const err = new HttpError(status, reason);
-    this.consumer?.error(err);
+    const consumer = this.consumer;
     this.consumer = null;
-    if (!this.res.headersSent) this.refuse(status, reason);
+    this.reader = READER_NONE;
+    consumer?.error(err);
+    if (this.conn.closed) return;
+    if (!this.res!.headersSent) this.refuse(status, reason);
     else this.conn.destroy(err);
   }
 
   /** @internal Attaches the body's reader; bytes already buffered flow at once. */
   attachBody(consumer: BodyConsumer): void {
-    if (this.consumer !== null || this.discarding) {
+    if (this.reader !== READER_NONE || this.state === DISCARDING || this.consumer !== null) {
       throw new HttpError(500, 'the request body is already being read', 'ERR_HTTP_BODY_CONSUMED');
     }
+    if (this.state !== BODY) {
+      // The body is complete (or there is none): the reader gets its end at once.
+      if (this.state === RESPONDING) consumer.end(this.bodyDecoder.trailers);
+      else consumer.error(closedError());
+      return;
+    }
+    this.reader = READER_CONSUMER;
     this.consumer = consumer;
-    if (this.head.expectContinue && !this.continueSent && !this.res.headersSent && !this.bodyDone) {
+    if (this.head.expectContinue && !this.continueSent && !this.res!.headersSent) {
       this.continueSent = true;
       this.conn.writeLatin1(CONTINUE);
     }
-    if (this.bodyDone) {
-      consumer.end(this.bodyDecoder.trailers);
-      return;
-    }
-    if (this.bodyPaused) this.resumeBody();
-    else if (!this.processing) this.process();
+    this.unpause(PAUSE_BODY);
+    if (!this.processing) this.process();
   }
 
   /** @internal */
   resumeBody(): void {
-    if (!this.bodyPaused) return;
-    this.bodyPaused = false;
-    this.conn.resume();
+    if ((this.paused & PAUSE_BODY) === 0) return;
+    this.unpause(PAUSE_BODY);
     if (!this.processing) this.process();
   }
 
-  /** @internal The whole body, bounded by `limit`. */
+  /**
+   * @internal The whole body, bounded by `limit`. The buffer grows with the bytes that arrive: a declared
+   * Content-Length is only a claim, and a connection that sends a head alone pins nothing.
+   */
   collectBody(limit = this.server.options.maxBodySize): Promise<Buffer> {
     const declared = this.head.contentLength;
     if (declared > limit) return Promise.reject(new HttpError(413, 'body too large'));
-    if (this.bodyDone && !this.head.chunked && declared <= 0) return Promise.resolve(EMPTY);
+    if (this.state !== BODY && !this.head.chunked && declared <= 0) return Promise.resolve(EMPTY);
     return new Promise<Buffer>((resolve, reject) => {
-      // A declared length is only a claim: large bodies grow as they arrive instead of being allocated upfront.
-      const whole = declared > 0 && declared <= 1024 * 1024 ? Buffer.allocUnsafe(declared) : null;
       const parts: Buffer[] = [];
       let size = 0;
+      let failed = false;
       this.attachBody({
         data(chunk) {
+          if (failed) return;
           if (size + chunk.length > limit) {
+            failed = true;
+            parts.length = 0;
             reject(new HttpError(413, 'body too large'));
             return;
           }
-          if (whole !== null) chunk.copy(whole, size);
-          else parts.push(Buffer.from(chunk));
+          parts.push(Buffer.from(chunk));
           size += chunk.length;
         },
         end() {
-          resolve(whole ?? (parts.length === 1 ? parts[0]! : Buffer.concat(parts, size)));
+          if (failed) return;
+          resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
         },
         error: reject,
       });
     });
   }
 
-  /** @internal */
-  parseJson<T>(body: Buffer): T {
-    try {
-      return JSON.parse(body.toString('utf8')) as T;
-    } catch {
-      throw new HttpError(400, 'request body is not valid JSON');
-    }
-  }
-
   // ---- failures ------------------------------------------------------------------------------------
 
-  private rejected(generation: number, err: unknown): void {
-    if (generation === this.generation) {
+  private rejected(gen: number, err: unknown): void {
+    if (gen === this.generation && this.state !== IDLE) {
       this.handlerFailed(err);
       return;
     }
     const status = err instanceof HttpError ? err.status : 500;
-    if (status >= 500)
+    if (status >= 500 && !isClosedError(err))
       this.conn.loop.log.error('http handler failed after its response', { conn: this.conn.id, error: err });
   }
 
   private handlerFailed(err: unknown): void {
-    if (this.upgradedTo !== null) return;
-    const status = err instanceof HttpError ? err.status : 500;
-    if (status >= 500) this.conn.loop.log.error('http handler failed', { conn: this.conn.id, error: err });
-    if (!this.active || this.responseDone) return;
-    if (this.res.headersSent) {
+    let status = err instanceof HttpError ? err.status : 500;
+    // Only error statuses answer a failure: anything else in an HttpError is a mistake of the handler.
+    if (status < 400 || status > 599 || !Number.isInteger(status)) status = 500;
+    if (status >= 500 && !isClosedError(err))
+      this.conn.loop.log.error('http handler failed', { conn: this.conn.id, error: err });
+    const res = this.res;
+    if (this.state === UPGRADED || this.state === CLOSED || this.conn.closed) return;
+    if (res === null || res.finished || this.state === IDLE) return;
+    if (res.headersSent) {
       // Part of the response is out: the only honest signal left is to cut the connection.
       this.conn.destroy(err instanceof Error ? err : new Error(String(err)));
       return;
@@ -379,33 +491,40 @@ export class Exchange implements BodySink {
     // Only the status and its reason go to the client, never an internal error's text: a 4xx HttpError's
     // message is meant for the client, anything else (5xx included) is for the log.
     const reason = err instanceof HttpError && status < 500 ? err.message : (STATUS_TEXT[status] ?? 'error');
-    this.respondError(status, reason, this.keepAlive && this.bodyDone);
+    this.respondError(status, reason, this.keepAlive && this.state === RESPONDING);
   }
 
   /** Answers with an error status and closes: for input the connection cannot continue after. */
   private refuse(status: number, reason: string): void {
-    if (!this.active) {
+    if (this.state === IDLE) {
       // A head that never parsed: nothing of it may pass for a request (access logs read the request).
-      this.generation++;
+      const gen = this.generation;
+      const req = new Request(this, gen, '', 1);
+      req.blank();
+      this.req = req;
+      this.res = new Response(this, gen, false);
       this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
-      this.req.blank();
-      this.res.begin();
+      this.httpMinor = 1;
+      this.state = RESPONDING;
+      this.conn.busy = true;
     }
-    this.active = true;
     this.respondError(status, reason, false);
   }
 
+  /** Sends an error answer (4xx/5xx): no body for HEAD, the connection closed unless `keep`. */
   private respondError(status: number, reason: string, keep: boolean): void {
+    const res = this.res!;
     const body = `${status} ${STATUS_TEXT[status] ?? ''}: ${reason}\n`;
     const conn = this.conn;
     if (!keep) this.keepAlive = false;
     conn.writeLatin1(
       `${statusLine(status)}${currentDateLine()}content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${keep ? '' : 'connection: close\r\n'}\r\n`,
     );
-    conn.write(body);
-    this.res.statusCode = status;
-    this.res.headersSent = this.res.finished = true;
-    this.res.bytesWritten = body.length;
+    const headOnly = this.req!.method === 'HEAD';
+    if (!headOnly) conn.write(body);
+    res.statusCode = status;
+    res.headersSent = res.finished = true;
+    res.bytesWritten = headOnly ? 0 : body.length;
     this.responseEnded();
   }
 
@@ -429,74 +548,96 @@ export class Exchange implements BodySink {
     if (timer === TIMER_IDLE) {
       this.close();
     } else if (timer === TIMER_HEADERS) {
-      if (this.conn.inboundBuffered === 0 && !this.active) this.close();
+      if (this.conn.inboundBuffered === 0 && this.state === IDLE) this.close();
       else this.refuse(408, 'request header timeout');
-    } else if (timer === TIMER_BODY) {
-      this.consumer?.error(new HttpError(408, 'request body timeout'));
+    } else if (timer === TIMER_BODY && this.state === BODY) {
+      const err = new HttpError(408, 'request body timeout');
+      const consumer = this.consumer;
       this.consumer = null;
-      if (!this.res.headersSent) this.refuse(408, 'request body timeout');
-      else this.conn.destroy(new HttpError(408, 'request body timeout'));
+      consumer?.error(err);
+      if (!this.res!.headersSent) this.refuse(408, 'request body timeout');
+      else this.conn.destroy(err);
     }
   }
 
   /** The client closed its sending side. */
   onEof(): void {
-    if (this.upgradedTo !== null) return;
     this.peerEnded = true;
-    if (this.active && !this.bodyDone) {
+    if (this.state === BODY) {
       if (!this.bodyDecoder.finish()) {
         this.bodyFailed(400, 'client closed before the body was complete');
         return;
       }
     }
     // Answer the request in progress and every complete one already buffered, then close (see run()).
-    if (!this.active && !this.processing) this.process();
+    if (this.state === IDLE && !this.processing) this.process();
   }
 
-  /** The connection is gone. */
-  onClosed(err: Error | undefined): void {
-    if (this.active && !this.bodyDone) this.consumer?.error(err ?? new HttpError(400, 'connection closed'));
+  /** The connection is gone. Returns whether the exchange is free for the pool. */
+  onClosed(err: Error | undefined): boolean {
+    const was = this.state;
+    this.state = CLOSED;
+    this.paused = 0;
+    const consumer = this.consumer;
     this.consumer = null;
-    if (this.active && !this.responseDone) {
+    if (was === BODY) consumer?.error(err ?? closedError());
+    const inFlight = was === BODY || was === RESPONDING || was === DISCARDING;
+    if (inFlight && this.res !== null && !this.res.finished) {
       const listener = this.abortListener;
       this.abortListener = null;
       listener?.();
+      this.req?.abort();
     }
-    if (this.drainWaiters !== null) this.releaseDrain();
+    if (this.drainWaiters !== null) this.settleDrain(closedError(err));
+    // A request still in flight may be held by its handler: this exchange is not reused then.
+    return !inFlight && was !== UPGRADED;
+  }
+
+  /** @internal Whether `req` was aborted: the connection closed before its response ended. */
+  aborted(req: Request): boolean {
+    return req.gen === this.generation && this.conn.closed && this.res !== null && !this.res.finished;
   }
 
   // ---- backpressure and upgrades -------------------------------------------------------------------
 
   /** @internal */
   drain(): Promise<void> {
-    if (this.conn.whenWritable()) return Promise.resolve();
-    return new Promise((resolve) => {
+    if (this.conn.whenWritable()) {
+      return this.conn.closed ? Promise.reject(closedError()) : Promise.resolve();
+    }
+    return new Promise((resolve, reject) => {
       if (this.drainWaiters === null) this.drainWaiters = [];
-      this.drainWaiters.push(resolve);
+      this.drainWaiters.push({ resolve, reject });
     });
   }
 
   /** The connection's outbound bytes fell to the low-water mark. */
   onWritable(): void {
-    if (this.drainWaiters !== null) this.releaseDrain();
+    if (this.drainWaiters !== null) this.settleDrain(null);
   }
 
-  private releaseDrain(): void {
+  private settleDrain(err: Error | null): void {
     const waiters = this.drainWaiters!;
     this.drainWaiters = null;
-    for (const w of waiters) w();
+    for (const w of waiters) {
+      if (err === null) w.resolve();
+      else w.reject(err);
+    }
   }
 
   /** @internal The response accepted an upgrade: the connection leaves HTTP. */
   upgraded(handler: EventHandler): void {
-    this.upgradedTo = handler;
-    this.active = false;
-    this.responseDone = true;
+    this.generation++;
+    this.req = this.res = null;
+    this.state = UPGRADED;
     this.conn.busy = false;
     this.arm(TIMER_NONE, 0);
     const conn = this.conn as unknown as Conn;
     conn.context = undefined;
     conn.setHandler(handler);
-    handler.onOpen?.(conn);
   }
+}
+
+function isClosedError(err: unknown): boolean {
+  return err instanceof HttpError && err.code === 'ERR_HTTP_CLOSED';
 }

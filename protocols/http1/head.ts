@@ -1,5 +1,17 @@
 import { latin1 } from '../../core/index.ts';
-import { COLON, CR, equalsLower, FIELD_VALUE, HT, LF, LOWER, SP, TARGET, TCHAR } from './chars.ts';
+import {
+  COLON,
+  CR,
+  equalsIgnoreCase,
+  equalsLower,
+  FIELD_VALUE,
+  HT,
+  LF,
+  LOWER,
+  SP,
+  TARGET,
+  TCHAR,
+} from './chars.ts';
 
 export { latin1 };
 
@@ -19,7 +31,8 @@ export interface HeadLimits {
 export const NEED_MORE = 0;
 export const HEAD_ERROR = -1;
 
-const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** "HTTP/" */
+const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f];
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 /** authority-form (RFC 9112 §3.2.3): host:port, the host a reg-name, IPv4 or bracketed IPv6. */
 const AUTHORITY_FORM = /^([A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
@@ -44,14 +57,23 @@ function methodName(buf: Uint8Array, s: number, e: number): string {
   return latin1(buf, s, e);
 }
 
+/** Where a partial head stands between calls. */
+const START = 0; // leading empty lines, then the start line
+const FIELDS = 1; // field lines
+
+/** Fields the parser makes room for at first; the array grows up to `maxHeaders` as a head needs it. */
+const INITIAL_FIELDS = 24;
+
 /**
  * Parses an HTTP/1.x message head (request line or status line, then header fields) from bytes in place:
  * the result is offsets into the caller's buffer plus the framing facts, and no string is built unless asked.
- * One instance per connection; `parse` is called again with more bytes after `NEED_MORE`, and a search for the
- * end of the head resumes where it stopped, so a head that trickles in byte by byte costs linear time.
+ * One instance per connection; after `NEED_MORE`, `parse` is called again with the same bytes and more after
+ * them (they may have moved: offsets are rebased). Each line is judged as soon as its LF is in, so a bad line
+ * is refused at once however the head is split into reads, and a line once judged is never read again: a head
+ * that trickles in byte by byte costs linear time.
  *
  * Everything RFC 9112 makes a MUST for framing is enforced: an error leaves `errorStatus` (400, 414, 431,
- * 501 or 505) and `errorReason` set.
+ * 501 or 505; 502 for responses) and `errorReason` set.
  */
 export class HeadParser {
   readonly kind: 'request' | 'response';
@@ -93,19 +115,27 @@ export class HeadParser {
 
   private hostCount = 0;
   private teOther = false;
-  private scanned = 0;
-  private lineLength = -1;
+  // A partial head: what is judged so far, as offsets from the head's first byte.
+  private phase = START;
+  /** Where the next line to judge begins. */
+  private resumeAt = 0;
+  /** How far the line at `resumeAt` was searched for its LF. */
+  private scannedTo = 0;
+  /** Where the field section begins (once the start line is judged). */
+  private sectionAt = 0;
+  /** The absolute offset of the head's first byte in the last call, to rebase offsets on the next. */
+  private base = 0;
 
   constructor(kind: 'request' | 'response', limits: HeadLimits) {
     this.kind = kind;
     this.limits = limits;
-    this.fields = new Int32Array(Math.max(limits.maxHeaders, 1) * 4);
+    this.fields = new Int32Array(Math.max(Math.min(limits.maxHeaders, INITIAL_FIELDS), 1) * 4);
   }
 
   /** Forgets a partial head (for a parser reused after an error or on a new connection). */
   reset(): void {
-    this.scanned = 0;
-    this.lineLength = -1;
+    this.phase = START;
+    this.resumeAt = this.scannedTo = 0;
   }
 
   /**
@@ -113,38 +143,86 @@ export class HeadParser {
    * are needed, or `HEAD_ERROR` with `errorStatus`/`errorReason` set.
    */
   parse(buf: Buffer, start: number, end: number): number {
-    const avail = end - start;
-    if (this.scanned > 0) {
-      // A previous call found no complete head: look for its end only in what is new.
-      const from = start + Math.max(0, this.scanned - 3);
-      if (buf.subarray(from, end).indexOf(CRLFCRLF) === -1) {
-        this.scanned = avail;
-        return this.checkPartial(buf, start, end);
+    if (this.resumeAt === 0 && this.scannedTo === 0 && this.phase === START) {
+      this.begin();
+    } else {
+      if (start !== this.base) this.rebase(start - this.base);
+      // The line being waited for is judged only once its LF is in: until then, look at new bytes only.
+      const from = start + this.scannedTo;
+      if (from < end && buf.subarray(from, end).indexOf(LF) === -1) {
+        this.scannedTo = end - start;
+        return this.partial(start, end);
       }
     }
-    const r = this.parseHead(buf, start, end);
-    if (r === NEED_MORE) {
-      this.scanned = avail;
-      return this.checkPartial(buf, start, end);
-    }
-    this.scanned = 0;
-    this.lineLength = -1;
-    return r;
+    this.base = start;
+    return this.run(buf, start, end);
   }
 
-  /** Limits on a head still incomplete: a start line or header section that is already too long fails now. */
-  private checkPartial(buf: Buffer, start: number, end: number): number {
-    const limits = this.limits;
-    if (this.lineLength < 0) {
-      let s = start; // leading empty lines do not count toward the start line
-      while (s + 1 < end && buf[s] === CR && buf[s + 1] === LF) s += 2;
-      const lf = buf.subarray(s, end).indexOf(LF);
-      if (lf !== -1) this.lineLength = s - start + lf + 1;
-      else if (end - start > limits.maxStartLine + 2) {
+  /** Fresh head: framing facts cleared. */
+  private begin(): void {
+    this.fieldCount = 0;
+    this.contentLength = -1;
+    this.transferEncoding = this.chunked = this.teOther = false;
+    this.connectionClose = this.connectionKeepAlive = this.connectionUpgrade = false;
+    this.expectContinue = this.expectOther = false;
+    this.upgradeField = -1;
+    this.hostCount = 0;
+  }
+
+  /** The bytes of a partial head moved by `delta` in the caller's buffer. */
+  private rebase(delta: number): void {
+    const f = this.fields;
+    for (let k = 0, n = this.fieldCount * 4; k < n; k++) f[k]! += delta;
+    this.targetStart += delta;
+    this.targetEnd += delta;
+    this.reasonStart += delta;
+    this.reasonEnd += delta;
+  }
+
+  /** Judges every complete line from `resumeAt` on; stops at the end of the head or of the bytes. */
+  private run(buf: Buffer, start: number, end: number): number {
+    let i = start + this.resumeAt;
+    if (this.phase === START) {
+      // RFC 9112 §2.2: ignore empty lines received before the request line (a CR alone may await its LF).
+      while (i < end && buf[i] === CR) {
+        if (i + 1 >= end) return this.wait(start, i, end);
+        if (buf[i + 1] !== LF)
+          return this.fail(this.kind === 'request' ? 400 : 502, 'bare CR before the start line');
+        i += 2;
+      }
+      const lineStart = i;
+      const r = this.kind === 'request' ? this.requestLine(buf, i, end) : this.statusLine(buf, i, end);
+      if (r === NEED_MORE) return this.wait(start, lineStart, end);
+      if (r < 0) return r;
+      if (r - lineStart - 2 > this.limits.maxStartLine) {
         return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
       }
+      this.phase = FIELDS;
+      this.sectionAt = r - start;
+      this.fieldCount = 0;
+      i = r;
     }
-    if (this.lineLength >= 0 && end - start - this.lineLength > limits.maxHeaderBytes) {
+    const r = this.fieldLines(buf, start, i, end);
+    if (r <= 0) return r;
+    this.headLength = r - start;
+    this.reset();
+    return this.kind === 'request' ? this.checkRequest(buf) : this.checkResponse();
+  }
+
+  /** The line at `lineStart` is not complete: remember it, and check the limits a partial head can break. */
+  private wait(start: number, lineStart: number, end: number): number {
+    this.resumeAt = lineStart - start;
+    this.scannedTo = end - start;
+    return this.partial(start, end);
+  }
+
+  private partial(start: number, end: number): number {
+    const limits = this.limits;
+    if (this.phase === START) {
+      if (end - start - this.resumeAt > limits.maxStartLine + 2) {
+        return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
+      }
+    } else if (end - start - this.sectionAt > limits.maxHeaderBytes) {
       return this.fail(431, 'header section too large');
     }
     return NEED_MORE;
@@ -155,31 +233,8 @@ export class HeadParser {
     this.errorReason = reason;
     this.fieldCount = 0; // nothing of a refused head may be read as fields
     this.targetStart = this.targetEnd = 0;
-    this.scanned = 0;
-    this.lineLength = -1;
+    this.reset();
     return HEAD_ERROR;
-  }
-
-  private parseHead(buf: Buffer, start: number, end: number): number {
-    let i = start;
-    // RFC 9112 §2.2: ignore empty lines received before the request line (a CR alone may await its LF).
-    while (i < end && buf[i] === CR) {
-      if (i + 1 >= end) return NEED_MORE;
-      if (buf[i + 1] !== LF)
-        return this.fail(this.kind === 'request' ? 400 : 502, 'bare CR before the start line');
-      i += 2;
-    }
-    const lineStart = i;
-    i = this.kind === 'request' ? this.requestLine(buf, i, end) : this.statusLine(buf, i, end);
-    if (i <= 0) return i;
-    if (i - lineStart - 2 > this.limits.maxStartLine) {
-      return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
-    }
-    this.lineLength = i - start;
-    i = this.fieldLines(buf, i, end);
-    if (i <= 0) return i;
-    this.headLength = i - start;
-    return this.kind === 'request' ? this.checkRequest(buf) : this.checkResponse();
   }
 
   private requestLine(buf: Buffer, i: number, end: number): number {
@@ -196,20 +251,30 @@ export class HeadParser {
     this.targetStart = ts;
     this.targetEnd = i;
     i++;
-    if (end - i < 10) return this.versionPrefixOk(buf, i, end) ? NEED_MORE : this.badVersion();
-    const v = this.version(buf, i);
+    const v = this.version(buf, i, end);
     if (v !== 0) return v;
     i += 8;
-    if (buf[i] !== CR || buf[i + 1] !== LF) return this.fail(400, 'expected CRLF after the HTTP version');
+    if (i >= end) return NEED_MORE;
+    if (buf[i] !== CR) return this.fail(400, 'expected CRLF after the HTTP version');
+    if (i + 1 >= end) return NEED_MORE;
+    if (buf[i + 1] !== LF) return this.fail(400, 'expected CRLF after the HTTP version');
     if (this.major !== 1 || this.minor > 1) return this.fail(505, 'HTTP version not supported');
     return i + 2;
   }
 
   private statusLine(buf: Buffer, i: number, end: number): number {
-    if (end - i < 12) return this.versionPrefixOk(buf, i, end) ? NEED_MORE : this.badVersion();
-    const v = this.version(buf, i);
+    const v = this.version(buf, i, end);
     if (v !== 0) return v;
     i += 8;
+    if (end - i < 4) {
+      // As much of " ddd" as has arrived must already be right.
+      if (i < end && buf[i] !== SP) return this.fail(502, 'expected SP after the HTTP version');
+      for (let k = i + 1; k < end; k++) {
+        const d = buf[k]! - 0x30;
+        if (d < 0 || d > 9 || (k === i + 1 && (d < 1 || d > 5))) return this.fail(502, 'invalid status code');
+      }
+      return NEED_MORE;
+    }
     if (buf[i] !== SP) return this.fail(502, 'expected SP after the HTTP version');
     const d0 = buf[i + 1]! - 0x30;
     const d1 = buf[i + 2]! - 0x30;
@@ -218,7 +283,7 @@ export class HeadParser {
       return this.fail(502, 'invalid status code');
     this.status = d0 * 100 + d1 * 10 + d2;
     i += 4;
-    if (buf[i] === SP) {
+    if (i < end && buf[i] === SP) {
       i++;
       this.reasonStart = i;
       while (i < end && FIELD_VALUE[buf[i]!] === 1) i++;
@@ -227,67 +292,58 @@ export class HeadParser {
     } else {
       this.reasonStart = this.reasonEnd = i;
     }
+    if (i >= end) return NEED_MORE;
+    if (buf[i] !== CR) return this.fail(502, 'expected CRLF after the status line');
     if (i + 1 >= end) return NEED_MORE;
-    if (buf[i] !== CR || buf[i + 1] !== LF) return this.fail(502, 'expected CRLF after the status line');
+    if (buf[i + 1] !== LF) return this.fail(502, 'expected CRLF after the status line');
     if (this.major !== 1) return this.fail(502, 'unsupported HTTP version');
     return i + 2;
-  }
-
-  /** Whether the bytes so far could still begin "HTTP/d.d". */
-  private versionPrefixOk(buf: Buffer, i: number, end: number): boolean {
-    const want = 'HTTP/';
-    for (let k = 0; k < 5 && i + k < end; k++) if (buf[i + k] !== want.charCodeAt(k)) return false;
-    return true;
   }
 
   private badVersion(): number {
     return this.fail(this.kind === 'request' ? 400 : 502, 'invalid HTTP version');
   }
 
-  /** Checks "HTTP/d.d" at i; returns 0 when fine. */
-  private version(buf: Buffer, i: number): number {
-    if (
-      buf[i] !== 0x48 ||
-      buf[i + 1] !== 0x54 ||
-      buf[i + 2] !== 0x54 ||
-      buf[i + 3] !== 0x50 ||
-      buf[i + 4] !== 0x2f ||
-      buf[i + 6] !== 0x2e
-    ) {
-      return this.badVersion();
+  /**
+   * Checks "HTTP/d.d" at i; returns 0 when all 8 bytes are in and right, NEED_MORE when the bytes so far
+   * are right but fewer than 8, or an error at the first wrong byte.
+   */
+  private version(buf: Buffer, i: number, end: number): number {
+    const n = Math.min(end - i, 8);
+    for (let k = 0; k < n; k++) {
+      const b = buf[i + k]!;
+      const ok = k < 5 ? b === VERSION_PREFIX[k] : k === 6 ? b === 0x2e : b >= 0x30 && b <= 0x39;
+      if (!ok) return this.badVersion();
     }
-    const major = buf[i + 5]! - 0x30;
-    const minor = buf[i + 7]! - 0x30;
-    if (major < 0 || major > 9 || minor < 0 || minor > 9) return this.badVersion();
-    this.major = major;
-    this.minor = minor;
+    if (n < 8) return NEED_MORE;
+    this.major = buf[i + 5]! - 0x30;
+    this.minor = buf[i + 7]! - 0x30;
     return 0;
   }
 
-  private fieldLines(buf: Buffer, i: number, end: number): number {
+  /**
+   * Judges field lines from `i`; returns the offset after the empty line that ends the head, NEED_MORE at
+   * an incomplete line (remembered, see `wait`), or HEAD_ERROR.
+   */
+  private fieldLines(buf: Buffer, start: number, i: number, end: number): number {
     const limits = this.limits;
-    const fields = this.fields;
-    const sectionStart = i;
-    let count = 0;
-    this.contentLength = -1;
-    this.transferEncoding = this.chunked = this.teOther = false;
-    this.connectionClose = this.connectionKeepAlive = this.connectionUpgrade = false;
-    this.expectContinue = this.expectOther = false;
-    this.upgradeField = -1;
-    this.hostCount = 0;
+    const sectionStart = start + this.sectionAt;
+    let count = this.fieldCount;
     for (;;) {
-      if (i >= end) return NEED_MORE;
+      const lineStart = i;
+      if (i >= end) return this.waitFields(start, lineStart, end, count);
       const c = buf[i];
       if (c === CR) {
-        if (i + 1 >= end) return NEED_MORE;
+        if (i + 1 >= end) return this.waitFields(start, lineStart, end, count);
         if (buf[i + 1] !== LF) return this.fail(400, 'bare CR in the header section');
         this.fieldCount = count;
         return i + 2;
       }
+      if (c === LF) return this.fail(400, 'bare LF in the header section');
       if (c === SP || c === HT) return this.fail(400, 'obsolete line folding is not accepted');
       const ns = i;
       while (i < end && TCHAR[buf[i]!] === 1) i++;
-      if (i >= end) return NEED_MORE;
+      if (i >= end) return this.waitFields(start, lineStart, end, count);
       if (buf[i] !== COLON) {
         const ws = buf[i] === SP || buf[i] === HT;
         return this.fail(
@@ -304,18 +360,21 @@ export class HeadParser {
       // Trailing whitespace is not part of the value.
       let ve = i;
       while (ve > vs && (buf[ve - 1] === SP || buf[ve - 1] === HT)) ve--;
-      if (i + 1 >= end) return NEED_MORE;
+      if (i >= end) return this.waitFields(start, lineStart, end, count);
       if (buf[i] !== CR) {
         return this.fail(
           400,
           buf[i] === LF ? 'bare LF in a header line' : 'invalid character in a header value',
         );
       }
+      if (i + 1 >= end) return this.waitFields(start, lineStart, end, count);
       if (buf[i + 1] !== LF) return this.fail(400, 'bare CR in a header value');
       i += 2;
       if (count >= limits.maxHeaders) return this.fail(431, 'too many header fields');
       if (i - sectionStart > limits.maxHeaderBytes) return this.fail(431, 'header section too large');
       const f = count * 4;
+      if (f + 4 > this.fields.length) this.growFields();
+      const fields = this.fields;
       fields[f] = ns;
       fields[f + 1] = ne;
       fields[f + 2] = vs;
@@ -323,6 +382,19 @@ export class HeadParser {
       if (this.classify(buf, ns, ne, vs, ve, count, i - 2) < 0) return HEAD_ERROR;
       count++;
     }
+  }
+
+  private waitFields(start: number, lineStart: number, end: number, count: number): number {
+    this.fieldCount = count;
+    return this.wait(start, lineStart, end);
+  }
+
+  /** Doubles the field array, up to `maxHeaders` fields. */
+  private growFields(): void {
+    const cap = Math.min(this.fields.length * 2, Math.max(this.limits.maxHeaders, 1) * 4);
+    const grown = new Int32Array(cap);
+    grown.set(this.fields);
+    this.fields = grown;
   }
 
   /** Notes the framing-relevant fields; returns -1 after `fail` on a violation. */
@@ -508,17 +580,23 @@ export class HeadParser {
     return latin1(buf, this.fields[k * 4 + 2]!, this.fields[k * 4 + 3]!);
   }
 
-  /** Index of the first field from `from` named `lower` (lower-case), or -1; `shift` rebases offsets. */
-  find(buf: Uint8Array, lower: string, from = 0, shift = 0): number {
+  /**
+   * Index of the first field from `from` named `name` (ASCII case-insensitive, compared in place: neither
+   * side is lower-cased into a new string), or -1; `shift` rebases offsets.
+   */
+  find(buf: Uint8Array, name: string, from = 0, shift = 0): number {
     const fields = this.fields;
-    const len = lower.length;
-    const first = lower.charCodeAt(0);
+    const len = name.length;
+    if (len === 0) return -1;
+    const first = name.charCodeAt(0);
+    if (first > 0x7f) return -1;
+    const lowFirst = LOWER[first];
     for (let k = from; k < this.fieldCount; k++) {
       const ns = fields[k * 4]! + shift;
       if (
         fields[k * 4 + 1]! + shift - ns === len &&
-        LOWER[buf[ns]!] === first &&
-        equalsLower(buf, ns, ns + len, lower)
+        LOWER[buf[ns]!] === lowFirst &&
+        equalsIgnoreCase(buf, ns, name)
       )
         return k;
     }

@@ -1,4 +1,6 @@
 import { Readable } from 'node:stream';
+import type { Conn } from '../../core/index.ts';
+import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { type HeadParser, latin1 } from './head.ts';
 
@@ -11,7 +13,10 @@ export interface BodyConsumer {
   data(chunk: Buffer): boolean | void;
   /** The body is complete; `trailers` are those of a chunked body (empty otherwise). */
   end(trailers: readonly [string, string][]): void;
-  /** The body cannot complete: the client went away, timed out, or sent bad framing. */
+  /**
+   * The body cannot complete: the client went away, timed out or sent bad framing, or the response ended
+   * first (`ERR_HTTP_RESPONSE_ENDED`: the connection then closes, the rest of the body is never read).
+   */
   error(err: Error): void;
 }
 
@@ -21,81 +26,74 @@ function sameBytes(buf: Buffer, start: number, text: string): boolean {
   return true;
 }
 
-const EMPTY_HEAD = Buffer.alloc(0);
-
 const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 
+/** The error a request or response used after its exchange finished throws. */
+export function staleError(what: 'request' | 'response'): HttpError {
+  return new HttpError(
+    500,
+    `this ${what} is over: its response ended (req and res are valid until then)`,
+    'ERR_HTTP_STALE',
+  );
+}
+
 /**
- * An HTTP/1.1 request. The server reuses one per connection, so a request (like its response) is valid
- * until its response ends; keep copies of anything needed after that. Header text is decoded only when
- * asked for.
+ * One HTTP/1.1 request. It is valid until its response has ended and its body was read (or discarded):
+ * after that every method that reads the request throws `ERR_HTTP_STALE`, so a handler that kept it can never
+ * read the next request's bytes by mistake. Header text is decoded only when asked for.
  */
 export class Request {
   /** Method as sent (`GET`, `POST`, ...). */
-  method = 'GET';
+  readonly method: string;
   /** `'1.1'` or `'1.0'`. */
-  httpVersion = '1.1';
-  /** Free per-request slot for handlers and filters; cleared for every request. */
+  readonly httpVersion: '1.1' | '1.0';
+  /** Free per-request slot for handlers and filters. */
   locals: Record<string, unknown> | undefined = undefined;
 
   /** @internal */ readonly ex: Exchange;
-  /** @internal */ buf: Buffer = Buffer.alloc(0);
-  /** @internal Shift applied to the parser's offsets after the head was copied out of the read buffer. */
-  shift = 0;
-  private head: HeadParser;
+  /** @internal The exchange's generation this request belongs to. */
+  readonly gen: number;
+  private readonly conn: Conn;
   private targetText: string | undefined = undefined;
   private pathText: string | undefined = undefined;
   private queryText: string | undefined = undefined;
-  private lastTarget = '';
-  private lastPath: string | undefined = undefined;
-  private lastQuery = '';
+  private controller: AbortController | null = null;
 
-  /** @internal */
-  constructor(ex: Exchange, head: HeadParser) {
+  /** @internal Made by the exchange for each request. */
+  constructor(ex: Exchange, gen: number, method: string, minor: number) {
     this.ex = ex;
-    this.head = head;
+    this.gen = gen;
+    this.conn = ex.conn;
+    this.method = method;
+    this.httpVersion = minor === 1 ? '1.1' : '1.0';
   }
 
-  /** @internal Starts a new request over the head just parsed in `buf`. */
-  begin(buf: Buffer): void {
-    const head = this.head;
-    this.method = head.method;
-    this.httpVersion = head.minor === 1 ? '1.1' : '1.0';
-    this.buf = buf;
-    this.shift = 0;
-    this.targetText = this.pathText = this.queryText = undefined;
-    this.locals = undefined;
-  }
-
-  /** @internal An empty request, for an error answered before any head parsed. */
+  /** @internal A request for an answer to a head that never parsed: no target, no fields. */
   blank(): void {
-    this.method = '';
-    this.httpVersion = '1.1';
-    this.buf = EMPTY_HEAD;
-    this.shift = 0;
     this.targetText = this.pathText = this.queryText = '';
-    this.locals = undefined;
   }
 
-  /** @internal Copies the head out of the read buffer so it outlives the read turn. */
-  detach(into: Buffer, headStart: number, headLength: number): void {
-    this.buf.copy(into, 0, headStart, headStart + headLength);
-    this.buf = into;
-    this.shift = -headStart;
+  /** The parser holding this request's head; throws once the request is over. */
+  private live(): HeadParser {
+    if (this.gen !== this.ex.generation) throw staleError('request');
+    return this.ex.head;
   }
 
   /** The request-target exactly as sent (origin-form, absolute-form, `*`, or authority-form). */
   get target(): string {
     if (this.targetText === undefined) {
-      const start = this.head.targetStart + this.shift;
-      const end = this.head.targetEnd + this.shift;
+      const head = this.live();
+      const ex = this.ex;
+      const buf = ex.headBuf;
+      const start = head.targetStart + ex.headShift;
+      const end = head.targetEnd + ex.headShift;
       // Keep-alive clients often ask for the same target again: reuse its string instead of a new one.
-      const last = this.lastTarget;
-      if (last.length === end - start && sameBytes(this.buf, start, last)) {
+      const last = ex.lastTarget;
+      if (last.length === end - start && sameBytes(buf, start, last)) {
         this.targetText = last;
       } else {
-        this.targetText = this.lastTarget = latin1(this.buf, start, end);
-        this.lastPath = undefined;
+        this.targetText = ex.lastTarget = latin1(buf, start, end);
+        ex.lastPath = undefined;
       }
     }
     return this.targetText;
@@ -115,9 +113,10 @@ export class Request {
 
   private splitTarget(): void {
     let t = this.target;
-    if (t === this.lastTarget && this.lastPath !== undefined) {
-      this.pathText = this.lastPath;
-      this.queryText = this.lastQuery;
+    const ex = this.ex;
+    if (t === ex.lastTarget && ex.lastPath !== undefined) {
+      this.pathText = ex.lastPath;
+      this.queryText = ex.lastQuery;
       return;
     }
     const abs = t.charCodeAt(0) !== 0x2f ? ABSOLUTE.exec(t) : null;
@@ -125,9 +124,9 @@ export class Request {
     const q = t.indexOf('?');
     this.pathText = q === -1 ? t : t.slice(0, q) || '/';
     this.queryText = q === -1 ? '' : t.slice(q + 1);
-    if (this.targetText === this.lastTarget) {
-      this.lastPath = this.pathText;
-      this.lastQuery = this.queryText;
+    if (this.targetText === ex.lastTarget) {
+      ex.lastPath = this.pathText;
+      ex.lastQuery = this.queryText;
     }
   }
 
@@ -138,15 +137,17 @@ export class Request {
 
   /** The first value of header `name` (case-insensitive), or undefined. */
   header(name: string): string | undefined {
-    const k = this.findField(name.toLowerCase(), 0);
+    const k = this.live().find(this.ex.headBuf, name, 0, this.ex.headShift);
     return k === -1 ? undefined : this.fieldValue(k);
   }
 
   /** Every value of header `name`, in order. */
   headerValues(name: string): string[] {
-    const lower = name.toLowerCase();
+    const head = this.live();
+    const buf = this.ex.headBuf;
+    const shift = this.ex.headShift;
     const out: string[] = [];
-    for (let k = this.findField(lower, 0); k !== -1; k = this.findField(lower, k + 1))
+    for (let k = head.find(buf, name, 0, shift); k !== -1; k = head.find(buf, name, k + 1, shift))
       out.push(this.fieldValue(k));
     return out;
   }
@@ -154,80 +155,99 @@ export class Request {
   /** Every header as `[name, value]` in the order received, names as sent. */
   headerPairs(): [string, string][] {
     const out: [string, string][] = [];
-    for (let k = 0; k < this.head.fieldCount; k++) out.push([this.fieldName(k), this.fieldValue(k)]);
+    for (let k = 0; k < this.live().fieldCount; k++) out.push([this.fieldName(k), this.fieldValue(k)]);
     return out;
   }
 
   /** Number of header fields. */
   get headerCount(): number {
-    return this.head.fieldCount;
+    return this.live().fieldCount;
   }
 
   /** Name of field `k` as sent. */
   fieldName(k: number): string {
-    const f = this.head.fields;
-    return latin1(this.buf, f[k * 4]! + this.shift, f[k * 4 + 1]! + this.shift);
+    const f = this.live().fields;
+    const shift = this.ex.headShift;
+    return latin1(this.ex.headBuf, f[k * 4]! + shift, f[k * 4 + 1]! + shift);
   }
 
   /** Whether field `k`'s name is `lower` (lower-case), compared in place without making a string. */
   fieldNameIs(k: number, lower: string): boolean {
-    return this.head.nameIs(this.buf, k, lower, this.shift);
+    return this.live().nameIs(this.ex.headBuf, k, lower, this.ex.headShift);
   }
 
   /** Length of field `k`'s name. */
   fieldNameLength(k: number): number {
-    return this.head.nameLength(k);
+    return this.live().nameLength(k);
   }
 
   /** Bytes {@link copyField} writes for field `k`. */
   fieldSize(k: number): number {
-    return this.head.fieldSize(k);
+    return this.live().fieldSize(k);
   }
 
   /** Copies field `k` as received (`name: value\r\n`) into `out` at `p`, for proxies; returns the end. */
   copyField(k: number, out: Buffer, p: number): number {
-    return this.head.copyField(this.buf, k, out, p, this.shift);
+    return this.live().copyField(this.ex.headBuf, k, out, p, this.ex.headShift);
   }
 
   /** Value of field `k`, without surrounding whitespace. */
   fieldValue(k: number): string {
-    const f = this.head.fields;
-    return latin1(this.buf, f[k * 4 + 2]! + this.shift, f[k * 4 + 3]! + this.shift);
+    const f = this.live().fields;
+    const shift = this.ex.headShift;
+    return latin1(this.ex.headBuf, f[k * 4 + 2]! + shift, f[k * 4 + 3]! + shift);
   }
 
-  private findField(lower: string, from: number): number {
-    return this.head.find(this.buf, lower, from, this.shift);
-  }
-
-  /** Whether the connection stays open after this exchange. */
+  /** Whether the connection stays open after this exchange (as decided so far). */
   get keepAlive(): boolean {
+    this.live();
     return this.ex.keepAlive;
   }
 
   /** The protocol asked for in `Upgrade` with `Connection: upgrade`, or undefined. */
   get upgrade(): string | undefined {
-    const head = this.head;
+    const head = this.live();
     return head.connectionUpgrade && head.upgradeField >= 0 ? this.fieldValue(head.upgradeField) : undefined;
   }
 
   /** Content-Length as sent, or -1 (no body, or a chunked one). */
   get contentLength(): number {
-    return this.head.contentLength;
+    return this.live().contentLength;
   }
 
   /** Whether a body follows the head (Content-Length > 0 or chunked). */
   get hasBody(): boolean {
-    return this.head.chunked || this.head.contentLength > 0;
+    const head = this.live();
+    return head.chunked || head.contentLength > 0;
   }
 
   /** Trailer fields of a chunked body, available once the body is complete. */
   get trailers(): readonly [string, string][] {
+    this.live();
     return this.ex.bodyDecoder.trailers;
   }
 
-  /** The client's IP address. */
+  /** The client's IP address ('' for Unix sockets). */
   get remoteAddress(): string {
-    return this.ex.conn.remoteAddress;
+    return this.conn.remoteAddress;
+  }
+
+  /**
+   * Aborted when the client goes away before the response ended (the reason is an `HttpError` with code
+   * `ERR_HTTP_CLOSED`): pass it to `fetch`, timers or your own loops; any number of listeners may use it.
+   * Made on first use, so requests that never ask pay nothing.
+   */
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.ex.aborted(this)) this.controller.abort(closedError());
+    }
+    return this.controller.signal;
+  }
+
+  /** @internal The client went away before the response ended. */
+  abort(): void {
+    this.controller?.abort(closedError());
   }
 
   /**
@@ -235,6 +255,7 @@ export class Request {
    * `maxBodySize`); the server then answers 413 unless the response has started.
    */
   body(limit?: number): Promise<Buffer> {
+    this.live();
     return this.ex.collectBody(limit);
   }
 
@@ -245,36 +266,43 @@ export class Request {
 
   /** The body parsed as JSON; a syntax error rejects with an `HttpError` 400. */
   async json<T = unknown>(limit?: number): Promise<T> {
-    return this.ex.parseJson<T>(await this.body(limit));
+    const body = await this.body(limit);
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new HttpError(400, 'request body is not valid JSON');
+    }
   }
 
   /** Streams the body to `consumer` in place (zero-copy); see {@link BodyConsumer}. */
   pipe(consumer: BodyConsumer): void {
+    this.live();
     this.ex.attachBody(consumer);
   }
 
   /**
-   * Registers `listener` to run if the client goes away before the response ends (one listener per request;
-   * a proxy uses it to abandon the upstream exchange).
+   * Registers `listener` to run if the client goes away before the response ends: one listener per request,
+   * without the cost of an `AbortSignal` (a proxy uses it to abandon its upstream exchange).
    */
   onAbort(listener: () => void): void {
+    this.live();
     this.ex.abortListener = listener;
   }
 
   /** Resumes reading after a consumer's `data` returned false. */
   resumeBody(): void {
-    this.ex.resumeBody();
+    if (this.gen === this.ex.generation) this.ex.resumeBody();
   }
 
   /** The body as a Node.js Readable of copied chunks, with backpressure. */
   stream(): Readable {
-    const req = this;
     let paused = false;
+    const resume = () => this.resumeBody();
     const readable = new Readable({
       read() {
         if (paused) {
           paused = false;
-          req.resumeBody();
+          resume();
         }
       },
     });
@@ -295,4 +323,11 @@ export class Request {
     });
     return readable;
   }
+}
+
+/** Why a request was aborted or a write refused: the client closed the connection. */
+export function closedError(cause?: Error): HttpError {
+  const err = new HttpError(499, 'the client closed the connection', 'ERR_HTTP_CLOSED');
+  if (cause !== undefined) (err as { cause?: unknown }).cause = cause;
+  return err;
 }

@@ -1,8 +1,9 @@
 import fastJson from 'fast-json-stringify';
-import type { EventHandler } from '../../core/index.ts';
+import type { Conn, EventHandler } from '../../core/index.ts';
 import { TCHAR } from './chars.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
+import { closedError, staleError } from './request.ts';
 import { currentDateBytes, statusLineBytes } from './status.ts';
 
 const EMPTY = Buffer.alloc(0);
@@ -44,18 +45,36 @@ function putName(buf: Buffer, p: number, s: string): number {
   return p + len;
 }
 
-/**
- * Copies header value `s` to `buf[p]`, checking every character is HTAB, SP, visible ASCII or obs-text
- * (so no CR, LF or NUL can split the head); returns the end offset, or -1 if invalid.
- */
+/** Whether a header value byte is allowed: HTAB, SP, visible ASCII or obs-text (no CR, LF, NUL, DEL). */
+function valueChar(c: number): boolean {
+  return c <= 0xff && (c >= 0x20 || c === 0x09) && c !== 0x7f;
+}
+
+/** Copies header value `s` to `buf[p]`, checking every character; returns the end offset, or -1 if invalid. */
 function putValue(buf: Buffer, p: number, s: string): number {
   const len = s.length;
   for (let i = 0; i < len; i++) {
     const c = s.charCodeAt(i);
-    if (c > 0xff || (c < 0x20 && c !== 0x09) || c === 0x7f) return -1;
+    if (!valueChar(c)) return -1;
     buf[p + i] = c;
   }
   return p + len;
+}
+
+/** Whether `s` is a header name (a non-empty token), checked whole, however long. */
+function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f || TCHAR[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** Whether every character of `s` may stand in a header value, checked whole, however long. */
+function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (!valueChar(s.charCodeAt(i))) return false;
+  return true;
 }
 
 function putDecimal(buf: Buffer, p: number, n: number): number {
@@ -64,6 +83,19 @@ function putDecimal(buf: Buffer, p: number, n: number): number {
   for (let i = p + digits - 1; i >= p; i--) {
     buf[i] = 0x30 + (n % 10);
     n = Math.floor(n / 10);
+  }
+  return p + digits;
+}
+
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/** Writes `n` in lower-case hex at `p` (a chunk size); returns the end. */
+function putHex(buf: Buffer, p: number, n: number): number {
+  let digits = 1;
+  for (let m = n; m >= 16; m = Math.floor(m / 16)) digits++;
+  for (let i = p + digits - 1; i >= p; i--) {
+    buf[i] = HEX_DIGITS[n % 16]!;
+    n = Math.floor(n / 16);
   }
   return p + digits;
 }
@@ -80,33 +112,35 @@ function putAscii(buf: Buffer, p: number, s: string): number {
   return p + s.length;
 }
 
-/** Case-insensitive equality with a lower-case ASCII name, without allocating. */
-function isNamed(name: string, lower: string): boolean {
-  if (name.length !== lower.length) return false;
-  for (let i = 0; i < lower.length; i++) {
-    const c = name.charCodeAt(i);
-    if ((c >= 0x41 && c <= 0x5a ? c + 0x20 : c) !== lower.charCodeAt(i)) return false;
+/** Case-insensitive equality of two ASCII header names, without allocating. */
+function sameName(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    const lower = x | 0x20; // ASCII letters differ in case by 0x20 alone
+    if (lower !== (y | 0x20) || lower < 0x61 || lower > 0x7a) return false;
   }
   return true;
 }
-
-const scratch = Buffer.allocUnsafe(8192);
 
 function invalidHeader(name: string, part: 'name' | 'value'): HttpError {
   return new HttpError(
     500,
     part === 'name'
-      ? `invalid header name ${JSON.stringify(name)}`
-      : `invalid character in the value of header ${name}`,
+      ? `invalid header name ${JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}...` : name)}`
+      : `invalid character in the value of header ${name.length > 64 ? `${name.slice(0, 64)}...` : name}`,
     'ERR_HTTP_INVALID_HEADER',
   );
 }
 
-function checkHeader(name: string, value: string): void {
-  if (putName(scratch, 0, name.slice(0, 8192)) < 0) throw invalidHeader(name, 'name');
-  if (value.length <= 8192 ? putValue(scratch, 0, value) < 0 : !/^[\t\x20-\x7e\x80-\xff]*$/.test(value)) {
-    throw invalidHeader(name, 'value');
-  }
+function lengthMismatch(declared: number, sent: number): HttpError {
+  return new HttpError(
+    500,
+    `the response declared ${declared} body bytes and ${sent > declared ? 'was given more' : `ended after ${sent}`}`,
+    'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+  );
 }
 
 function byteLength(body: string | Uint8Array): number {
@@ -118,57 +152,69 @@ function byteLength(body: string | Uint8Array): number {
 }
 
 /**
- * The response to one request. The server reuses one per connection; it is valid until `end`. Header names
- * and values are validated when set (no CR/LF injection); the head goes out with the first body bytes, in the
- * same socket write as the rest of the turn's output. Content-Length is set when the whole body is given to
- * `end`, otherwise the body is chunked (HTTP/1.1) or delimited by closing (HTTP/1.0).
+ * The response to one request, valid until it ends: afterwards calls that would change it throw
+ * `ERR_HTTP_STALE` (`end()` again is a no-op), so a handler that kept it can never touch the next response
+ * on the connection. Header names and values are validated while serialized (no CR/LF injection); the head
+ * goes out with the first body bytes, in the same socket write as the rest of the turn's output.
+ * Content-Length is set when the whole body is given to `end`, otherwise the body is chunked (HTTP/1.1) or
+ * delimited by closing (HTTP/1.0). A declared length is enforced: more or fewer bytes throw
+ * `ERR_HTTP_CONTENT_LENGTH_MISMATCH` and close the connection, so no byte of one response reads as the next.
  */
 export class Response {
   /** Status code to send (200 unless changed). */
   statusCode = 200;
   /** The head has been written. */
   headersSent = false;
-  /** `end` was called. */
+  /** `end` was called (or the connection closed first). */
   finished = false;
   /** Body bytes written so far (for access logs). */
   bytesWritten = 0;
 
   /** @internal */ readonly ex: Exchange;
-  private readonly names: string[] = [];
-  private readonly values: string[] = [];
+  /** @internal The exchange's generation this response belongs to. */
+  readonly gen: number;
+  private readonly conn: Conn;
+  /** The request was HEAD: no body goes out whatever is written. */
+  private readonly headOnly: boolean;
   private chunkedOut = false;
   private declaredLength = -1;
 
-  /** @internal */
-  constructor(ex: Exchange) {
+  /** @internal Made by the exchange for each request. */
+  constructor(ex: Exchange, gen: number, headOnly: boolean) {
     this.ex = ex;
+    this.gen = gen;
+    this.conn = ex.conn;
+    this.headOnly = headOnly;
   }
 
-  /** @internal */
-  begin(): void {
-    this.statusCode = 200;
-    this.headersSent = this.finished = false;
-    this.bytesWritten = 0;
-    this.chunkedOut = false;
-    this.declaredLength = -1;
-    if (this.names.length !== 0) {
-      while (this.names.pop() !== undefined);
-      while (this.values.pop() !== undefined);
-    }
+  /** Throws unless this response is the exchange's current one and still open. */
+  private live(): Exchange {
+    const ex = this.ex;
+    if (this.gen !== ex.generation) throw staleError('response');
+    return ex;
+  }
+
+  /**
+   * The connection is gone (closed, or closing after an error or the client leaving): nothing more of this
+   * response can be sent. A streaming handler checks it, or `req.signal`, which fires at the same moment.
+   */
+  get closed(): boolean {
+    return this.conn.closed;
   }
 
   /** Forgets status and headers set so far (before the head is sent): for an error answer after all. */
   reset(): this {
+    const ex = this.live();
     if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
     this.statusCode = 200;
     this.declaredLength = -1;
-    while (this.names.pop() !== undefined);
-    while (this.values.pop() !== undefined);
+    ex.clearResponseHeaders();
     return this;
   }
 
   /** Sets the status code (200-999). */
   status(code: number): this {
+    this.live();
     if (!Number.isInteger(code) || code < 200 || code > 999) {
       throw new HttpError(500, `invalid status code ${code}`, 'ERR_HTTP_INVALID_STATUS');
     }
@@ -184,22 +230,22 @@ export class Response {
 
   /** Adds a value of header `name` after any earlier ones (for `set-cookie`). */
   appendHeader(name: string, value: HeaderValue): this {
+    const ex = this.live();
     if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
     if (typeof value === 'object') {
       for (const v of value) this.appendHeader(name, v);
       return this;
     }
     // Names and values are validated as they are serialized (one pass over the characters).
-    const text = typeof value === 'number' ? String(value) : value;
-    this.names.push(name);
-    this.values.push(text);
+    ex.resNames.push(name);
+    ex.resValues.push(typeof value === 'number' ? String(value) : value);
     return this;
   }
 
   /** The first value set for `name`, or undefined. */
   getHeader(name: string): string | undefined {
     const k = this.indexOf(name);
-    return k === -1 ? undefined : this.values[k];
+    return k === -1 ? undefined : this.ex.resValues[k];
   }
 
   /** Whether a value is set for `name`. */
@@ -209,37 +255,39 @@ export class Response {
 
   /** Removes every value of `name`. */
   removeHeader(name: string): this {
+    const ex = this.ex;
     for (let k = this.indexOf(name); k !== -1; k = this.indexOf(name)) {
-      this.names.splice(k, 1);
-      this.values.splice(k, 1);
+      ex.resNames.splice(k, 1);
+      ex.resValues.splice(k, 1);
     }
     return this;
   }
 
   private indexOf(name: string): number {
-    const names = this.names;
-    if (names.length === 0) return -1;
-    const lower = name.toLowerCase();
+    const names = this.live().resNames;
     for (let k = 0; k < names.length; k++) {
       const n = names[k]!;
-      if (n === name || isNamed(n, lower)) return k;
+      if (n === name || sameName(n, name)) return k;
     }
     return -1;
   }
 
-  /** Whether this status may carry a body at all. */
+  /** Whether this response carries a body at all (not for HEAD, 204 or 304). */
   private get bodyAllowed(): boolean {
     const s = this.statusCode;
-    return s !== 204 && s !== 304 && this.ex.req.method !== 'HEAD';
+    return s !== 204 && s !== 304 && !this.headOnly;
   }
 
   /**
    * Writes the head now, before the body: `length` is the body length to declare (-1 to stream it, chunked
    * for HTTP/1.1). `raw` adds header lines copied verbatim (they are not validated again: pass only lines a
-   * strict parser accepted). The body then follows with `write`/`end`.
+   * strict parser accepted). The body then follows with `write`/`end`, exactly `length` bytes when declared.
    */
   sendHead(length: number, raw?: RawHeaders): void {
+    this.live();
     if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
+    if (!Number.isInteger(length) || length < -1)
+      throw new HttpError(500, `invalid body length ${length}`, 'ERR_HTTP_INVALID_LENGTH');
     this.writeHead(length, raw);
     if (length >= 0) this.declaredLength = length;
   }
@@ -248,11 +296,11 @@ export class Response {
   private writeHead(length: number, raw?: RawHeaders): void {
     const ex = this.ex;
     const status = this.statusCode;
-    const names = this.names;
-    const values = this.values;
+    const names = ex.resNames;
+    const values = ex.resValues;
     let bound = 192 + (raw?.size ?? 0);
     for (let k = 0; k < names.length; k++) bound += names[k]!.length + values[k]!.length + 4;
-    const conn = ex.conn;
+    const conn = this.conn;
     const buf = conn.reserve(bound);
     let p = conn.reservedAt;
     p = putBytes(buf, p, statusLineBytes(status));
@@ -261,19 +309,24 @@ export class Response {
       const name = names[k]!;
       const value = values[k]!;
       const len = name.length;
-      if (len === 4 && isNamed(name, 'date')) {
+      if (len === 4 && sameName(name, 'date')) {
         hasDate = true;
-      } else if (len === 10 && isNamed(name, 'connection')) {
+      } else if (len === 10 && sameName(name, 'connection')) {
         if (/(^|[\s,])close($|[\s,])/i.test(value)) ex.keepAlive = false;
         continue; // written below, from keepAlive
-      } else if (len === 14 && isNamed(name, 'content-length')) {
+      } else if (len === 14 && sameName(name, 'content-length')) {
         if (!/^\d{1,15}$/.test(value)) throw invalidHeader(name, 'value');
-        this.declaredLength = Number(value);
-        if (length >= 0 && this.declaredLength !== length && this.bodyAllowed) {
-          throw new HttpError(500, 'content-length does not match the body', 'ERR_HTTP_CONTENT_LENGTH');
+        const declared = Number(value);
+        if (length >= 0 && declared !== length && this.bodyAllowed) {
+          throw new HttpError(
+            500,
+            'content-length does not match the body',
+            'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+          );
         }
+        this.declaredLength = declared;
         length = -2; // declared by the handler
-      } else if (len === 17 && isNamed(name, 'transfer-encoding')) {
+      } else if (len === 17 && sameName(name, 'transfer-encoding')) {
         continue; // framing is ours to choose
       }
       p = putName(buf, p, name);
@@ -296,16 +349,16 @@ export class Response {
         p = putDecimal(buf, p, length);
         buf[p++] = 0x0d;
         buf[p++] = 0x0a;
-      } else if (ex.req.httpVersion === '1.1') {
+      } else if (ex.httpMinor === 1) {
         p = putAscii(buf, p, 'transfer-encoding: chunked\r\n');
-        this.chunkedOut = ex.req.method !== 'HEAD';
+        this.chunkedOut = !this.headOnly;
       } else {
         ex.keepAlive = false; // HTTP/1.0 without a length: the close ends the body
       }
     }
     ex.beforeHead();
     if (!ex.keepAlive) p = putAscii(buf, p, 'connection: close\r\n');
-    else if (ex.req.httpVersion === '1.0') p = putAscii(buf, p, 'connection: keep-alive\r\n');
+    else if (ex.httpMinor === 0) p = putAscii(buf, p, 'connection: keep-alive\r\n');
     buf[p++] = 0x0d;
     buf[p++] = 0x0a;
     this.headersSent = true;
@@ -314,16 +367,33 @@ export class Response {
 
   /**
    * Streams body bytes (the head goes first). Returns false when the connection's outbound bytes are above
-   * the high-water mark: wait for {@link drain} before writing more.
+   * the high-water mark (wait for {@link drain} before writing more) and when the connection is gone
+   * ({@link closed}; `drain` then rejects with `ERR_HTTP_CLOSED`, so a write/drain loop ends).
    */
   write(chunk: string | Uint8Array): boolean {
     if (this.finished) throw new HttpError(500, 'write after end', 'ERR_HTTP_WRITE_AFTER_END');
+    this.live();
+    const conn = this.conn;
+    if (conn.closed) return false;
     if (!this.headersSent) this.writeHead(-1);
     const n = byteLength(chunk);
     if (n === 0 || !this.bodyAllowed) return true;
-    const conn = this.ex.conn;
+    const declared = this.declaredLength;
+    if (declared >= 0 && this.bytesWritten + n > declared) {
+      // Bytes past the declared length would be read as the start of the next response: refuse them, and
+      // end the connection after what was declared.
+      this.ex.keepAlive = false;
+      this.finished = true;
+      this.ex.responseEnded();
+      throw lengthMismatch(declared, this.bytesWritten + n);
+    }
     if (this.chunkedOut) {
-      conn.writeLatin1(`${n.toString(16)}\r\n`);
+      const buf = conn.reserve(16);
+      let p = conn.reservedAt;
+      p = putHex(buf, p, n);
+      buf[p++] = 0x0d;
+      buf[p++] = 0x0a;
+      conn.commit(p);
       conn.write(chunk);
       conn.writeLatin1('\r\n');
     } else {
@@ -333,27 +403,37 @@ export class Response {
     return conn.outboundBuffered < conn.loop.options.highWaterMark;
   }
 
-  /** Ends the response, with a last piece of body if given. */
+  /** Ends the response, with a last piece of body if given. A second call is a no-op. */
   end(body?: string | Uint8Array): void {
     if (this.finished) return;
+    const ex = this.live();
+    if (this.conn.closed) {
+      // The client is gone: nothing to send; the exchange already knows.
+      this.finished = true;
+      return;
+    }
     if (!this.headersSent) {
       const data = body ?? EMPTY;
       const n = byteLength(data);
+      // A Content-Length the handler set must match (writeHead refuses it before committing anything).
       this.writeHead(n);
       if (n !== 0 && this.bodyAllowed) {
-        this.ex.conn.write(data);
+        this.conn.write(data);
         this.bytesWritten = n;
       }
     } else {
       if (body !== undefined) this.write(body);
-      if (this.chunkedOut) this.ex.conn.writeLatin1('0\r\n\r\n');
+      if (this.chunkedOut) this.conn.writeLatin1('0\r\n\r\n');
     }
-    if (this.declaredLength >= 0 && this.bodyAllowed && this.bytesWritten !== this.declaredLength) {
-      // The declared length was not honoured: the connection cannot be framed any more.
-      this.ex.keepAlive = false;
-    }
+    const declared = this.declaredLength;
     this.finished = true;
-    this.ex.responseEnded();
+    if (declared >= 0 && this.bodyAllowed && this.bytesWritten !== declared) {
+      // Fewer bytes than declared: the client would wait for the rest, or read the next response as it.
+      ex.keepAlive = false;
+      ex.responseEnded();
+      throw lengthMismatch(declared, this.bytesWritten);
+    }
+    ex.responseEnded();
   }
 
   /**
@@ -366,31 +446,45 @@ export class Response {
     this.end(body);
   }
 
-  /** Resolves once queued outbound bytes fall to the low-water mark (or the connection closes). */
+  /**
+   * Resolves once queued outbound bytes fall to the low-water mark. Rejects with an `HttpError`
+   * `ERR_HTTP_CLOSED` if the connection is gone or goes away first.
+   */
   drain(): Promise<void> {
-    return this.ex.drain();
+    if (this.conn.closed) return Promise.reject(closedError());
+    return this.live().drain();
+  }
+
+  /** Ends the response at once by closing the connection (`err` is logged as why): for a failure mid-body. */
+  destroy(err?: Error): void {
+    if (this.gen !== this.ex.generation) return;
+    this.finished = true;
+    this.conn.destroy(err);
   }
 
   /**
-   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` and the given headers, then hands the
-   * connection, and any bytes that followed the request, to `handler` (its `onOpen` runs first).
+   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` and the given headers (each name and
+   * value checked whole), then hands the connection, and any bytes that followed the request, to `handler`:
+   * its `onOpen` runs under the loop's error handling and its returned `Action` applies.
    */
   upgrade(handler: EventHandler, headers: Readonly<Record<string, HeaderValue>> = {}): void {
+    const ex = this.live();
     if (this.headersSent) throw new HttpError(500, 'headers already sent', 'ERR_HTTP_HEADERS_SENT');
-    const protocol = this.ex.req.upgrade;
+    const protocol = ex.upgradeProtocol();
     if (protocol === undefined)
       throw new HttpError(500, 'the request asked for no upgrade', 'ERR_HTTP_NO_UPGRADE');
     let head = `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${protocol}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
+      if (!isToken(name)) throw invalidHeader(name, 'name');
       for (const v of typeof value === 'object' ? value : [value]) {
         const text = String(v);
-        checkHeader(name, text);
+        if (!isFieldValue(text)) throw invalidHeader(name, 'value');
         head += `${name}: ${text}\r\n`;
       }
     }
     this.headersSent = this.finished = true;
     this.statusCode = 101;
-    this.ex.conn.writeLatin1(`${head}\r\n`);
-    this.ex.upgraded(handler);
+    this.conn.writeLatin1(`${head}\r\n`);
+    ex.upgraded(handler);
   }
 }

@@ -78,7 +78,14 @@ export interface ServerCore {
   readonly bodyLimits: BodyLimits;
   readonly onResponse: ServerOptions['onResponse'];
   shuttingDown: boolean;
+  /** Exchanges of idle connections, for the next connection that has bytes (one thread: no locking). */
+  readonly pool: Exchange[];
+  /** Most exchanges kept in the pool. */
+  readonly poolSize: number;
 }
+
+/** Exchanges kept for reuse per server: enough for every connection busy at once on a loop, bounded. */
+const POOL_SIZE = 1024;
 
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -130,7 +137,7 @@ function positiveInt(name: string, value: unknown): number {
  *   res.header('content-type', 'text/plain').end('Hello, World!');
  * });
  */
-export function server(handler: RequestHandler, options: ServerOptions = {}): EventHandler<Exchange> {
+export function server(handler: RequestHandler, options: ServerOptions = {}): EventHandler<Exchange | null> {
   const o = { ...DEFAULTS, ...definedOptions(options) };
   for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
     if (key !== 'requireHost') positiveInt(key, o[key]);
@@ -158,25 +165,44 @@ export function server(handler: RequestHandler, options: ServerOptions = {}): Ev
     onResponse: accessLogger(options),
     timing: options.accessLog !== undefined && options.accessLog !== false,
     shuttingDown: false,
+    pool: [],
+    poolSize: POOL_SIZE,
   };
+  const headersTimeout = o.headersTimeout;
+  // A connection has an exchange only while it carries a request (or part of one); idle, it has none.
   return {
-    onOpen(conn: Conn<Exchange>) {
-      conn.context = new Exchange(conn, core);
+    onOpen(conn: Conn<Exchange | null>) {
+      conn.context = null;
+      // The first request's head must arrive within headersTimeout of the connection opening.
+      conn.setDeadline(headersTimeout);
     },
-    onTraffic(conn: Conn<Exchange>) {
-      conn.context!.process();
+    onTraffic(conn: Conn<Exchange | null>) {
+      let ex = conn.context;
+      if (ex === null || ex === undefined) {
+        ex = core.pool.pop() ?? new Exchange(core);
+        ex.bind(conn);
+      }
+      ex.process();
     },
-    onDeadline(conn: Conn<Exchange>) {
-      conn.context!.onDeadline();
+    onDeadline(conn: Conn<Exchange | null>) {
+      const ex = conn.context;
+      if (ex === null || ex === undefined)
+        conn.close(); // idle (or never sent a byte) for too long
+      else ex.onDeadline();
     },
-    onEof(conn: Conn<Exchange>) {
-      conn.context!.onEof();
+    onEof(conn: Conn<Exchange | null>) {
+      const ex = conn.context;
+      if (ex === null || ex === undefined) conn.close();
+      else ex.onEof();
     },
-    onWritable(conn: Conn<Exchange>) {
-      conn.context!.onWritable();
+    onWritable(conn: Conn<Exchange | null>) {
+      conn.context?.onWritable();
     },
-    onClose(conn: Conn<Exchange>, err: Error | undefined) {
-      conn.context?.onClosed(err);
+    onClose(conn: Conn<Exchange | null>, err: Error | undefined) {
+      const ex = conn.context;
+      if (ex === null || ex === undefined) return;
+      conn.context = null;
+      if (ex.onClosed(err) && core.pool.length < core.poolSize) core.pool.push(ex);
     },
     onShutdown(_loop: EventLoop) {
       // Responses from now on carry `connection: close`; the engine closes idle connections itself.

@@ -99,6 +99,8 @@ export class Exchange implements BodySink {
   private drainWaiters: DrainWaiter[] | null = null;
   /** The client sent FIN: no more requests will come. */
   private peerEnded = false;
+  /** The generation whose request was told its connection is gone (-1: none). */
+  private lostNotified = -1;
 
   constructor(server: ServerCore) {
     this.server = server;
@@ -582,15 +584,24 @@ export class Exchange implements BodySink {
     this.consumer = null;
     if (was === BODY) consumer?.error(err ?? closedError());
     const inFlight = was === BODY || was === RESPONDING || was === DISCARDING;
-    if (inFlight && this.res !== null && !this.res.finished) {
-      const listener = this.abortListener;
-      this.abortListener = null;
-      listener?.();
-      this.req?.abort();
-    }
+    if (inFlight) this.connectionLost();
     if (this.drainWaiters !== null) this.settleDrain(closedError(err));
     // A request still in flight may be held by its handler: this exchange is not reused then.
     return !inFlight && was !== UPGRADED;
+  }
+
+  /**
+   * @internal The connection is gone while a response was still owed: tells the request's abort listener and
+   * signal, once. The response notices first when a write fails (the close event follows a turn later).
+   */
+  connectionLost(): void {
+    const res = this.res;
+    if (res === null || res.finished || this.lostNotified === this.generation) return;
+    this.lostNotified = this.generation;
+    const listener = this.abortListener;
+    this.abortListener = null;
+    listener?.();
+    this.req?.abort();
   }
 
   /** @internal Whether `req` was aborted: the connection closed before its response ended. */

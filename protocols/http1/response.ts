@@ -199,7 +199,9 @@ export class Response {
    * response can be sent. A streaming handler checks it, or `req.signal`, which fires at the same moment.
    */
   get closed(): boolean {
-    return this.conn.closed;
+    if (!this.conn.closed) return false;
+    if (this.gen === this.ex.generation) this.ex.connectionLost(); // so req.signal agrees at once
+    return true;
   }
 
   /** Forgets status and headers set so far (before the head is sent): for an error answer after all. */
@@ -372,9 +374,12 @@ export class Response {
    */
   write(chunk: string | Uint8Array): boolean {
     if (this.finished) throw new HttpError(500, 'write after end', 'ERR_HTTP_WRITE_AFTER_END');
-    this.live();
+    const ex = this.live();
     const conn = this.conn;
-    if (conn.closed) return false;
+    if (conn.closed) {
+      ex.connectionLost();
+      return false;
+    }
     if (!this.headersSent) this.writeHead(-1);
     const n = byteLength(chunk);
     if (n === 0 || !this.bodyAllowed) return true;
@@ -408,7 +413,8 @@ export class Response {
     if (this.finished) return;
     const ex = this.live();
     if (this.conn.closed) {
-      // The client is gone: nothing to send; the exchange already knows.
+      // The client is gone: nothing to send.
+      ex.connectionLost();
       this.finished = true;
       return;
     }
@@ -451,8 +457,12 @@ export class Response {
    * `ERR_HTTP_CLOSED` if the connection is gone or goes away first.
    */
   drain(): Promise<void> {
-    if (this.conn.closed) return Promise.reject(closedError());
-    return this.live().drain();
+    const ex = this.live();
+    if (this.conn.closed) {
+      ex.connectionLost();
+      return Promise.reject(closedError());
+    }
+    return ex.drain();
   }
 
   /** Ends the response at once by closing the connection (`err` is logged as why): for a failure mid-body. */

@@ -38,8 +38,9 @@ function onSocketEnd(this: ConnSocket): void {
   conn.loop.onEnd(conn);
 }
 function onSocketError(this: ConnSocket, err: Error): void {
-  const conn = this[kConn];
-  if (conn.closeError === undefined) conn.closeError = err;
+  // The socket is dead now; its 'close' follows only after a tick, which a handler looping on microtasks
+  // (write, await drain) would never let run: the connection must say it is closed at once.
+  this[kConn].destroy(err);
 }
 function onSocketClose(this: ConnSocket): void {
   const conn = this[kConn];

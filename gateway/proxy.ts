@@ -196,7 +196,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Raw
     if (!this.res.headersSent) {
       sendGatewayError(this.res, status, message, { upstream: this.upstream.name, route: this.route.name });
     } else {
-      this.res.ex.conn.destroy(new Error(`upstream failed mid-response: ${message}`));
+      this.res.destroy(new Error(`upstream failed mid-response: ${message}`));
     }
   }
 

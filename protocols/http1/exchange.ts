@@ -611,10 +611,18 @@ export class Exchange implements BodySink {
 
   // ---- backpressure and upgrades -------------------------------------------------------------------
 
-  /** @internal */
+  /**
+   * @internal Settles once the connection can take more, never before the loop's next turn: a writer whose
+   * every write the kernel takes at once must still let other connections (and a failed write's error,
+   * which Node reports a tick later) have their turn.
+   */
   drain(): Promise<void> {
     if (this.conn.whenWritable()) {
-      return this.conn.closed ? Promise.reject(closedError()) : Promise.resolve();
+      if (this.conn.closed) return Promise.reject(closedError());
+      return new Promise((resolve, reject) => {
+        const conn = this.conn;
+        setImmediate(() => (conn.closed ? reject(closedError()) : resolve()));
+      });
     }
     return new Promise((resolve, reject) => {
       if (this.drainWaiters === null) this.drainWaiters = [];

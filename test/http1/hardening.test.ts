@@ -86,6 +86,37 @@ describe('a streaming handler whose client leaves', () => {
     }
   });
 
+  test('a writer whose every write the kernel takes at once still lets other connections have their turn', async () => {
+    const worker = new Worker(new URL('../fixtures/streaming-server.ts', import.meta.url));
+    const ready = new Promise<number>((resolve, reject) => {
+      worker.on('message', (msg: { port?: number }) => {
+        if (msg.port !== undefined) resolve(msg.port);
+      });
+      worker.once('error', reject);
+    });
+    const reader = { socket: null as net.Socket | null, bytes: 0 };
+    try {
+      const port = await ready;
+      // A client that reads the endless stream as fast as it can.
+      reader.socket = net.connect(port, '127.0.0.1');
+      reader.socket.on('data', (d: Buffer) => {
+        reader.bytes += d.length;
+      });
+      reader.socket.on('error', () => {});
+      reader.socket.write(get('/stream'));
+      await waitFor(() => reader.bytes > 4 * 1024 * 1024, 5000, 'the stream to flow');
+      const started = Date.now();
+      const text = await fetchText(port, '/other', 2000);
+      assert.ok(text !== null, 'a second request got no answer while the stream ran');
+      assert.ok(Date.now() - started < 1000, `answered after ${Date.now() - started} ms`);
+    } finally {
+      reader.socket?.destroy();
+      worker.postMessage({ stop: true });
+      await Promise.race([new Promise((r) => worker.once('exit', r)), sleep(2000)]);
+      await worker.terminate();
+    }
+  });
+
   test('req.signal read after the client left is already aborted; a handler awaiting it ends', async () => {
     let observed: { aborted: boolean; code: string | undefined } | null = null;
     const { engine, port } = await startHttp(async (req, res) => {

@@ -1,13 +1,14 @@
 // Long differential fuzzing of the HTTP/1.1 request parser against llhttp (the same fuzzer as
 // test/http1/differential-fuzz.test.ts, for millions of inputs):
 //
-//   node bench/fuzz-http1.ts --iterations 5000000 --seed 42
-//   node bench/fuzz-http1.ts --seed 42 --from 123456 --iterations 1     # replay one input
+//   node --conditions=netloom-source bench/fuzz-http1.ts --iterations 5000000 --seed 42
+//   node --conditions=netloom-source bench/fuzz-http1.ts --seed 42 --from 123456 --iterations 1     # replay one input
 //
 // Prints the count of every outcome class (agree:*, deliberate:*, violation:*) and the first example of each
 // violation signature, minimized. Exits 1 when there is any violation.
 import { parseArgs } from 'node:util';
 import { DELIBERATE, type FuzzStats, formatFinding, makeInput, runFuzz } from '../test/http1/fuzz-core.ts';
+import { startServerDriver, stopServerDriver } from '../test/http1/server-driver.ts';
 
 const { values } = parseArgs({
   options: {
@@ -59,6 +60,7 @@ if (iterations === 1) {
   console.log(`  ${JSON.stringify(input.bytes.toString('latin1'))}`);
 }
 
+await startServerDriver();
 const stats = runFuzz({
   seed,
   iterations,
@@ -74,6 +76,7 @@ const stats = runFuzz({
     console.log(`  ${s.iterations} inputs, ${rate}/s, ${bad} violation(s) so far`);
   },
 });
+await stopServerDriver();
 
 console.log(
   `\n${stats.iterations} inputs (${stats.splitChecked} split checks) in ${(stats.ms / 1000).toFixed(1)} s: ` +

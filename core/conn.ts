@@ -65,6 +65,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   activity = 0;
   /** @internal `activity` at the previous shutdown sweep. */
   sweepMark = -1;
+  /** @internal Accepted from the loop's listener (counts toward `maxConnections`). */
+  fromListener = false;
   /** @internal */ dirty = false;
   /** @internal */ woken = false;
 

@@ -8,6 +8,7 @@ import { type HandleWriter, threadHandleWriter } from './handle-write.ts';
 import { Action, type EventHandler, type HandlerExport } from './handler.ts';
 import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
+import { MemoryPipe } from './memory-pipe.ts';
 import { adoptHandle, type IoPath, ioPath } from './node-internals.ts';
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
@@ -273,6 +274,7 @@ export class EventLoop {
     this.clock = Date.now();
     const socket = this.adopt(raw);
     const conn = new Conn(this.nextId++, this, socket, this.handler, false);
+    conn.fromListener = true;
     this.register(conn, socket, socket === raw);
     if (socket === raw) raw.resume();
     this.accepted++;
@@ -331,6 +333,20 @@ export class EventLoop {
     conn.expireAt = this.clock + timeout;
     this.rearm(conn as Conn);
     return conn;
+  }
+
+  /**
+   * An in-memory connection served by `handler` (its `onOpen` runs now): a test drives it with
+   * `pipe.read(bytes)` and reads what the handler wrote with `pipe.take()`. See {@link MemoryPipe}.
+   */
+  pipe<Ctx = unknown>(handler: EventHandler<Ctx>): MemoryPipe<Ctx> {
+    const socket = MemoryPipe.transport();
+    this.clock = Date.now();
+    const conn = new Conn<Ctx>(this.nextId++, this, socket, handler, false);
+    this.register(conn as Conn, socket, false);
+    const pipe = new MemoryPipe<Ctx>(this, conn, socket);
+    this.dispatchOpen(conn as Conn);
+    return pipe;
   }
 
   /** @internal */
@@ -455,7 +471,7 @@ export class EventLoop {
     this.wheel.cancel(conn);
     conn.release();
     this.conns.delete(conn);
-    if (!conn.dialed) this.accepted--;
+    if (conn.fromListener) this.accepted--;
     this.stats.add(OPEN_COUNT, -1);
     this.stats.add(CLOSED_COUNT, 1);
     let err = conn.closeError;

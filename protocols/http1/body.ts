@@ -58,8 +58,6 @@ export class BodyDecoder {
   received = 0;
   /** Trailer fields of a chunked body, once complete ([name, value] as sent). */
   trailers: [string, string][] = [];
-  /** Sizes of the chunks seen, when `recordChunks` is on (tests compare them with llhttp's). */
-  chunks: number[] | null = null;
   errorStatus = 0;
   errorReason = '';
 
@@ -79,7 +77,6 @@ export class BodyDecoder {
     this.received = 0;
     this.errorStatus = 0;
     if (this.trailers.length !== 0) this.trailers = [];
-    if (this.chunks !== null) this.chunks = [];
     this.state = SIZE;
     this.size = 0;
     this.lineBytes = 0;
@@ -168,7 +165,6 @@ export class BodyDecoder {
         case SIZE_LF: {
           if (b !== LF) return this.fail(400, 'expected LF after chunk size');
           const size = this.size;
-          if (this.chunks !== null) this.chunks.push(size);
           this.size = 0;
           this.lineBytes = 0;
           if (size === 0) {

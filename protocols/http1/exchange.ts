@@ -230,7 +230,11 @@ export class Exchange implements BodySink {
     this.abortListener = null;
     this.continueSent = false;
     let mode = BODY_NONE;
-    if (head.chunked) mode = BODY_CHUNKED;
+    if (head.method === 'CONNECT') {
+      // RFC 9110 §9.3.6: a CONNECT has no content; what follows its head is the tunnel's if it is accepted,
+      // and nothing to read as HTTP if not (the connection then ends with the answer).
+      this.keepAlive = false;
+    } else if (head.chunked) mode = BODY_CHUNKED;
     else if (head.contentLength > 0) mode = BODY_LENGTH;
     this.bodyDecoder.begin(mode, head.contentLength);
     this.state = this.bodyDecoder.done ? RESPONDING : BODY;
@@ -273,9 +277,11 @@ export class Exchange implements BodySink {
     while (values.pop() !== undefined);
   }
 
-  /** @internal The protocol the current request asks to upgrade to, or undefined. */
+  /** @internal The protocol the current request asks to upgrade to (`CONNECT` for a tunnel), or undefined. */
   upgradeProtocol(): string | undefined {
-    return this.req?.upgrade;
+    const req = this.req;
+    if (req === null) return undefined;
+    return req.method === 'CONNECT' ? 'CONNECT' : req.upgrade;
   }
 
   /** @internal Called by the response right before its head is serialized: last chance to decide keep-alive. */

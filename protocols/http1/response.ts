@@ -473,9 +473,10 @@ export class Response {
   }
 
   /**
-   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` and the given headers (each name and
-   * value checked whole), then hands the connection, and any bytes that followed the request, to `handler`:
-   * its `onOpen` runs under the loop's error handling and its returned `Action` applies.
+   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` (for a CONNECT request, a 200 that makes
+   * the connection a tunnel) and the given headers (each name and value checked whole), then hands the
+   * connection, and any bytes that followed the request, to `handler`: its `onOpen` runs under the loop's
+   * error handling and its returned `Action` applies.
    */
   upgrade(handler: EventHandler, headers: Readonly<Record<string, HeaderValue>> = {}): void {
     const ex = this.live();
@@ -483,7 +484,10 @@ export class Response {
     const protocol = ex.upgradeProtocol();
     if (protocol === undefined)
       throw new HttpError(500, 'the request asked for no upgrade', 'ERR_HTTP_NO_UPGRADE');
-    let head = `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${protocol}\r\n`;
+    const tunnel = protocol === 'CONNECT';
+    let head = tunnel
+      ? 'HTTP/1.1 200 OK\r\n'
+      : `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${protocol}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
       if (!isToken(name)) throw invalidHeader(name, 'name');
       for (const v of typeof value === 'object' ? value : [value]) {
@@ -493,7 +497,7 @@ export class Response {
       }
     }
     this.headersSent = this.finished = true;
-    this.statusCode = 101;
+    this.statusCode = tunnel ? 200 : 101;
     this.conn.writeLatin1(`${head}\r\n`);
     ex.upgraded(handler);
   }

@@ -1,12 +1,12 @@
 // Differential fuzzing of our HTTP/1.1 request parser against llhttp (Node's own parser, strict mode), seeded
 // so every failure reproduces: the message names the seed and the iteration, and
-// `node bench/fuzz-http1.ts --seed S --from I --iterations 1` replays one input. The classification lives in
+// `node --conditions=netloom-source bench/fuzz-http1.ts --seed S --from I --iterations 1` replays one input. The classification lives in
 // fuzz-core.ts: differences we keep on purpose are named in DELIBERATE; anything else fails here, in
 // particular a message llhttp refuses for a framing reason that we accept.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   CORPUS,
@@ -18,7 +18,11 @@ import {
   makeInput,
   runFuzz,
 } from './fuzz-core.ts';
-import { drive } from './parse-driver.ts';
+import { drive, startServerDriver, stopServerDriver } from './server-driver.ts';
+
+// Every input runs through the real server, on in-memory connections of one loop.
+before(startServerDriver);
+after(stopServerDriver);
 
 const SEED = 0x6e6c6f6d; // "nlom"
 const ITERATIONS = 100_000;

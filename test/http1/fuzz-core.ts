@@ -21,7 +21,7 @@ import {
   type Field,
   type ParsedMessage,
   refusedWhateverFollows,
-} from './parse-driver.ts';
+} from './server-driver.ts';
 
 // ---- llhttp through Node's binding ----------------------------------------------------------------------
 
@@ -804,7 +804,7 @@ export const DELIBERATE: Readonly<Record<string, string>> = {
     'only CRLF empty lines are skipped before a request line (RFC 9112 §2.2 asks for that); llhttp skips bare CR/LF',
   'deferred-error':
     'a head or trailer error we report only once more bytes come, where llhttp stops at the bad byte: every ' +
-    'continuation tried (parse-driver.ts CONTINUATIONS) is refused, so it is never accepted',
+    'continuation tried (server-driver.ts CONTINUATIONS) is refused, so it is never accepted',
 };
 
 export interface Verdict {

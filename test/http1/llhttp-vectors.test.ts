@@ -9,15 +9,14 @@
 //   the server closes after that response and never reads those bytes.
 // - Header values are compared without trailing whitespace: llhttp's span keeps it, but it is not part of the
 //   field value (RFC 9110 §5.5), and Node's binding trims it too.
-// - Deferred errors: the head parser judges a head once its end is in the buffer (it needs the CRLF of the
-//   request line to judge "HTTP/d.d", and while a head trickles in it only rescans new bytes for CRLFCRLF,
-//   protocols/http1/head.ts `parse`), so some inputs llhttp refuses at the bad byte are 'incomplete' for us
-//   until more bytes come (the server answers 408 or 431 if they never do). That counts as llhttp's 'error'
-//   only when every continuation in parse-driver.ts CONTINUATIONS is refused: then it is never accepted.
+// - Deferred errors: the head parser judges each line once its LF is in (protocols/http1/head.ts `parse`), so
+//   an input llhttp refuses at a bad byte in the middle of a line is 'incomplete' for us until the line ends
+//   (the server answers 408 or 431 if it never does). That counts as llhttp's 'error' only when every
+//   continuation in server-driver.ts CONTINUATIONS is refused: then it is never accepted.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   type Chunking,
@@ -26,7 +25,13 @@ import {
   type Field,
   type ParsedMessage,
   refusedWhateverFollows,
-} from './parse-driver.ts';
+  startServerDriver,
+  stopServerDriver,
+} from './server-driver.ts';
+
+// Every input runs through the real server, on in-memory connections of one loop.
+before(startServerDriver);
+after(stopServerDriver);
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const VECTORS = resolve(ROOT, 'test/fixtures/llhttp/vectors-9.4.2.json');

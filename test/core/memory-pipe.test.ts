@@ -1,0 +1,70 @@
+// loop.pipe(): an in-memory connection whose reads arrive exactly as given, served like an accepted one.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Action, type Conn, type EventHandler, type NetloomError } from 'netloom';
+import { serveInline } from '../helpers.ts';
+
+test('reads arrive with their sizes; writes are collected; pause holds reads until resume', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const reads: string[] = [];
+    let conn: Conn | null = null;
+    const pipe = loop.pipe({
+      onOpen(c) {
+        conn = c;
+        c.write('hello ');
+      },
+      onTraffic(c) {
+        const text = c.next().toString();
+        reads.push(text);
+        c.write(text.toUpperCase());
+        if (text === 'stop') c.pause();
+      },
+    });
+    pipe.read(Buffer.from('ab'));
+    pipe.read(Buffer.from('c'));
+    pipe.read(Buffer.from('stop'));
+    pipe.read(Buffer.from('later'));
+    assert.deepEqual(reads, ['ab', 'c', 'stop'], 'each read is its own turn; a paused connection reads none');
+    assert.equal(pipe.heldReads, 1);
+    assert.equal(pipe.take().toString(), 'hello ABCSTOP');
+    conn!.resume();
+    pipe.pump();
+    assert.deepEqual(reads, ['ab', 'c', 'stop', 'later']);
+    assert.equal(pipe.take().toString(), 'LATER');
+    pipe.dispose();
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('end() is the peer FIN (onEof), reset() closes with ECONNRESET, Action.Close ends the pipe', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const events: string[] = [];
+    const handler: EventHandler = {
+      onTraffic(c) {
+        c.discard();
+        return Action.Close;
+      },
+      onEof() {
+        events.push('eof');
+      },
+      onClose(_c, err) {
+        events.push(`close ${(err as NetloomError | undefined)?.code ?? 'clean'}`);
+      },
+    };
+    const a = loop.pipe(handler);
+    a.end();
+    a.reset();
+    a.settle();
+    const b = loop.pipe(handler);
+    b.read(Buffer.from('x'));
+    assert.equal(b.ended, true, 'closing after Action.Close');
+    b.dispose();
+    assert.deepEqual(events, ['eof', 'close ECONNRESET', 'close clean']);
+    assert.equal(engine.stats().total.accepted, 0, 'pipes are not accepted connections');
+  } finally {
+    await engine.stop();
+  }
+});

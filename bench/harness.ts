@@ -183,6 +183,30 @@ export function cpuMicros(pid: number | undefined): number {
     return -1;
   }
 }
+/** Resident memory (bytes) of a process and its descendants, from /proc; -1 where unreadable. */
+export function rssBytes(pid: number | undefined): number {
+  if (pid === undefined) return -1;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN);
+    let total = kb * 1024;
+    for (const child of children(pid)) total += Math.max(0, rssBytes(child));
+    return total;
+  } catch {
+    return -1;
+  }
+}
+
+/** This process's limit on open files (RLIMIT_NOFILE, soft), from /proc. */
+export function openFileLimit(): number {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8');
+    return Number(/Max open files\s+(\d+)/.exec(limits)?.[1] ?? 1024);
+  } catch {
+    return 1024;
+  }
+}
+
 const CLOCK_TICKS = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;

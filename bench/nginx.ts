@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { freePort, type RunningServer, requireTools, startServer, which } from './harness.ts';
 
 /** Starts nginx with `http { server { ... } }` bodies given as `serverBlock` (listen is added). */
-export async function startNginx(name: string, serverBlock: string, httpExtra = ''): Promise<RunningServer> {
+export async function startNginx(
+  name: string,
+  serverBlock: string,
+  httpExtra = '',
+  workerConnections = 4096,
+): Promise<RunningServer> {
   requireTools(['nginx']);
   const dir = mkdtempSync(join(tmpdir(), 'netloom-nginx-'));
   const port = await freePort();
@@ -14,11 +19,12 @@ worker_processes 1;
 daemon off;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${workerConnections}; }
+worker_rlimit_nofile ${workerConnections + 64};
 http {
   access_log off;
   keepalive_requests 1000000;
-  keepalive_timeout 60s;
+  keepalive_timeout 600s;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   ${httpExtra}

@@ -8,19 +8,30 @@ const WORKLOADS: Record<string, string> = {
   'http1-parse': 'tinybench: our HTTP/1.1 parser vs llhttp (small GET, browser GET, chunked POST)',
   logring: 'log ring records/s and producer latency vs pino with a thread-stream transport',
   proxy: 'netloom gateway vs nginx, haproxy, a node:http proxy and an undici proxy (wrk)',
+  idle: 'RSS per idle keep-alive connection: netloom vs node:http and nginx (--connections N)',
 };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '5' } },
+  options: {
+    rounds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string' },
+  },
 });
 const workload = positionals[0];
 if (workload === undefined || !(workload in WORKLOADS)) {
-  console.error('usage: npm run bench -- <workload> [--rounds N] [--seconds S]\n\nworkloads:');
+  console.error(
+    'usage: npm run bench -- <workload> [--rounds N] [--seconds S] [--connections N]\n\nworkloads:',
+  );
   for (const [name, what] of Object.entries(WORKLOADS)) console.error(`  ${name.padEnd(14)} ${what}`);
   process.exit(workload === undefined ? 0 : 2);
 }
 const mod = (await import(`./workloads/${workload}.ts`)) as {
-  run(args: { rounds: number; seconds: number }): Promise<void>;
+  run(args: { rounds: number; seconds: number; connections?: number }): Promise<void>;
 };
-await mod.run({ rounds: Number(values.rounds), seconds: Number(values.seconds) });
+await mod.run({
+  rounds: Number(values.rounds),
+  seconds: Number(values.seconds),
+  ...(values.connections === undefined ? {} : { connections: Number(values.connections) }),
+});

@@ -22,6 +22,17 @@ function discardBuffer(n: number): Buffer {
 /** Strings up to this length are copied by a JS loop rather than the native encoder. */
 const SHORT_STRING = 64;
 
+// Bits of `Conn.flags`.
+const F_OPENED = 1; // the connection was ever open (a failed dial never was)
+const F_FROM_LISTENER = 2; // accepted from the loop's listener (counts toward maxConnections)
+const F_DIRTY = 4; // has staged bytes, listed for the end-of-turn flush
+const F_WOKEN = 8; // a wake() is pending
+const F_IN_OWNED = 16; // the inbound buffer is an arena slab of ours (not a lent read)
+const F_ABOVE_HIGH = 32; // queued outbound bytes passed the high-water mark
+const F_WANT_WRITABLE = 64; // whenWritable() promised an onWritable
+const F_USER_PAUSED = 128; // pause() by the handler
+const F_READING_PAUSED = 256; // the socket is not being read
+
 /** @internal Connection states. */
 export const CONNECTING = 0;
 export const OPEN = 1;
@@ -57,42 +68,40 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /** @internal */ readonly socket: Socket;
   /** @internal */ state: number;
   /** @internal */ closeError: Error | undefined = undefined;
-  /** @internal Whether the connection was ever open (a failed dial never was). */
-  opened: boolean;
+
   /** @internal Loop clock at the last read or write (coarse: the loop refreshes its clock per timer tick). */
   lastActive: number;
   /** @internal Reads plus flushes so far; a graceful stop treats a connection whose count stood still as quiet. */
   activity = 0;
   /** @internal `activity` at the previous shutdown sweep. */
   sweepMark = -1;
-  /** @internal Accepted from the loop's listener (counts toward `maxConnections`). */
-  fromListener = false;
-  /** @internal */ dirty = false;
-  /** @internal */ woken = false;
+  /** Booleans of the connection, one bit each (an idle connection is mostly its fields): see F_*. */
+  private flags = 0;
 
   private peerAddress: string | undefined = undefined;
   private inBuf: Buffer = EMPTY;
   private inStart = 0;
   private inEnd = 0;
-  private inOwned = false;
+
   /** The last view `peek`/`next` lent this turn (identity, not `.buffer`, tells it apart: the getter is slow). */
   private lentView: Buffer | null = null;
 
   private stage: Buffer | null = null;
   private stageStart = 0;
   private stagePos = 0;
-  private readonly segments: Uint8Array[] = [];
-  private readonly slabs: Buffer[] = [];
+  /**
+   * What the next flush writes in order (views of slabs and by-reference buffers) and the slabs it uses up,
+   * when more than the current staging slab is involved. Lists are borrowed from the loop while bytes wait,
+   * so an idle connection holds none.
+   */
+  private segments: Uint8Array[] | null = null;
+  private slabs: Buffer[] | null = null;
   private staged = 0;
   /** Bytes of direct handle writes libuv still holds (the socket's `writableLength` does not see them). */
   private queuedDirect = 0;
   /** Slabs of direct writes libuv still holds, one group per write, oldest first. */
   private held: Buffer[][] | null = null;
 
-  private aboveHigh = false;
-  private wantWritable = false;
-  private userPaused = false;
-  private readingPaused = false;
   private afterWriteBound: (() => void) | null = null;
 
   private deadlineAt = 0;
@@ -106,6 +115,35 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /** @internal */ wheelNext: WheelNode | null = null;
   /** @internal */ wheelSlot = -1;
 
+  /** @internal Whether the connection was ever open (a failed dial never was). */
+  get opened(): boolean {
+    return (this.flags & F_OPENED) !== 0;
+  }
+  set opened(on: boolean) {
+    this.flags = on ? this.flags | F_OPENED : this.flags & ~F_OPENED;
+  }
+  /** @internal Accepted from the loop's listener (counts toward `maxConnections`). */
+  get fromListener(): boolean {
+    return (this.flags & F_FROM_LISTENER) !== 0;
+  }
+  set fromListener(on: boolean) {
+    this.flags = on ? this.flags | F_FROM_LISTENER : this.flags & ~F_FROM_LISTENER;
+  }
+  /** @internal Listed for the end-of-turn flush. */
+  get dirty(): boolean {
+    return (this.flags & F_DIRTY) !== 0;
+  }
+  set dirty(on: boolean) {
+    this.flags = on ? this.flags | F_DIRTY : this.flags & ~F_DIRTY;
+  }
+  /** @internal A wake() is pending. */
+  get woken(): boolean {
+    return (this.flags & F_WOKEN) !== 0;
+  }
+  set woken(on: boolean) {
+    this.flags = on ? this.flags | F_WOKEN : this.flags & ~F_WOKEN;
+  }
+
   /** @internal Use `loop.dial` or the loop's accept path; never constructed by handlers. */
   constructor(id: number, loop: EventLoop, socket: Socket, handler: EventHandler<Ctx>, dialed: boolean) {
     this.id = id;
@@ -114,7 +152,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     this.handler = handler;
     this.dialed = dialed;
     this.state = dialed ? CONNECTING : OPEN;
-    this.opened = !dialed;
+    if (!dialed) this.flags = F_OPENED;
     this.lastActive = loop.clock;
   }
 
@@ -206,7 +244,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     this.activity++;
     const left = this.inEnd - this.inStart;
     if (left === 0) {
-      if (this.inOwned) this.releaseInbound();
+      if ((this.flags & F_IN_OWNED) !== 0) this.releaseInbound();
       this.inBuf = buf;
       this.inStart = 0;
       this.inEnd = n;
@@ -223,10 +261,10 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       return false;
     }
     const held = this.inBuf;
-    if (this.inOwned && held.length - this.inEnd >= n) {
+    if ((this.flags & F_IN_OWNED) !== 0 && held.length - this.inEnd >= n) {
       buf.copy(held, this.inEnd, 0, n);
       this.inEnd += n;
-    } else if (this.inOwned && held.length >= need) {
+    } else if ((this.flags & F_IN_OWNED) !== 0 && held.length >= need) {
       held.copyWithin(0, this.inStart, this.inEnd);
       buf.copy(held, left, 0, n);
       this.inStart = 0;
@@ -235,9 +273,9 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       const grown = this.loop.arena.take(need);
       held.copy(grown, 0, this.inStart, this.inEnd);
       buf.copy(grown, left, 0, n);
-      if (this.inOwned) this.loop.arena.give(held);
+      if ((this.flags & F_IN_OWNED) !== 0) this.loop.arena.give(held);
       this.inBuf = grown;
-      this.inOwned = true;
+      this.flags |= F_IN_OWNED;
       this.inStart = 0;
       this.inEnd = need;
     }
@@ -249,16 +287,16 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     this.lentView = null;
     const left = this.inEnd - this.inStart;
     if (left === 0) {
-      if (this.inOwned) this.releaseInbound();
+      if ((this.flags & F_IN_OWNED) !== 0) this.releaseInbound();
       else if (this.inBuf !== EMPTY) {
         this.inBuf = EMPTY;
         this.inStart = this.inEnd = 0;
       }
-    } else if (!this.inOwned) {
+    } else if ((this.flags & F_IN_OWNED) === 0) {
       const slab = this.loop.arena.take(left);
       this.inBuf.copy(slab, 0, this.inStart, this.inEnd);
       this.inBuf = slab;
-      this.inOwned = true;
+      this.flags |= F_IN_OWNED;
       this.inStart = 0;
       this.inEnd = left;
     }
@@ -267,7 +305,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   private releaseInbound(): void {
     this.loop.arena.give(this.inBuf);
     this.inBuf = EMPTY;
-    this.inOwned = false;
+    this.flags &= ~F_IN_OWNED;
     this.inStart = this.inEnd = 0;
   }
 
@@ -297,7 +335,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if (n === 0) return;
     // Bytes of a chunk Node allocated for this read alone go by reference: nobody reuses that memory. (The
     // loop's shared read buffer is engine memory, so `arena.owns` below copies views of it.)
-    const lent = data === this.lentView && !this.inOwned && this.inBuf !== this.loop.readBuffer;
+    const lent =
+      data === this.lentView && (this.flags & F_IN_OWNED) === 0 && this.inBuf !== this.loop.readBuffer;
     if (n < COPY_LIMIT && !lent) {
       const stage = this.room(n);
       stage.set(data, this.stagePos);
@@ -308,14 +347,14 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
         // An engine-owned view (a lent inbound slab) would be reused under the socket: copy it.
         const copy = this.loop.arena.take(n);
         copy.set(data);
-        this.slabs.push(copy);
-        this.segments.push(copy.subarray(0, n));
+        this.slabList().push(copy);
+        this.segmentList().push(copy.subarray(0, n));
       } else {
-        this.segments.push(data);
+        this.segmentList().push(data);
       }
     }
     this.staged += n;
-    if (!this.dirty) this.loop.markDirty(this);
+    if ((this.flags & F_DIRTY) === 0) this.loop.markDirty(this);
   }
 
   /** Queues a string whose characters are all below U+0100, one byte each (HTTP header text). */
@@ -349,7 +388,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     const n = end - this.stagePos;
     this.stagePos = end;
     this.staged += n;
-    if (!this.dirty) this.loop.markDirty(this);
+    if ((this.flags & F_DIRTY) === 0) this.loop.markDirty(this);
   }
 
   /** Queues several chunks in order; they leave in the same socket write. */
@@ -382,7 +421,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     }
     this.stagePos += n;
     this.staged += n;
-    if (!this.dirty) this.loop.markDirty(this);
+    if ((this.flags & F_DIRTY) === 0) this.loop.markDirty(this);
   }
 
   /** Ensures the staging slab has `n` free bytes. */
@@ -393,7 +432,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.stageStart = this.stagePos = 0;
     } else if (stage.length - this.stagePos < n) {
       this.cutSegment();
-      this.slabs.push(stage);
+      this.slabList().push(stage);
       stage = this.stage = this.loop.arena.take(Math.max(n, STAGE_SLAB));
       this.stageStart = this.stagePos = 0;
     }
@@ -403,8 +442,30 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   private cutSegment(): void {
     const stage = this.stage;
     if (stage !== null && this.stagePos > this.stageStart) {
-      this.segments.push(stage.subarray(this.stageStart, this.stagePos));
+      this.segmentList().push(stage.subarray(this.stageStart, this.stagePos));
       this.stageStart = this.stagePos;
+    }
+  }
+
+  private segmentList(): Uint8Array[] {
+    if (this.segments === null) this.segments = this.loop.borrowList() as Uint8Array[];
+    return this.segments;
+  }
+
+  private slabList(): Buffer[] {
+    if (this.slabs === null) this.slabs = this.loop.borrowList() as Buffer[];
+    return this.slabs;
+  }
+
+  /** Gives the (emptied) lists back to the loop. */
+  private returnLists(): void {
+    if (this.segments !== null) {
+      this.loop.returnList(this.segments);
+      this.segments = null;
+    }
+    if (this.slabs !== null) {
+      this.loop.returnList(this.slabs);
+      this.slabs = null;
     }
   }
 
@@ -413,7 +474,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
    * only to push bytes out mid-turn.
    */
   flush(): void {
-    this.dirty = false;
+    this.flags &= ~F_DIRTY;
     const n = this.staged;
     if (n === 0 || this.state === CLOSED) return;
     this.staged = 0;
@@ -424,12 +485,12 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     const handle = writer === null ? null : writer.handleOf(socket);
     if (handle !== null) {
       // Straight to the handle: nothing of ours waits in the socket's own queue, so order is kept.
-      const segments = this.segments;
       let outcome: number;
-      if (segments.length === 0) {
+      if (this.segments === null) {
         outcome = writer!.write(handle, this.stage!.subarray(this.stageStart, this.stagePos), this);
       } else {
         this.cutSegment();
+        const segments = this.segments;
         outcome =
           segments.length === 1
             ? writer!.write(handle, segments[0]!, this)
@@ -463,10 +524,13 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.stage = null;
       this.stageStart = this.stagePos = 0;
     }
-    let slab = this.slabs.pop();
-    while (slab !== undefined) {
-      group.push(slab);
-      slab = this.slabs.pop();
+    const slabs = this.slabs;
+    if (slabs !== null) {
+      let slab = slabs.pop();
+      while (slab !== undefined) {
+        group.push(slab);
+        slab = slabs.pop();
+      }
     }
     if (this.held === null) this.held = [];
     this.held.push(group);
@@ -478,9 +542,13 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     // Invariant: whenever more than the low-water mark is queued, the last write carries the completion
     // callback, so onWritable is never owed without a write left to trigger it.
     const cb =
-      this.aboveHigh || this.wantWritable || before + n > opts.lowWaterMark ? this.afterWrite() : undefined;
+      (this.flags & F_ABOVE_HIGH) !== 0 ||
+      (this.flags & F_WANT_WRITABLE) !== 0 ||
+      before + n > opts.lowWaterMark
+        ? this.afterWrite()
+        : undefined;
     const segments = this.segments;
-    if (segments.length === 0) {
+    if (segments === null) {
       const stage = this.stage!;
       const view = stage.subarray(this.stageStart, this.stagePos);
       if (cb === undefined) socket.write(view);
@@ -517,14 +585,19 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.stage = null;
       this.stageStart = this.stagePos = 0;
     }
-    let slab = this.slabs.pop();
-    while (slab !== undefined) {
-      if (free) arena.give(slab);
-      else arena.abandon();
-      slab = this.slabs.pop();
+    const slabs = this.slabs;
+    if (slabs !== null) {
+      let slab = slabs.pop();
+      while (slab !== undefined) {
+        if (free) arena.give(slab);
+        else arena.abandon();
+        slab = slabs.pop();
+      }
     }
+    this.returnLists();
     if (pending > this.loop.options.highWaterMark) this.pressure(pending);
-    else if (pending === 0 && (this.aboveHigh || this.wantWritable)) process.nextTick(this.afterWrite());
+    else if (pending === 0 && ((this.flags & F_ABOVE_HIGH) !== 0 || (this.flags & F_WANT_WRITABLE) !== 0))
+      process.nextTick(this.afterWrite());
   }
 
   /** @internal A direct write libuv had queued is done (libuv completes a handle's writes in order). */
@@ -552,8 +625,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       );
       return;
     }
-    if (!this.aboveHigh) {
-      this.aboveHigh = true;
+    if ((this.flags & F_ABOVE_HIGH) === 0) {
+      this.flags |= F_ABOVE_HIGH;
       this.updateReading();
     }
   }
@@ -564,11 +637,12 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   }
 
   private onWritten(): void {
-    if ((!this.aboveHigh && !this.wantWritable) || this.state === CLOSED) return;
+    if (((this.flags & F_ABOVE_HIGH) === 0 && (this.flags & F_WANT_WRITABLE) === 0) || this.state === CLOSED)
+      return;
     if (this.pendingOut() <= this.loop.options.lowWaterMark) {
-      this.wantWritable = false;
-      if (this.aboveHigh) {
-        this.aboveHigh = false;
+      this.flags &= ~F_WANT_WRITABLE;
+      if ((this.flags & F_ABOVE_HIGH) !== 0) {
+        this.flags &= ~F_ABOVE_HIGH;
         this.updateReading();
       }
       this.loop.dispatchWritable(this);
@@ -582,7 +656,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   whenWritable(): boolean {
     this.flush();
     if (this.state >= CLOSING || this.pendingOut() <= this.loop.options.lowWaterMark) return true;
-    this.wantWritable = true;
+    this.flags |= F_WANT_WRITABLE;
     return false;
   }
 
@@ -590,13 +664,13 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
 
   /** Stops reading from this connection until {@link resume} (for flow control across connections). */
   pause(): void {
-    this.userPaused = true;
+    this.flags |= F_USER_PAUSED;
     this.updateReading();
   }
 
   /** Undoes {@link pause}. Reading stays off while outbound bytes are above the high-water mark. */
   resume(): void {
-    this.userPaused = false;
+    this.flags &= ~F_USER_PAUSED;
     this.updateReading();
   }
 
@@ -609,18 +683,21 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
 
   /** Whether the engine is reading from this connection (not paused by the handler or by backpressure). */
   get reading(): boolean {
-    return !this.readingPaused;
+    return (this.flags & F_READING_PAUSED) === 0;
   }
 
   /** @internal */
   updateReading(): void {
     // A dial still connecting wants reading too: nothing re-evaluates this when it connects.
-    const want = this.state <= OPEN && !this.userPaused && (!this.aboveHigh || !this.pauseOnBackpressure);
-    if (want && this.readingPaused) {
-      this.readingPaused = false;
+    const want =
+      this.state <= OPEN &&
+      (this.flags & F_USER_PAUSED) === 0 &&
+      ((this.flags & F_ABOVE_HIGH) === 0 || !this.pauseOnBackpressure);
+    if (want && (this.flags & F_READING_PAUSED) !== 0) {
+      this.flags &= ~F_READING_PAUSED;
       this.socket.resume();
-    } else if (!want && !this.readingPaused && this.state !== CLOSING) {
-      this.readingPaused = true;
+    } else if (!want && (this.flags & F_READING_PAUSED) === 0 && this.state !== CLOSING) {
+      this.flags |= F_READING_PAUSED;
       this.socket.pause();
     }
   }
@@ -630,8 +707,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
    * that left bytes unconsumed while it waited for something else (gnet's `Wake`).
    */
   wake(): void {
-    if (this.state === OPEN && !this.woken) {
-      this.woken = true;
+    if (this.state === OPEN && (this.flags & F_WOKEN) === 0) {
+      this.flags |= F_WOKEN;
       this.loop.scheduleWake(this);
     }
   }
@@ -738,8 +815,8 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     this.inStart = this.inEnd;
     this.settleInbound();
     // Keep reading (and discarding) so the peer's FIN is seen; linger bounds how long.
-    if (this.readingPaused) {
-      this.readingPaused = false;
+    if ((this.flags & F_READING_PAUSED) !== 0) {
+      this.flags &= ~F_READING_PAUSED;
       this.socket.resume();
     }
     this.socket.end();
@@ -779,15 +856,16 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /** @internal Releases arena memory once the socket is gone. */
   release(): void {
     this.state = CLOSED;
-    if (this.inOwned) this.releaseInbound();
+    if ((this.flags & F_IN_OWNED) !== 0) this.releaseInbound();
     else this.inBuf = EMPTY;
     const arena = this.loop.arena;
     // Staged slabs were never handed to the socket (a flush clears them), so they can be reused.
     if (this.stage !== null) arena.give(this.stage);
-    for (const slab of this.slabs) arena.give(slab);
+    if (this.slabs !== null) for (const slab of this.slabs) arena.give(slab);
     this.stage = null;
-    this.slabs.length = 0;
-    this.segments.length = 0;
+    if (this.slabs !== null) this.slabs.length = 0;
+    if (this.segments !== null) this.segments.length = 0;
+    this.returnLists();
     this.staged = 0;
   }
 }

@@ -4,12 +4,19 @@ import { type Address, formatAddress, parseAddress } from './address.ts';
 import { Arena } from './arena.ts';
 import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
 import { NetloomError, netloomError } from './errors.ts';
-import { type HandleWriter, threadHandleWriter } from './handle-write.ts';
+import { type HandleWriter, threadHandleWriter, writeError } from './handle-write.ts';
 import { Action, type EventHandler, type HandlerExport } from './handler.ts';
 import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import { MemoryPipe } from './memory-pipe.ts';
-import { adoptHandle, type IoPath, ioPath } from './node-internals.ts';
+import {
+  adoptHandle,
+  type ClientHandle,
+  type IoPath,
+  ioPath,
+  socketOfHandle,
+  takeAccepts,
+} from './node-internals.ts';
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
 import { TimerWheel } from './timer-wheel.ts';
@@ -123,6 +130,8 @@ export class EventLoop {
   private readonly onread: net.OnReadOpts;
   private readonly wheel: TimerWheel<Conn>;
   private readonly dirty: Conn[] = [];
+  /** Empty lists connections borrow while bytes wait to be written (see `Conn.segments`). */
+  private readonly lists: unknown[][] = [];
   private readonly wakes: Conn[] = [];
   private depth = 0;
   private immediate: NodeJS.Immediate | null = null;
@@ -242,6 +251,14 @@ export class EventLoop {
       await bind();
     }
     server.on('error', (err) => this.log.error('listener error', { error: err }));
+    // Accept straight from the listening handle where Node allows it (internal 5): one socket per accept.
+    if (this.io.read === 'onread') {
+      takeAccepts(
+        server,
+        (handle) => this.acceptHandle(handle),
+        (errno) => this.log.error('accept failed', { error: writeError(errno) }),
+      );
+    }
     this.server = server;
     const bound = server.address();
     if (address.kind === 'unix') {
@@ -264,19 +281,45 @@ export class EventLoop {
     this.stats.add(OPEN_COUNT, 1);
   }
 
+  /** A connection from the `connection` event (the path without internal 5). */
   private accept(raw: net.Socket): void {
-    const max = this.options.maxConnections;
-    if (max > 0 && this.accepted >= max) {
+    if (this.full()) {
       raw.destroy();
-      this.stats.add(REJECTED, 1);
       return;
     }
-    this.clock = Date.now();
     const socket = this.adopt(raw);
+    this.admit(socket, socket === raw);
+    if (socket === raw) raw.resume();
+  }
+
+  /** An accepted handle, taken from the listening handle (internal 5). */
+  private acceptHandle(handle: ClientHandle): void {
+    if (this.full()) {
+      handle.close();
+      return;
+    }
+    const opts = this.options;
+    if (opts.noDelay) handle.setNoDelay?.(true);
+    const socket = socketOfHandle(handle, this.onread);
+    if (opts.keepAlive !== false) socket.setKeepAlive(true, opts.keepAlive);
+    this.admit(socket, false);
+  }
+
+  /** At `maxConnections`: the new connection is refused (and counted). */
+  private full(): boolean {
+    const max = this.options.maxConnections;
+    if (max > 0 && this.accepted >= max) {
+      this.stats.add(REJECTED, 1);
+      return true;
+    }
+    return false;
+  }
+
+  private admit(socket: net.Socket, streamed: boolean): void {
+    this.clock = Date.now();
     const conn = new Conn(this.nextId++, this, socket, this.handler, false);
     conn.fromListener = true;
-    this.register(conn, socket, socket === raw);
-    if (socket === raw) raw.resume();
+    this.register(conn, socket, streamed);
     this.accepted++;
     this.stats.add(ACCEPTED, 1);
     if (this.options.idleTimeout > 0) this.rearm(conn);
@@ -515,6 +558,17 @@ export class EventLoop {
     if (--this.depth === 0 && this.dirty.length !== 0 && this.immediate === null && !this.flushing) {
       this.immediate = setImmediate(this.runImmediateBound);
     }
+  }
+
+  /** @internal An empty list for a connection's pending write (given back empty with `returnList`). */
+  borrowList(): unknown[] {
+    return this.lists.pop() ?? [];
+  }
+
+  /** @internal */
+  returnList(list: unknown[]): void {
+    // Kept with their capacity (truncating would shrink the backing store); a bounded number of them.
+    if (this.lists.length < 1024) this.lists.push(list);
   }
 
   /** @internal A connection has staged bytes: flush them at the end of this turn. */

@@ -18,6 +18,10 @@
  *    of its last write. Without it the socket's `writableLength` stands in.
  * 4. `Buffer#latin1Slice(start, end)`, `#latin1Write(text, offset)` and `#utf8Write(text, offset, length)`:
  *    the string codecs without `toString`/`write`'s argument handling. Without them, `toString`/`write`.
+ * 5. A listening `net.Server`'s `_handle.onconnection(status, clientHandle)`, which Node calls with each
+ *    accepted handle. Taking it over lets the loop make the one socket it keeps (with `onread`) straight from
+ *    the handle, instead of Node making a socket that adoption (1) destroys at once: half the objects per
+ *    accept, and no garbage socket for the collector. Without it the `connection` event and (1) serve.
  */
 import net from 'node:net';
 
@@ -111,6 +115,44 @@ export function adoptHandle(raw: net.Socket, onread: net.OnReadOpts): net.Socket
   if (handle === null || typeof handle !== 'object' || typeof handle.readStart !== 'function') return null;
   (raw as HandleSocket)._handle = null;
   raw.destroy();
+  return socketOfHandle(handle as unknown as ClientHandle, onread);
+}
+
+/** The socket's stream handle for direct writes, or null while it has none (closed, or still connecting). */
+export function socketHandle(socket: net.Socket): StreamHandle | null {
+  return (socket as HandleSocket)._handle ?? null;
+}
+
+/** An accepted connection's libuv handle, as Node hands it to a listening handle's `onconnection`. */
+export interface ClientHandle {
+  readStart(): number;
+  close(cb?: () => void): void;
+  setNoDelay?(enable: boolean): number;
+}
+
+type ListenHandle = { onconnection?: unknown };
+
+/**
+ * Takes over accepting on a listening server (internal 5): `accept` gets every accepted handle, and
+ * `failed` every accept error (Node would emit them as the server's `error`). False, with nothing changed,
+ * where the server has no such handle.
+ */
+export function takeAccepts(
+  server: net.Server,
+  accept: (handle: ClientHandle) => void,
+  failed: (errno: number) => void,
+): boolean {
+  const handle = (server as net.Server & { _handle?: ListenHandle | null })._handle;
+  if (handle === null || handle === undefined || typeof handle.onconnection !== 'function') return false;
+  handle.onconnection = (status: number, client: ClientHandle | undefined) => {
+    if (status !== 0 || client === undefined) failed(status);
+    else accept(client);
+  };
+  return true;
+}
+
+/** A socket that reads through `onread` over an accepted handle (internals 1 and 5). */
+export function socketOfHandle(handle: ClientHandle, onread: net.OnReadOpts): net.Socket {
   return new net.Socket({
     handle,
     allowHalfOpen: true,
@@ -118,11 +160,6 @@ export function adoptHandle(raw: net.Socket, onread: net.OnReadOpts): net.Socket
     writable: true,
     onread,
   } as unknown as net.SocketConstructorOpts);
-}
-
-/** The socket's stream handle for direct writes, or null while it has none (closed, or still connecting). */
-export function socketHandle(socket: net.Socket): StreamHandle | null {
-  return (socket as HandleSocket)._handle ?? null;
 }
 
 /** Bytes libuv still holds for `socket` (internal 3), or -1 where the handle does not say. */

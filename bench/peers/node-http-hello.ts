@@ -10,7 +10,7 @@ const server = http.createServer((req, res) => {
     res.writeHead(404).end();
   }
 });
-server.keepAliveTimeout = 60_000;
+server.keepAliveTimeout = Number(process.argv[3] ?? 60_000);
 server.listen(port, '127.0.0.1', () =>
   console.log(`listening ${(server.address() as { port: number }).port}`),
 );

@@ -1,5 +1,6 @@
 // The hello handler every loop imports: GET / -> "Hello, World!", GET /json -> {"message":"Hello, World!"}.
-import { server } from 'netloom/http1';
+import type { EventLoop } from 'netloom';
+import { type RequestHandler, server } from 'netloom/http1';
 
 const messageSchema = {
   type: 'object',
@@ -7,7 +8,7 @@ const messageSchema = {
   required: ['message'],
 } as const;
 
-export default server((req, res) => {
+const hello: RequestHandler = (req, res) => {
   const path = req.path;
   if (path === '/') {
     res.header('content-type', 'text/plain').end('Hello, World!');
@@ -16,4 +17,10 @@ export default server((req, res) => {
   } else {
     res.status(404).header('content-type', 'text/plain').end('Not Found');
   }
-});
+};
+
+/** One server per loop, with the options main.ts passed in `data`. */
+export default (loop: EventLoop) =>
+  server(hello, {
+    keepAliveTimeout: (loop.data as { keepAliveTimeout?: number } | undefined)?.keepAliveTimeout,
+  });

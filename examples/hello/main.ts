@@ -1,4 +1,5 @@
 // HTTP hello server: node --conditions=netloom-source examples/hello/main.ts --port P --loops N [--host H]
+//   [--keep-alive-timeout MS]
 // Prints "listening P" once every loop listens; SIGTERM or SIGINT drains and exits 0.
 import { parseArgs } from 'node:util';
 import { serve } from 'netloom';
@@ -8,12 +9,15 @@ const { values } = parseArgs({
     port: { type: 'string', default: '8080' },
     host: { type: 'string', default: '127.0.0.1' },
     loops: { type: 'string', default: '1' },
+    'keep-alive-timeout': { type: 'string' },
   },
 });
+const keepAlive = values['keep-alive-timeout'];
 
 const engine = await serve(new URL('./handler.ts', import.meta.url), {
   address: `tcp://${values.host}:${values.port}`,
   loops: values.loops === 'auto' ? 'auto' : Number(values.loops),
+  data: { keepAliveTimeout: keepAlive === undefined ? undefined : Number(keepAlive) },
 });
 console.log(`listening ${engine.port}`);
 

@@ -272,6 +272,17 @@ function machine() {
  */
 export async function compare(opts: CompareOptions): Promise<void> {
   requireTools(['taskset']);
+  // `--only a,b`: the contenders named (by substring) and the peer, for quick iterations.
+  const only = process.env.NETLOOM_BENCH_ONLY?.split(',').filter(Boolean);
+  if (only !== undefined && only.length > 0) {
+    opts = {
+      ...opts,
+      contenders: opts.contenders.filter((c) => c.name === opts.peer || only.some((o) => c.name.includes(o))),
+      pairs: (opts.pairs ?? []).filter(([a, b]) =>
+        [a, b].every((n) => n === opts.peer || only.some((o) => n.includes(o))),
+      ),
+    };
+  }
   const servers: RunningServer[] = [];
   const rounds: { round: number; scenario: string; contender: string; sample: Sample }[] = [];
   try {

@@ -17,12 +17,15 @@ const { values, positionals } = parseArgs({
     rounds: { type: 'string', default: '5' },
     seconds: { type: 'string', default: '5' },
     connections: { type: 'string' },
+    /** Comma-separated substrings: only contenders whose name contains one (and the peer) run. */
+    only: { type: 'string' },
   },
 });
 const workload = positionals[0];
+if (values.only !== undefined) process.env.NETLOOM_BENCH_ONLY = values.only;
 if (workload === undefined || !(workload in WORKLOADS)) {
   console.error(
-    'usage: npm run bench -- <workload> [--rounds N] [--seconds S] [--connections N]\n\nworkloads:',
+    'usage: npm run bench -- <workload> [--rounds N] [--seconds S] [--connections N] [--only a,b]\n\nworkloads:',
   );
   for (const [name, what] of Object.entries(WORKLOADS)) console.error(`  ${name.padEnd(14)} ${what}`);
   process.exit(workload === undefined ? 0 : 2);

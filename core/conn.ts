@@ -3,7 +3,7 @@ import { type NetloomError, netloomError } from './errors.ts';
 import { QUEUED, WRITTEN, type WriteOwner, writeError } from './handle-write.ts';
 import type { EventHandler } from './handler.ts';
 import type { EventLoop } from './loop.ts';
-import { handleQueueSize, writeLatin1, writeUtf8 } from './node-internals.ts';
+import { handleQueueSize, socketHandle, writeLatin1, writeUtf8 } from './node-internals.ts';
 import type { WheelNode } from './timer-wheel.ts';
 
 const EMPTY = Buffer.alloc(0);
@@ -32,6 +32,7 @@ const F_ABOVE_HIGH = 32; // queued outbound bytes passed the high-water mark
 const F_WANT_WRITABLE = 64; // whenWritable() promised an onWritable
 const F_USER_PAUSED = 128; // pause() by the handler
 const F_READING_PAUSED = 256; // the socket is not being read
+const F_SOCKET_QUEUE = 512; // bytes were written through socket.write and may still wait in its queue
 
 /** @internal Connection states. */
 export const CONNECTING = 0;
@@ -399,11 +400,12 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   private writeString(text: string, latin1: boolean): void {
     const worst = latin1 ? text.length : text.length * 3;
     if (worst === 0) return;
-    if (worst >= COPY_LIMIT) {
-      const bytes = Buffer.from(text, latin1 ? 'latin1' : 'utf8');
-      this.write(bytes);
+    if (text.length >= COPY_LIMIT) {
+      // At least COPY_LIMIT bytes: encoded once into a buffer of its own, which then goes by reference.
+      this.write(Buffer.from(text, latin1 ? 'latin1' : 'utf8'));
       return;
     }
+    // Encoded once, straight into a staging slab with room for the worst case (never encoded, then copied).
     const stage = this.room(worst);
     const pos = this.stagePos;
     let n = 0;
@@ -482,7 +484,15 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     const loop = this.loop;
     loop.stats.writes++;
     const writer = loop.writer;
-    const handle = writer === null ? null : writer.handleOf(socket);
+    // Straight to the handle unless a dial still connects or Node's own queue may hold earlier bytes.
+    let handle = null;
+    if (writer !== null && this.state !== CONNECTING) {
+      if ((this.flags & F_SOCKET_QUEUE) === 0) handle = socketHandle(socket);
+      else if (socket.writableLength === 0) {
+        this.flags &= ~F_SOCKET_QUEUE;
+        handle = socketHandle(socket);
+      }
+    }
     if (handle !== null) {
       // Straight to the handle: nothing of ours waits in the socket's own queue, so order is kept.
       let outcome: number;
@@ -511,6 +521,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       return;
     }
     this.writeToSocket(n, socket, loop.options);
+    this.flags |= F_SOCKET_QUEUE;
     const pending = this.pendingOut();
     // The socket keeps what it has not written yet: those slabs are left to the collector.
     this.afterFlush(n, pending, pending === 0);

@@ -1,12 +1,5 @@
-import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import {
-  type StreamHandle,
-  type StreamWrapBinding,
-  socketHandle,
-  streamWrap,
-  type WriteReq,
-} from './node-internals.ts';
+import { type StreamHandle, type StreamWrapBinding, streamWrap, type WriteReq } from './node-internals.ts';
 
 /**
  * Writes straight to a socket's libuv stream handle, skipping `Writable.write`: its argument checks, state
@@ -57,12 +50,6 @@ export class HandleWriter {
     req.buffer = null;
     req.owner = null;
     return req;
-  }
-
-  /** The handle to write to directly, or null when the socket's own path must be used. */
-  handleOf(socket: Socket): StreamHandle | null {
-    if (socket.connecting || socket.writableLength !== 0) return null;
-    return socketHandle(socket);
   }
 
   /** Writes `data`; if libuv queues part of it, `owner.writeDone` follows. */

@@ -43,14 +43,15 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
 };
 
 const lines = new Map<number, string>();
-const lineBytes = new Map<number, Buffer>();
+/** Status lines as bytes, indexed by code (100-999): an array load on every response, not a map lookup. */
+const lineBytes: (Buffer | undefined)[] = [];
 
 /** {@link statusLine} as bytes, built once per code. */
 export function statusLineBytes(code: number): Buffer {
-  let bytes = lineBytes.get(code);
+  let bytes = lineBytes[code];
   if (bytes === undefined) {
     bytes = Buffer.from(statusLine(code), 'latin1');
-    lineBytes.set(code, bytes);
+    lineBytes[code] = bytes;
   }
   return bytes;
 }

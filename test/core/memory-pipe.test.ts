@@ -68,3 +68,22 @@ test('end() is the peer FIN (onEof), reset() closes with ECONNRESET, Action.Clos
     await engine.stop();
   }
 });
+
+test('strings of every size are written whole and exact (UTF-8 and latin1, around the copy limit)', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const pipe = loop.pipe({});
+    for (const n of [1, 63, 64, 65, 5000, 5462, 6000, 16383, 16384, 16385, 40_000]) {
+      for (const text of ['a'.repeat(n), 'é'.repeat(n), `${'x'.repeat(n - 1)}€`, `😀${'b'.repeat(n)}`]) {
+        pipe.conn.write(text);
+        assert.ok(pipe.take().equals(Buffer.from(text, 'utf8')), `utf8 ${n} ${text.slice(-2)}`);
+      }
+      const latin = 'ÿ'.repeat(n);
+      pipe.conn.writeLatin1(latin);
+      assert.ok(pipe.take().equals(Buffer.from(latin, 'latin1')), `latin1 ${n}`);
+    }
+    pipe.dispose();
+  } finally {
+    await engine.stop();
+  }
+});

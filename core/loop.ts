@@ -289,7 +289,6 @@ export class EventLoop {
     }
     const socket = this.adopt(raw);
     this.admit(socket, socket === raw);
-    if (socket === raw) raw.resume();
   }
 
   /** An accepted handle, taken from the listening handle (internal 5). */
@@ -315,11 +314,14 @@ export class EventLoop {
     return false;
   }
 
+  /** Serves an accepted socket; `streamed`: it reads through `data` events (paused until now). */
   private admit(socket: net.Socket, streamed: boolean): void {
     this.clock = Date.now();
     const conn = new Conn(this.nextId++, this, socket, this.handler, false);
     conn.fromListener = true;
     this.register(conn, socket, streamed);
+    // Before onOpen, so a pause() there holds.
+    if (streamed) socket.resume();
     this.accepted++;
     this.stats.add(ACCEPTED, 1);
     if (this.options.idleTimeout > 0) this.rearm(conn);

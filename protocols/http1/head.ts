@@ -146,10 +146,14 @@ export class HeadParser {
     if (this.resumeAt === 0 && this.scannedTo === 0 && this.phase === START) {
       this.begin();
     } else {
-      if (start !== this.base) this.rebase(start - this.base);
-      // The line being waited for is judged only once its LF is in: until then, look at new bytes only.
+      if (start !== this.base) {
+        this.rebase(start - this.base);
+        this.base = start;
+      }
+      // The line being waited for is judged again only once a CR or LF is among the new bytes (or the
+      // last one was a CR awaiting its LF): until then nothing in it can end it or break it.
       const from = start + this.scannedTo;
-      if (from < end && buf.subarray(from, end).indexOf(LF) === -1) {
+      if (from < end && buf[from - 1] !== CR && !hasLineEnd(buf, from, end)) {
         this.scannedTo = end - start;
         return this.partial(start, end);
       }
@@ -194,7 +198,8 @@ export class HeadParser {
       const r = this.kind === 'request' ? this.requestLine(buf, i, end) : this.statusLine(buf, i, end);
       if (r === NEED_MORE) return this.wait(start, lineStart, end);
       if (r < 0) return r;
-      if (r - lineStart - 2 > this.limits.maxStartLine) {
+      // Empty lines before the start line count toward its limit: they are bytes a client makes us hold.
+      if (r - start - 2 > this.limits.maxStartLine) {
         return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
       }
       this.phase = FIELDS;
@@ -216,13 +221,18 @@ export class HeadParser {
     return this.partial(start, end);
   }
 
+  /**
+   * Limits on a head still incomplete, refused as soon as no completion could be within them: the start line
+   * (with any empty lines before it) may grow to `maxStartLine` plus its CRLF, the field lines to
+   * `maxHeaderBytes` plus the empty line that ends them (a CR of which may already be here).
+   */
   private partial(start: number, end: number): number {
     const limits = this.limits;
     if (this.phase === START) {
-      if (end - start - this.resumeAt > limits.maxStartLine + 2) {
+      if (end - start > limits.maxStartLine + 1) {
         return this.fail(this.kind === 'request' ? 414 : 502, 'start line too long');
       }
-    } else if (end - start - this.sectionAt > limits.maxHeaderBytes) {
+    } else if (end - start - this.sectionAt > limits.maxHeaderBytes + 1) {
       return this.fail(431, 'header section too large');
     }
     return NEED_MORE;
@@ -602,6 +612,12 @@ export class HeadParser {
     }
     return -1;
   }
+}
+
+/** Whether `buf[from, end)` holds a CR or an LF. */
+function hasLineEnd(buf: Buffer, from: number, end: number): boolean {
+  const view = buf.subarray(from, end);
+  return view.indexOf(LF) !== -1 || view.indexOf(CR) !== -1;
 }
 
 /**

@@ -581,3 +581,46 @@ describe('heads split over reads', () => {
     }
   });
 });
+
+describe('head limits hold however the head is split', () => {
+  test('empty lines before a request line count toward its limit (414, not held until the timeout)', async () => {
+    const { engine, port } = await startHttp((_req, res) => res.end('x'), { headersTimeout: 5000 });
+    try {
+      const r = await raw(port, '\r\n'.repeat(64 * 1024), 500);
+      assert.match(r.text, /^HTTP\/1\.1 414 /);
+      assert.equal(r.closed, true);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  test('field lines of exactly maxHeaderBytes pass whether the final CRLF comes in one read or two', async () => {
+    const { engine, port } = await startHttp((_req, res) => res.end('ok'), { maxHeaderBytes: 200 });
+    try {
+      // "Host: x\r\n" (9) + "X: <188>\r\n" (193) = 202 > 200; make it exactly 200.
+      const lines = `Host: x\r\nX: ${'v'.repeat(186)}\r\n`;
+      assert.equal(lines.length, 200);
+      const head = `GET / HTTP/1.1\r\n${lines}`;
+      const whole = await raw(port, `${head}\r\n`);
+      const split = await raw(port, [`${head}\r`, '\n']);
+      assert.match(whole.text, /^HTTP\/1\.1 200 /);
+      assert.match(split.text, /^HTTP\/1\.1 200 /);
+      const over = await raw(port, [`GET / HTTP/1.1\r\nHost: x\r\nX: ${'v'.repeat(187)}\r\n`, '\r\n']);
+      assert.match(over.text, /^HTTP\/1\.1 431 /);
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  test('a bare CR is refused at once when the byte after it comes in the next read', async () => {
+    const { engine, port } = await startHttp((_req, res) => res.end('x'), { headersTimeout: 5000 });
+    try {
+      const started = Date.now();
+      const r = await raw(port, ['GET / HTTP/1.1\r\nHost: a\r\nX: 1\r', 'XYZ'], 300);
+      assert.match(r.text, /^HTTP\/1\.1 400 /);
+      assert.ok(Date.now() - started < 1500);
+    } finally {
+      await engine.stop();
+    }
+  });
+});

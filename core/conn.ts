@@ -33,6 +33,7 @@ const F_WANT_WRITABLE = 64; // whenWritable() promised an onWritable
 const F_USER_PAUSED = 128; // pause() by the handler
 const F_READING_PAUSED = 256; // the socket is not being read
 const F_SOCKET_QUEUE = 512; // bytes were written through socket.write and may still wait in its queue
+const F_LENDING = 1024; // inside the onTraffic turn: views of the inbound buffer may be held
 
 /** @internal Connection states. */
 export const CONNECTING = 0;
@@ -231,7 +232,22 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     const avail = this.inEnd - this.inStart;
     const len = n < 0 || n > avail ? avail : n;
     this.inStart += len;
+    if (len === avail && len !== 0) this.emptied();
     return len;
+  }
+
+  /**
+   * Everything buffered was consumed: outside a traffic turn (a codec reading on later, from a timer or a
+   * promise) nobody holds a view of the slab, so it goes back now instead of when the next read comes (an
+   * idle connection then holds none).
+   */
+  private emptied(): void {
+    if ((this.flags & (F_IN_OWNED | F_LENDING)) === F_IN_OWNED) this.releaseInbound();
+  }
+
+  /** @internal The loop runs `onTraffic` (views of the inbound buffer are lent until `settleInbound`). */
+  beginTraffic(): void {
+    this.flags |= F_LENDING;
   }
 
   /**
@@ -285,6 +301,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
 
   /** @internal After a traffic turn: copy a lent leftover into the arena, or return an emptied slab. */
   settleInbound(): void {
+    this.flags &= ~F_LENDING;
     this.lentView = null;
     const left = this.inEnd - this.inStart;
     if (left === 0) {

@@ -390,6 +390,7 @@ export class EventLoop {
     const conn = new Conn<Ctx>(this.nextId++, this, socket, handler, false);
     this.register(conn as Conn, socket, false);
     const pipe = new MemoryPipe<Ctx>(this, conn, socket);
+    if (this.options.idleTimeout > 0) this.rearm(conn as Conn);
     this.dispatchOpen(conn as Conn);
     return pipe;
   }
@@ -443,6 +444,7 @@ export class EventLoop {
     }
     let action: Action | void = Action.None;
     this.depth++;
+    conn.beginTraffic();
     try {
       action = h.onTraffic(conn);
     } catch (err) {

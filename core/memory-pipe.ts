@@ -78,6 +78,8 @@ export class MemoryPipe<Ctx = unknown> {
   private readonly loop: EventLoop;
   /** Reads held while the connection does not read (paused), delivered once it resumes. */
   private readonly held: Buffer[] = [];
+  /** The peer's FIN, held behind the reads it came after. */
+  private endHeld = false;
 
   /** @internal Use `loop.pipe`. */
   constructor(loop: EventLoop, conn: Conn<Ctx>, socket: unknown) {
@@ -85,7 +87,7 @@ export class MemoryPipe<Ctx = unknown> {
     this.conn = conn;
     this.socket = socket as MemorySocket;
     this.socket.onResume = () => {
-      if (this.held.length !== 0) setImmediate(() => this.pump());
+      if (this.held.length !== 0 || this.endHeld) setImmediate(() => this.pump());
     };
   }
 
@@ -99,20 +101,25 @@ export class MemoryPipe<Ctx = unknown> {
    * paused). Ignored once the connection is closed.
    */
   read(bytes: Uint8Array): void {
-    if (this.socket.destroyed) return;
-    const copy = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (this.socket.destroyed || this.endHeld) return;
+    // A copy, as a socket's read is: the peer may reuse its buffer, and a lent view may be written back.
+    const copy = Buffer.from(bytes);
     if (this.socket.paused || this.held.length !== 0) {
-      this.held.push(Buffer.from(copy));
+      this.held.push(copy);
       return;
     }
     this.loop.onData(this.conn as Conn, copy, copy.length);
   }
 
-  /** Delivers held reads now, as far as the connection reads (tests that run synchronously call it). */
+  /** Delivers held reads (and a FIN behind them) now, as far as the connection reads. */
   pump(): void {
     while (this.held.length !== 0 && !this.socket.paused && !this.socket.destroyed) {
       const next = this.held.shift()!;
       this.loop.onData(this.conn as Conn, next, next.length);
+    }
+    if (this.endHeld && this.held.length === 0 && !this.socket.paused && !this.socket.destroyed) {
+      this.endHeld = false;
+      this.loop.onEnd(this.conn as Conn);
     }
   }
 
@@ -126,11 +133,14 @@ export class MemoryPipe<Ctx = unknown> {
     return !this.socket.paused;
   }
 
-  /** The peer closes its sending side (FIN): the handler's `onEof` runs, as for a socket. */
+  /**
+   * The peer closes its sending side (FIN): the handler's `onEof` runs, as for a socket, after every read
+   * sent before it (so later than now if the connection holds reads while paused).
+   */
   end(): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.endHeld) return;
+    this.endHeld = true;
     this.pump();
-    this.loop.onEnd(this.conn as Conn);
   }
 
   /** The peer resets the connection: it closes at once with `ECONNRESET`. */

@@ -99,8 +99,10 @@ export class Exchange implements BodySink {
   private drainWaiters: DrainWaiter[] | null = null;
   /** The client sent FIN: no more requests will come. */
   private peerEnded = false;
-  /** The generation whose request was told its connection is gone (-1: none). */
-  private lostNotified = -1;
+  /** The generation whose request was told it is abandoned (-1: none). */
+  private abandoned = -1;
+  /** A request was started and is not over for its handler (it may still hold req/res): never pooled then. */
+  private holdsRequest = false;
 
   constructor(server: ServerCore) {
     this.server = server;
@@ -108,13 +110,17 @@ export class Exchange implements BodySink {
     this.bodyDecoder = new BodyDecoder(server.bodyLimits);
   }
 
-  /** Serves `conn` from now on (a fresh exchange, or one from the pool); the idle deadline may be armed. */
-  bind(conn: Conn<Exchange | null>): void {
+  /**
+   * Serves `conn` from now on (a fresh exchange, or one from the pool). `first`: the connection never had
+   * one, so the deadline armed is the first head's (from the connection's opening); else the idle one.
+   */
+  bind(conn: Conn<Exchange | null>, first: boolean): void {
     this.conn = conn;
     this.state = IDLE;
     this.paused = 0;
     this.peerEnded = false;
-    this.timer = TIMER_IDLE;
+    this.holdsRequest = false;
+    this.timer = first ? TIMER_HEADERS : TIMER_IDLE;
     this.head.reset();
     conn.context = this;
   }
@@ -195,7 +201,11 @@ export class Exchange implements BodySink {
             return;
           }
           conn.discard(n);
-          if (!this.bodyDecoder.done) return;
+          if (!this.bodyDecoder.done) {
+            // Every byte the client sent before its FIN is decoded and the body is still short.
+            if (this.peerEnded && conn.inboundBuffered === 0) this.bodyCutShort();
+            return;
+          }
           this.bodyComplete();
           continue;
         }
@@ -216,6 +226,7 @@ export class Exchange implements BodySink {
     const res = new Response(this, gen, head.method === 'HEAD');
     this.req = req;
     this.res = res;
+    this.holdsRequest = true;
     this.conn.busy = true;
     this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
     this.headBuf = buf;
@@ -303,7 +314,15 @@ export class Exchange implements BodySink {
 
   /** @internal Called by the response's `end` (and by error answers). */
   responseEnded(): void {
-    this.server.onResponse?.(this.req!, this.res!, this);
+    const hook = this.server.onResponse;
+    if (hook !== undefined) {
+      try {
+        hook(this.req!, this.res!, this);
+      } catch (err) {
+        // A broken hook (an access logger, metrics) must not wedge the connection in mid-exchange.
+        this.conn.loop.log.error('http onResponse hook threw', { conn: this.conn.id, error: err });
+      }
+    }
     if (this.state === BODY) {
       const consumer = this.consumer;
       if (consumer !== null) {
@@ -335,6 +354,7 @@ export class Exchange implements BodySink {
   /** The request is over: its objects go stale; then the next request, or the close. */
   private finish(): void {
     this.generation++;
+    this.holdsRequest = false;
     this.req = this.res = null;
     this.state = IDLE;
     this.conn.busy = false;
@@ -350,11 +370,6 @@ export class Exchange implements BodySink {
   }
 
   private close(): void {
-    if (this.state === BODY || this.state === RESPONDING || this.state === DISCARDING) {
-      // We end the connection mid-request (an error answer): the request is over for its handler too.
-      this.generation++;
-      this.req = this.res = null;
-    }
     this.state = CLOSED;
     this.conn.busy = false;
     this.arm(TIMER_NONE, 0);
@@ -514,6 +529,7 @@ export class Exchange implements BodySink {
       this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
       this.httpMinor = 1;
       this.state = RESPONDING;
+      this.holdsRequest = true;
       this.conn.busy = true;
     }
     this.respondError(status, reason, false);
@@ -522,6 +538,8 @@ export class Exchange implements BodySink {
   /** Sends an error answer (4xx/5xx): no body for HEAD, the connection closed unless `keep`. */
   private respondError(status: number, reason: string, keep: boolean): void {
     const res = this.res!;
+    // The server answers in the handler's place: a handler still at work hears that the request is over.
+    if (!res.finished) this.abandon(new HttpError(status, reason));
     const body = `${status} ${STATUS_TEXT[status] ?? ''}: ${reason}\n`;
     const conn = this.conn;
     if (!keep) this.keepAlive = false;
@@ -558,7 +576,21 @@ export class Exchange implements BodySink {
     } else if (timer === TIMER_HEADERS) {
       if (this.conn.inboundBuffered === 0 && this.state === IDLE) this.close();
       else this.refuse(408, 'request header timeout');
-    } else if (timer === TIMER_BODY && this.state === BODY) {
+    } else if (timer === TIMER_BODY && (this.state === BODY || this.state === DISCARDING)) {
+      // The time is ours, not the client's, while we do not read (our reader asked to wait, or the buffer
+      // filled for want of one) or the whole body is already here unread: the clock starts again.
+      const rest = this.head.contentLength - this.bodyDecoder.received;
+      if (
+        (this.paused & PAUSE_BODY) !== 0 ||
+        (this.reader === READER_NONE && !this.head.chunked && this.conn.inboundBuffered >= rest)
+      ) {
+        this.arm(TIMER_BODY, this.server.options.requestTimeout);
+        return;
+      }
+      if (this.state === DISCARDING) {
+        this.close(); // answered already: the rest of the body is not coming, and is not needed
+        return;
+      }
       const err = new HttpError(408, 'request body timeout');
       const consumer = this.consumer;
       this.consumer = null;
@@ -571,14 +603,24 @@ export class Exchange implements BodySink {
   /** The client closed its sending side. */
   onEof(): void {
     this.peerEnded = true;
-    if (this.state === BODY) {
-      if (!this.bodyDecoder.finish()) {
-        this.bodyFailed(400, 'client closed before the body was complete');
-        return;
-      }
+    if (this.state === BODY || this.state === DISCARDING) {
+      // Bytes still undecoded in the buffer may complete the body: it is judged once they are (see run()),
+      // or now where the count settles it (a Content-Length body that fewer bytes than its rest wait for).
+      const buffered = this.conn.inboundBuffered;
+      const rest = this.head.chunked ? -1 : this.head.contentLength - this.bodyDecoder.received;
+      if (buffered === 0 || (rest >= 0 && buffered < rest)) this.bodyCutShort();
+      return;
     }
     // Answer the request in progress and every complete one already buffered, then close (see run()).
     if (this.state === IDLE && !this.processing) this.process();
+  }
+
+  /** The client sent FIN and what came before it cannot complete the body. */
+  private bodyCutShort(): void {
+    if (this.conn.inboundBuffered === 0 && this.bodyDecoder.finish()) return;
+    if (this.state === DISCARDING)
+      this.close(); // answered already; nothing more to read
+    else this.bodyFailed(400, 'client closed before the body was complete');
   }
 
   /** The connection is gone. Returns whether the exchange is free for the pool. */
@@ -589,25 +631,26 @@ export class Exchange implements BodySink {
     const consumer = this.consumer;
     this.consumer = null;
     if (was === BODY) consumer?.error(err ?? closedError());
-    const inFlight = was === BODY || was === RESPONDING || was === DISCARDING;
-    if (inFlight) this.connectionLost();
+    if (this.holdsRequest) this.abandon(closedError(err));
     if (this.drainWaiters !== null) this.settleDrain(closedError(err));
-    // A request still in flight may be held by its handler: this exchange is not reused then.
-    return !inFlight && was !== UPGRADED;
+    // A request not over for its handler may still be held by it: this exchange is not reused then.
+    return !this.holdsRequest && was !== UPGRADED;
   }
 
   /**
-   * @internal The connection is gone while a response was still owed: tells the request's abort listener and
-   * signal, once. The response notices first when a write fails (the close event follows a turn later).
+   * @internal The request ends before its handler answered it: the client went away (`reason` is
+   * `ERR_HTTP_CLOSED`), or the server answered an error in its place (a body timeout, bad framing). Tells the
+   * request's abort listener and signal, once. The response notices a lost connection first when a write
+   * fails (the close event follows a turn later).
    */
-  connectionLost(): void {
+  abandon(reason: HttpError = closedError()): void {
     const res = this.res;
-    if (res === null || res.finished || this.lostNotified === this.generation) return;
-    this.lostNotified = this.generation;
+    if (res === null || res.finished || this.abandoned === this.generation) return;
+    this.abandoned = this.generation;
     const listener = this.abortListener;
     this.abortListener = null;
     listener?.();
-    this.req?.abort();
+    this.req?.abort(reason);
   }
 
   /** @internal Whether `req` was aborted: the connection closed before its response ended. */
@@ -653,10 +696,16 @@ export class Exchange implements BodySink {
   /** @internal The response accepted an upgrade: the connection leaves HTTP. */
   upgraded(handler: EventHandler): void {
     this.generation++;
+    this.holdsRequest = false;
     this.req = this.res = null;
     this.state = UPGRADED;
     this.conn.busy = false;
     this.arm(TIMER_NONE, 0);
+    // A pause of ours (a body nobody read, pipelined bytes piling up) is not the new protocol's.
+    if (this.paused !== 0) {
+      this.paused = 0;
+      this.conn.resume();
+    }
     const conn = this.conn as unknown as Conn;
     conn.context = undefined;
     conn.setHandler(handler);

@@ -58,6 +58,7 @@ export class Request {
   private pathText: string | undefined = undefined;
   private queryText: string | undefined = undefined;
   private controller: AbortController | null = null;
+  private abortReason: HttpError | null = null;
 
   /** @internal Made by the exchange for each request. */
   constructor(ex: Exchange, gen: number, method: string, minor: number) {
@@ -233,21 +234,24 @@ export class Request {
   }
 
   /**
-   * Aborted when the client goes away before the response ended (the reason is an `HttpError` with code
-   * `ERR_HTTP_CLOSED`): pass it to `fetch`, timers or your own loops; any number of listeners may use it.
-   * Made on first use, so requests that never ask pay nothing.
+   * Aborted when the request ends before the handler answered it: the client went away (the reason is an
+   * `HttpError` with code `ERR_HTTP_CLOSED`), or the server answered an error in its place (a body timeout:
+   * 408, a body cut short or badly framed: 400). Pass it to `fetch`, timers or your own loops; any number of
+   * listeners may use it. Made on first use, so requests that never ask pay nothing.
    */
   get signal(): AbortSignal {
     if (this.controller === null) {
       this.controller = new AbortController();
-      if (this.ex.aborted(this)) this.controller.abort(closedError());
+      if (this.abortReason !== null) this.controller.abort(this.abortReason);
+      else if (this.ex.aborted(this)) this.controller.abort(closedError());
     }
     return this.controller.signal;
   }
 
-  /** @internal The client went away before the response ended. */
-  abort(): void {
-    this.controller?.abort(closedError());
+  /** @internal The request ended before its handler answered (`reason` says why). */
+  abort(reason: HttpError): void {
+    this.abortReason = reason;
+    this.controller?.abort(reason);
   }
 
   /**

@@ -200,7 +200,7 @@ export class Response {
    */
   get closed(): boolean {
     if (!this.conn.closed) return false;
-    if (this.gen === this.ex.generation) this.ex.connectionLost(); // so req.signal agrees at once
+    if (this.gen === this.ex.generation) this.ex.abandon(); // so req.signal agrees at once
     return true;
   }
 
@@ -377,7 +377,7 @@ export class Response {
     const ex = this.live();
     const conn = this.conn;
     if (conn.closed) {
-      ex.connectionLost();
+      ex.abandon();
       return false;
     }
     if (!this.headersSent) this.writeHead(-1);
@@ -414,7 +414,7 @@ export class Response {
     const ex = this.live();
     if (this.conn.closed) {
       // The client is gone: nothing to send.
-      ex.connectionLost();
+      ex.abandon();
       this.finished = true;
       return;
     }
@@ -459,7 +459,7 @@ export class Response {
   drain(): Promise<void> {
     const ex = this.live();
     if (this.conn.closed) {
-      ex.connectionLost();
+      ex.abandon();
       return Promise.reject(closedError());
     }
     return ex.drain();

@@ -172,15 +172,16 @@ export function server(handler: RequestHandler, options: ServerOptions = {}): Ev
   // A connection has an exchange only while it carries a request (or part of one); idle, it has none.
   return {
     onOpen(conn: Conn<Exchange | null>) {
-      conn.context = null;
-      // The first request's head must arrive within headersTimeout of the connection opening.
+      // `undefined` until the first bytes (then `null` whenever it is idle without an exchange): the first
+      // request's head must arrive within headersTimeout of the connection opening.
       conn.setDeadline(headersTimeout);
     },
     onTraffic(conn: Conn<Exchange | null>) {
       let ex = conn.context;
       if (ex === null || ex === undefined) {
+        const first = ex === undefined;
         ex = core.pool.pop() ?? new Exchange(core);
-        ex.bind(conn);
+        ex.bind(conn, first);
       }
       ex.process();
     },

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Action, type Conn, type EventHandler, type NetloomError } from 'netloom';
-import { serveInline } from '../helpers.ts';
+import { serveInline, waitFor } from '../helpers.ts';
 
 test('reads arrive with their sizes; writes are collected; pause holds reads until resume', async () => {
   const { engine, loop } = await serveInline({});
@@ -83,6 +83,86 @@ test('strings of every size are written whole and exact (UTF-8 and latin1, aroun
       assert.ok(pipe.take().equals(Buffer.from(latin, 'latin1')), `latin1 ${n}`);
     }
     pipe.dispose();
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('a FIN sent after reads held by a pause reaches the handler after them; reads are copies', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const events: string[] = [];
+    let conn!: Conn;
+    const pipe = loop.pipe({
+      onOpen(c) {
+        conn = c;
+        c.pause();
+      },
+      onTraffic(c) {
+        const bytes = c.next();
+        events.push(`data ${bytes.toString()}`);
+        c.write(bytes); // a lent view, written back
+      },
+      onEof() {
+        events.push('eof');
+      },
+    });
+    const reused = Buffer.from('abc');
+    pipe.read(reused);
+    pipe.end();
+    reused.write('zzz'); // the peer reuses its buffer: what was sent is sent
+    assert.deepEqual(events, [], 'nothing while paused, not even the FIN');
+    conn.resume();
+    pipe.pump();
+    assert.deepEqual(events, ['data abc', 'eof']);
+    assert.equal(pipe.take().toString(), 'abc');
+    pipe.dispose();
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('idleTimeout closes an idle pipe like an idle accepted connection', async () => {
+  const { engine, loop } = await serveInline(
+    {},
+    { idleTimeout: 100, lingerTimeout: 50, timerResolution: 10 },
+  );
+  try {
+    let closed: string | null = null;
+    loop.pipe({
+      onClose(_c, err) {
+        closed = (err as NetloomError | undefined)?.code ?? 'clean';
+      },
+    });
+    await waitFor(() => closed !== null, 2000, 'the idle close');
+    assert.equal(closed, 'ERR_NETLOOM_IDLE_TIMEOUT');
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('bytes consumed outside a traffic turn give their slab back at once (idle connections hold none)', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const arena = (loop as unknown as { arena: { outstanding: number } }).arena;
+    const conns: Conn[] = [];
+    const pipes = [];
+    for (let i = 0; i < 10; i++) {
+      pipes.push(
+        loop.pipe({
+          onOpen: (c) => {
+            conns.push(c);
+          },
+          onTraffic() {}, // leaves everything for later (an async body reader)
+        }),
+      );
+    }
+    for (const p of pipes) p.read(Buffer.from('some bytes read later'));
+    assert.equal(arena.outstanding, 10, 'each leftover is copied into a slab');
+    await new Promise((r) => setImmediate(r));
+    for (const c of conns) c.discard();
+    assert.equal(arena.outstanding, 0, 'emptied slabs went back when the bytes were consumed');
+    for (const p of pipes) p.dispose();
   } finally {
     await engine.stop();
   }

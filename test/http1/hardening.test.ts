@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { Action, type Conn, type EventHandler, type NetloomError } from 'netloom';
-import { HttpError, type Request, type Response } from 'netloom/http1';
+import { Action, type Conn, type EventHandler, type EventLoop, type NetloomError, serve } from 'netloom';
+import { HttpError, type Request, type Response, server } from 'netloom/http1';
 import { waitFor } from '../helpers.ts';
-import { get, raw, responses, startHttp } from './support.ts';
+import { get, raw, responses, script, startHttp } from './support.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -621,6 +621,146 @@ describe('head limits hold however the head is split', () => {
       assert.ok(Date.now() - started < 1500);
     } finally {
       await engine.stop();
+    }
+  });
+});
+
+describe('the exchange in every state (review findings)', () => {
+  const POST = 'POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789';
+
+  test('answered while the body still arrives: a stalled body is closed at requestTimeout, a FIN at once', async () => {
+    let loop: EventLoop | null = null;
+    const engine = await serve(
+      (l: EventLoop) => {
+        loop = l;
+        return server((_req, res) => res.end('early'), { requestTimeout: 300 });
+      },
+      { loops: 1 },
+    );
+    try {
+      const stalled = await script(engine.port, [POST], 1500);
+      assert.match(stalled.text, /^HTTP\/1\.1 200 /);
+      assert.equal(stalled.closed, true, 'closed once the body timeout passed');
+      assert.ok(stalled.elapsed >= 250 && stalled.elapsed < 1200, `after ${stalled.elapsed} ms`);
+      const fin = await script(engine.port, [POST, 50, 'FIN'], 1500);
+      assert.equal(fin.closed, true);
+      assert.ok(fin.elapsed < 250, `closed ${fin.elapsed} ms after the FIN at ~50 ms`);
+      await waitFor(() => loop!.connections === 0, 1000, 'no connection left');
+    } finally {
+      await engine.stop({ deadline: 200 });
+    }
+  });
+
+  test('a complete body the handler has not read yet survives a half-close and a late read', async () => {
+    const { engine, port } = await startHttp(
+      async (req, res) => {
+        await sleep(req.path === '/late' ? 400 : 50);
+        res.end(`got ${await req.text()}`);
+      },
+      { requestTimeout: 200 },
+    );
+    try {
+      const half = await script(
+        port,
+        ['POST /half HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello', 'FIN'],
+        800,
+      );
+      assert.match(half.text, /^HTTP\/1\.1 200 [\s\S]*got hello$/);
+      const late = await script(
+        port,
+        ['POST /late HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello'],
+        1000,
+      );
+      assert.match(
+        late.text,
+        /^HTTP\/1\.1 200 [\s\S]*got hello$/,
+        'not a 408: the client sent it all on time',
+      );
+    } finally {
+      await engine.stop({ deadline: 200 });
+    }
+  });
+
+  test('a request the server ends mid-body (FIN: 400, body timeout: 408) aborts req.signal and onAbort', async () => {
+    const seen: { aborted: boolean; reason: string | undefined; listener: boolean }[] = [];
+    const { engine, port } = await startHttp(
+      async (req) => {
+        let listener = false;
+        req.onAbort(() => {
+          listener = true;
+        });
+        const signal = req.signal;
+        await new Promise<void>((resolve) => {
+          signal.addEventListener('abort', () => resolve());
+          setTimeout(resolve, 800);
+        });
+        seen.push({ aborted: signal.aborted, reason: (signal.reason as HttpError)?.message, listener });
+      },
+      { requestTimeout: 200 },
+    );
+    try {
+      const fin = await script(port, [POST, 50, 'FIN'], 400);
+      assert.match(fin.text, /^HTTP\/1\.1 400 /);
+      const timeout = await script(port, [POST], 600);
+      assert.match(timeout.text, /^HTTP\/1\.1 408 /);
+      await waitFor(() => seen.length === 2, 2000, 'both handlers to hear');
+      assert.deepEqual(seen, [
+        { aborted: true, reason: 'client closed before the body was complete', listener: true },
+        { aborted: true, reason: 'request body timeout', listener: true },
+      ]);
+    } finally {
+      await engine.stop({ deadline: 200 });
+    }
+  });
+
+  test('a tunnel accepted after its early bytes paused reading keeps reading', async () => {
+    const echo: EventHandler = { onTraffic: (c) => c.write(Buffer.from(c.next())) };
+    const { engine, port } = await startHttp(
+      async (_req, res) => {
+        await sleep(100); // dialing the tunnel's far end
+        res.upgrade(echo);
+      },
+      { maxBufferedBody: 1024 },
+    );
+    try {
+      const early = 'e'.repeat(4096); // more than maxBufferedBody: reading pauses before the accept
+      const r = await script(
+        port,
+        [`CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n${early}`, 300, 'PING'],
+        1500,
+      );
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      assert.ok(r.text.endsWith(`${early}PING`), `${r.text.length} bytes`);
+    } finally {
+      await engine.stop({ deadline: 200 });
+    }
+  });
+
+  test('the first head counts from the connection opening, not from its first byte', async () => {
+    const { engine, port } = await startHttp((_req, res) => res.end('x'), { headersTimeout: 400 });
+    try {
+      const r = await script(port, [350, 'GET / HTTP/1.1\r\n'], 1500);
+      assert.match(r.text, /^HTTP\/1\.1 408 /);
+      assert.ok(r.elapsed < 650, `408 after ${r.elapsed} ms (headersTimeout 400)`);
+    } finally {
+      await engine.stop({ deadline: 200 });
+    }
+  });
+
+  test('an onResponse hook that throws is logged and the connection carries on', async () => {
+    const { engine, port } = await startHttp((req, res) => res.end(req.path), {
+      onResponse() {
+        throw new Error('broken hook');
+      },
+    });
+    try {
+      const r = await raw(port, `${get('/1')}${get('/2')}`);
+      assert.deepEqual(
+        responses(r.text).map((x) => x.body),
+        ['/1', '/2'],
+      );
+    } finally {
+      await engine.stop({ deadline: 200 });
     }
   });
 });

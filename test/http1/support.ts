@@ -117,3 +117,44 @@ export function responses(text: string): ParsedResponse[] {
 export function get(path = '/', extra = ''): string {
   return `GET ${path} HTTP/1.1\r\nHost: test\r\n${extra}\r\n`;
 }
+
+/** A client's script: bytes to write, pauses (ms) between them, and 'FIN' to half-close. */
+export type ScriptPart = string | Buffer | number | 'FIN';
+
+export interface ScriptResult {
+  text: string;
+  /** The server ended the connection (FIN or reset) before `waitMs`. */
+  closed: boolean;
+  /** Milliseconds from the connect to the server's close (or to `waitMs`). */
+  elapsed: number;
+}
+
+/** Plays `parts` over a fresh half-open-capable connection and collects the answer for up to `waitMs`. */
+export function script(port: number, parts: ScriptPart[], waitMs: number): Promise<ScriptResult> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.setNoDelay(true);
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const done = (closed: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closed, elapsed: Date.now() - started });
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => done(true));
+    s.on('close', () => done(true));
+    s.on('error', () => done(true));
+    s.on('connect', async () => {
+      for (const p of parts) {
+        if (typeof p === 'number') await new Promise((r) => setTimeout(r, p));
+        else if (p === 'FIN') s.end();
+        else s.write(typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+      }
+    });
+  });
+}

@@ -1,10 +1,10 @@
 import fastJson from 'fast-json-stringify';
-import type { Conn, EventHandler } from '../../core/index.ts';
+import { type Conn, type EventHandler, writeLatin1 } from '../../core/index.ts';
 import { TCHAR } from './chars.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { closedError, staleError } from './request.ts';
-import { currentDateBytes, statusLineBytes } from './status.ts';
+import { statusAndDate, statusLineBytes } from './status.ts';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -305,15 +305,17 @@ export class Response {
     const conn = this.conn;
     const buf = conn.reserve(bound);
     let p = conn.reservedAt;
-    p = putBytes(buf, p, statusLineBytes(status));
-    let hasDate = false;
+    // The status line and our date line go first in one native copy, unless the handler set its own date.
+    let hasDate = raw?.hasDate ?? false;
+    for (let k = 0; k < names.length && !hasDate; k++)
+      hasDate = names[k]!.length === 4 && sameName(names[k]!, 'date');
+    if (hasDate) p = putBytes(buf, p, statusLineBytes(status));
+    else p += writeLatin1(buf, statusAndDate(status), p);
     for (let k = 0; k < names.length; k++) {
       const name = names[k]!;
       const value = values[k]!;
       const len = name.length;
-      if (len === 4 && sameName(name, 'date')) {
-        hasDate = true;
-      } else if (len === 10 && sameName(name, 'connection')) {
+      if (len === 10 && sameName(name, 'connection')) {
         if (/(^|[\s,])close($|[\s,])/i.test(value)) ex.keepAlive = false;
         continue; // written below, from keepAlive
       } else if (len === 14 && sameName(name, 'content-length')) {
@@ -340,11 +342,7 @@ export class Response {
       buf[p++] = 0x0d;
       buf[p++] = 0x0a;
     }
-    if (raw !== undefined) {
-      p = raw.copy(buf, p);
-      hasDate ||= raw.hasDate;
-    }
-    if (!hasDate) p = putBytes(buf, p, currentDateBytes());
+    if (raw !== undefined) p = raw.copy(buf, p);
     if (status !== 204 && status !== 304 && length !== -2) {
       if (length >= 0) {
         p = putAscii(buf, p, 'content-length: ');

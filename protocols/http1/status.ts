@@ -69,10 +69,24 @@ export function statusLine(code: number): string {
 let dateLine = '';
 let dateBytes = Buffer.alloc(0);
 let dateTimer: NodeJS.Timeout | null = null;
+/** Status line and date line together, per code, for the current second (one copy into a head, not two). */
+let headStarts: (string | undefined)[] = [];
 
 function refreshDate(): void {
   dateLine = `date: ${new Date().toUTCString()}\r\n`;
   dateBytes = Buffer.from(dateLine, 'latin1');
+  headStarts = [];
+}
+
+/** `HTTP/1.1 <code> <reason>\r\ndate: <now>\r\n`, the start of a response head, rebuilt once a second. */
+export function statusAndDate(code: number): string {
+  if (dateTimer === null) currentDateLine();
+  let start = headStarts[code];
+  if (start === undefined) {
+    start = statusLine(code) + dateLine;
+    headStarts[code] = start;
+  }
+  return start;
 }
 
 /** {@link currentDateLine} as bytes. */

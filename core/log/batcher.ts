@@ -66,7 +66,7 @@ export class Batcher {
     if (t === undefined) {
       const producer = metaProducer(meta);
       t = Buffer.from(
-        `,"level":"${LEVELS[metaLevel(meta)]}","loop":${this.ring.producerLoop(producer)},"producer":${producer},"kind":"${KINDS[metaKind(meta)]}"`,
+        `,"level":"${LEVELS[metaLevel(meta)]}","loop":${loopLabel(this.ring.producerLoop(producer))},"producer":${producer},"kind":"${KINDS[metaKind(meta)]}"`,
       );
       this.tails.set(key, t);
     }
@@ -138,4 +138,9 @@ export class Batcher {
     this.userRecords = 0;
     return batch;
   }
+}
+
+/** A record's `loop` field: the loop's index, or "main" for a producer off the loops. */
+function loopLabel(loop: number): string {
+  return loop < 0 ? '"main"' : String(loop);
 }

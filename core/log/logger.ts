@@ -18,6 +18,7 @@ import {
   MAX_PAYLOAD,
   meta,
   RECORD_HEADER,
+  RESERVE_TOO_LARGE,
   RingMemory,
 } from './ring.ts';
 
@@ -111,6 +112,8 @@ export class RingLogger implements Logger {
   readonly ring: RingMemory;
   readonly producer: number;
   readonly loop: number;
+  /** This producer's reservation stamp (its id and incarnation). */
+  private readonly stamp: number;
   private readonly droppedByLevel = new Uint32Array(LEVELS.length);
   private dropsPending = false;
   private rng: number;
@@ -123,6 +126,7 @@ export class RingLogger implements Logger {
   constructor(ring: RingMemory | SharedArrayBuffer, loop = 0, loopOwned = false) {
     this.ring = ring instanceof RingMemory ? ring : new RingMemory(ring);
     this.producer = loopOwned ? this.ring.loopProducer(loop) : this.ring.claimProducer(loop);
+    this.stamp = this.ring.stampOf(this.producer);
     this.loop = loop;
     this.rng = (Math.random() * 0xffffffff) >>> 0 || 1;
   }
@@ -220,9 +224,9 @@ export class RingLogger implements Logger {
       return;
     }
     if (this.dropsPending) this.reportDrops();
-    const at = ring.reserve(bytes);
+    const at = ring.reserve(bytes, this.stamp);
     if (at < 0) {
-      ring.count(this.producer, C_DROP_FULL);
+      ring.count(this.producer, at === RESERVE_TOO_LARGE ? C_DROP_LARGE : C_DROP_FULL);
       this.noteDrop(level);
       return;
     }
@@ -234,9 +238,9 @@ export class RingLogger implements Logger {
   private writeBytes(level: number, kind: number, bytes: Buffer, n: number): void {
     const ring = this.ring;
     if (this.dropsPending) this.reportDrops();
-    const at = ring.reserve(n);
+    const at = ring.reserve(n, this.stamp);
     if (at < 0) {
-      ring.count(this.producer, C_DROP_FULL);
+      ring.count(this.producer, at === RESERVE_TOO_LARGE ? C_DROP_LARGE : C_DROP_FULL);
       this.noteDrop(level);
       return;
     }
@@ -274,7 +278,7 @@ export class RingLogger implements Logger {
       }
     }
     const payload = JSON.stringify({ dropped: total, byLevel: counts, producer: this.producer });
-    const at = this.ring.reserve(payload.length);
+    const at = this.ring.reserve(payload.length, this.stamp);
     if (at < 0) return; // still full: report later
     this.fill(at, payload.length, LEVEL_WARN, KIND_DROPS, payload);
     this.droppedByLevel.fill(0);

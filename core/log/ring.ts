@@ -12,8 +12,14 @@
  * - Full ring: the record is dropped and counted per level, and the producer reports its drops in a record
  *   of their own as soon as one fits again, so loss is visible downstream.
  *
- * Record layout (8-byte aligned): [u32 length | u32 meta | f64 time | payload...], meta = payload length
+ * Record layout (8-byte aligned): [i32 length | u32 meta | f64 time | payload...], meta = payload length
  * (20 bits) | level (3) | kind (2) | producer (6) | padding flag (1).
+ *
+ * A reserved record not yet published holds a negative stamp in its length word (written right after the
+ * reservation): its producer, that producer's epoch and its size. A loop restarted after a crash takes the
+ * same producer id with the next epoch, so a record its dead predecessor reserved and never published is
+ * recognised and skipped (counted as abandoned) instead of holding every later record back; at the stop
+ * deadline any record still unpublished is skipped the same way.
  */
 
 export const HEADER_BYTES = 8192;
@@ -53,7 +59,13 @@ export const C_SAMPLED = 2;
 export const C_DROP_FULL = 3;
 export const C_DROP_LARGE = 4;
 export const C_DROP_LEVEL = 5; // + level, 6 slots
+/** Incarnations of this producer id (a loop restarted after a crash takes the next). */
+const C_EPOCH = 14;
 const C_LOOP = 15;
+
+/** `reserve` results besides an offset. */
+export const RESERVE_FULL = -1;
+export const RESERVE_TOO_LARGE = -2;
 
 // Float64 areas: sampling rates (written by whoever configures), shipper counters (shipper only).
 const RATES_BYTE = 6144; // 16 doubles: levels 0..5, kinds 8..11
@@ -112,21 +124,36 @@ export class RingMemory {
    */
   loopProducer(loop: number): number {
     if (loop < 0 || loop >= LOOP_PRODUCERS) return this.claimProducer(loop);
-    Atomics.store(this.counters, loop * PRODUCER_STRIDE + C_LOOP, loop);
+    Atomics.store(this.counters, loop * PRODUCER_STRIDE + C_LOOP, loop + 1);
+    Atomics.add(this.counters, loop * PRODUCER_STRIDE + C_EPOCH, 1);
     return loop;
   }
 
-  /** A new producer id (32..63) for a producer on loop `loop` (records carry the id; the loop is looked up). */
+  /**
+   * A new producer id (32..63) for a producer on loop `loop`, or -1 for one off the loops (the main thread):
+   * records carry the id, the loop is looked up.
+   */
   claimProducer(loop: number): number {
     const id = Atomics.add(this.ctl, NEXT_PRODUCER, 1);
     if (id >= MAX_PRODUCERS) throw new RangeError(`a log ring takes at most ${MAX_PRODUCERS} producers`);
-    Atomics.store(this.counters, id * PRODUCER_STRIDE + C_LOOP, loop);
+    Atomics.store(this.counters, id * PRODUCER_STRIDE + C_LOOP, loop < 0 ? 0 : loop + 1);
+    Atomics.add(this.counters, id * PRODUCER_STRIDE + C_EPOCH, 1);
     return id;
   }
 
-  /** The loop a producer said it writes for. */
+  /** The loop a producer said it writes for, or -1 for one off the loops (the main thread). */
   producerLoop(producer: number): number {
-    return Atomics.load(this.counters, producer * PRODUCER_STRIDE + C_LOOP);
+    return Atomics.load(this.counters, producer * PRODUCER_STRIDE + C_LOOP) - 1;
+  }
+
+  /** The current incarnation of a producer id (7 bits of it travel in reservation stamps). */
+  producerEpoch(producer: number): number {
+    return Atomics.load(this.counters, producer * PRODUCER_STRIDE + C_EPOCH) & 0x7f;
+  }
+
+  /** The stamp a producer's reservations carry (see the record layout above). */
+  stampOf(producer: number): number {
+    return (this.producerEpoch(producer) << 24) | (producer << 18);
   }
 
   counter(producer: number, slot: number): number {
@@ -166,14 +193,15 @@ export class RingMemory {
   }
 
   /**
-   * Reserves a record with `payload` bytes. Returns the byte offset (into the buffer) of the record, or -1
-   * when the ring is full (or the record could never fit). Lock-free: retries only when another producer
-   * won the same compare-and-swap.
+   * Reserves a record with `payload` bytes for the producer whose {@link stampOf} is `stamp`. Returns the
+   * byte offset (into the buffer) of the record, {@link RESERVE_FULL} when the ring has no room now, or
+   * {@link RESERVE_TOO_LARGE} when the record could never fit (over half the ring). Lock-free: retries only
+   * when another producer won the same compare-and-swap.
    */
-  reserve(payload: number): number {
+  reserve(payload: number, stamp: number): number {
     const total = (RECORD_HEADER + payload + 7) & ~7;
     const capacity = this.capacity;
-    if (total > capacity >>> 1) return -1;
+    if (total > capacity >>> 1) return RESERVE_TOO_LARGE;
     const ctl = this.ctl;
     for (;;) {
       const w = Atomics.load(ctl, WRITE);
@@ -181,14 +209,18 @@ export class RingMemory {
       const off = w & this.mask;
       const tail = capacity - off;
       const need = total <= tail ? total : tail + total;
-      if (((w - r) >>> 0) + need > capacity) return -1;
+      if (((w - r) >>> 0) + need > capacity) return RESERVE_FULL;
       if (Atomics.compareExchange(ctl, WRITE, w, (w + need) | 0) !== w) continue;
-      if (need === total) return HEADER_BYTES + off;
-      // The tail is too short: it becomes a padding record, the record starts at the ring's beginning.
-      const pad = HEADER_BYTES + off;
-      this.i32[(pad >> 2) + 1] = 1 << 31;
-      Atomics.store(this.i32, pad >> 2, tail);
-      return HEADER_BYTES;
+      let at = HEADER_BYTES + off;
+      if (need !== total) {
+        // The tail is too short: it becomes a padding record, the record starts at the ring's beginning.
+        this.i32[(at >> 2) + 1] = 1 << 31;
+        Atomics.store(this.i32, at >> 2, tail);
+        at = HEADER_BYTES;
+      }
+      // The stamp says whose reservation this is, should its producer die before publishing it.
+      Atomics.store(this.i32, at >> 2, -(stamp | (total >> 3)));
+      return at;
     }
   }
 
@@ -211,6 +243,7 @@ export class RingMemory {
   drain(
     visit: (meta: number, time: number, start: number, end: number) => void,
     max = Number.POSITIVE_INFINITY,
+    giveUp = false,
   ): number {
     const ctl = this.ctl;
     const i32 = this.i32;
@@ -220,8 +253,19 @@ export class RingMemory {
     let visited = 0;
     while (r !== w && visited < max) {
       const off = HEADER_BYTES + (r & this.mask);
-      const total = Atomics.load(i32, off >> 2);
-      if (total === 0) break; // reserved but not yet published: later records wait behind it
+      let total = Atomics.load(i32, off >> 2);
+      if (total <= 0) {
+        // Reserved but not yet published: later records wait behind it, unless its producer died (its id
+        // has a newer epoch now) or the stop deadline passed (`giveUp`); then it is skipped and counted.
+        if (total === 0) break; // the stamp is not even written yet
+        const stamp = -total;
+        const producer = (stamp >>> 18) & 63;
+        if (!giveUp && ((stamp >>> 24) & 0x7f) === this.producerEpoch(producer)) break;
+        total = (stamp & 0x3ffff) << 3;
+        this.shipper[S_ABANDONED]!++;
+        r = (r + total) | 0;
+        continue;
+      }
       const meta = i32[(off >> 2) + 1]!;
       if (meta >= 0) {
         visit(
@@ -301,3 +345,5 @@ export const S_SINK_DROPPED = 4;
 export const S_SINK_ERRORS = 5;
 export const S_CONSUMED = 6;
 export const S_FILL_HIGH = 7;
+/** Records reserved and never published (their producer died, or the stop deadline came). */
+export const S_ABANDONED = 8;

@@ -56,7 +56,12 @@ function noteStop(): void {
 
 // The port's listener is what keeps this thread alive between records (a pending Atomics.waitAsync does
 // not); the stop message it receives is only a second wake-up, the deadline itself travels in the ring.
-port.on('message', noteStop);
+port.on('message', (msg: { type?: string }) => {
+  if (msg?.type === 'reopen') {
+    for (const s of sinks) void s.reopen?.().catch(() => {});
+  }
+  noteStop();
+});
 
 /** Batches handed to the sinks and not settled yet; each is counted exactly once, whichever way it ends. */
 const inFlight = new Set<{ records: number }>();
@@ -106,6 +111,9 @@ function settle(ms: number): Promise<void> {
   });
 }
 
+/** How long a stop waits for a reserved record to be published before skipping it. */
+const STALL_MS = 500;
+let stalledSince: number | null = null;
 let gaveUp = false;
 for (;;) {
   noteStop();
@@ -126,9 +134,17 @@ for (;;) {
     ship(batcher.take());
   if (n > 0) continue;
   if (ring.stopping) {
-    // Everything reserved has been consumed: done. A reservation never published (its producer died
-    // mid-write) is given up on at the stop deadline.
-    if (ring.used === 0 || Date.now() >= stopDeadline) break;
+    // Everything reserved has been consumed: done.
+    if (ring.used === 0) break;
+    // A reservation still unpublished holds the rest back: once stopping has waited STALL_MS for it (or at
+    // the deadline), it is skipped and counted as abandoned, and what follows it is shipped.
+    stalledSince ??= Date.now();
+    if (Date.now() - stalledSince >= Math.min(STALL_MS, ring.stopDeadline) || Date.now() >= stopDeadline) {
+      stats[S_CONSUMED]! += ring.drain(batcher.visit, batcher.room, true);
+      stalledSince = Date.now();
+      if (Date.now() >= stopDeadline && ring.used !== 0) break;
+      continue;
+    }
   }
   const wait =
     batcher.records > 0
@@ -141,9 +157,13 @@ if (gaveUp) {
   // The sinks never caught up before the deadline: what is still in the ring or the open batch is lost, and
   // counted so (drop reports are not user records).
   let left = 0;
-  ring.drain((meta) => {
-    if (((meta >>> 23) & 3) !== 3) left++;
-  });
+  ring.drain(
+    (meta) => {
+      if (((meta >>> 23) & 3) !== 3) left++;
+    },
+    Number.POSITIVE_INFINITY,
+    true,
+  );
   stats[S_SINK_DROPPED]! += left + batcher.userRecords;
 } else {
   ship(batcher.take());

@@ -19,6 +19,7 @@ import {
   S_CONSUMED,
   S_FILL_HIGH,
   S_SHIPPED,
+  S_ABANDONED,
   S_SINK_DROPPED,
   S_SINK_ERRORS,
 } from './ring.ts';
@@ -56,7 +57,18 @@ export interface LogStats {
   sampledOut: number;
   /** Records published into the ring. */
   committed: number;
-  dropped: { full: number; tooLarge: number; sink: number; byLevel: Record<LevelName, number> };
+  /**
+   * Records lost, and where: the ring was full, a record was over half the ring, a sink failed or gave up,
+   * or a producer reserved a record and never published it (it died, or the stop deadline came). Once
+   * stopped, written = shipped + full + tooLarge + sink + abandoned + sampledOut.
+   */
+  dropped: {
+    full: number;
+    tooLarge: number;
+    sink: number;
+    abandoned: number;
+    byLevel: Record<LevelName, number>;
+  };
   /** Records the shipper took out of the ring. */
   consumed: number;
   /** Records every sink accepted. */
@@ -99,6 +111,14 @@ export class LogShipper {
   /** A producer for the calling thread. */
   logger(loop = -1): RingLogger {
     return new RingLogger(this.memory, loop);
+  }
+
+  /**
+   * Reopens the sinks' files: wire it to the signal logrotate sends after moving them (its `postrotate`).
+   * A file sink also notices a moved file by itself within a second.
+   */
+  reopen(): void {
+    if (this.stopping === null) this.worker.postMessage({ type: 'reopen' });
   }
 
   /** Changes sampling while running. */
@@ -147,7 +167,13 @@ export function readLogStats(ring: RingMemory | SharedArrayBuffer): LogStats {
     written: sum(C_OFFERED),
     sampledOut: sum(C_SAMPLED),
     committed: sum(C_COMMITTED),
-    dropped: { full: sum(C_DROP_FULL), tooLarge: sum(C_DROP_LARGE), sink: s[S_SINK_DROPPED]!, byLevel },
+    dropped: {
+      full: sum(C_DROP_FULL),
+      tooLarge: sum(C_DROP_LARGE),
+      sink: s[S_SINK_DROPPED]!,
+      abandoned: s[S_ABANDONED]!,
+      byLevel,
+    },
     consumed: s[S_CONSUMED]!,
     shipped: s[S_SHIPPED]!,
     batches: s[S_BATCHES]!,

@@ -27,7 +27,12 @@ export interface LogSink {
   write(batch: LogBatch): Promise<void>;
   /** Flushes and releases resources; called once at shutdown. */
   close(): Promise<void>;
+  /** Reopens what it writes to (a file logrotate moved away); optional. */
+  reopen?(): Promise<void>;
 }
+
+/** How often a file sink looks whether its path still names the file it writes. */
+const MOVE_CHECK_MS = 1000;
 
 /** Sink settings (plain data: they travel to the shipper's thread). */
 export type SinkConfig =
@@ -110,9 +115,13 @@ export async function createSink(config: SinkConfig): Promise<LogSink> {
 
 /** Appends batches to a file, rotating by size and age and keeping `keep` rotated files. */
 export class FileSink implements LogSink {
-  private handle: FileHandle;
+  /** Null after a failed open or rotation: the next write opens the path again. */
+  private handle: FileHandle | null;
   private size: number;
+  private inode: number;
   private openedAt: number;
+  /** When the path was last checked for a move (logrotate without a signal). */
+  private checkedAt: number;
   private seq = 0;
   private chain: Promise<void> = Promise.resolve();
   readonly path: string;
@@ -124,6 +133,7 @@ export class FileSink implements LogSink {
     path: string,
     handle: FileHandle,
     size: number,
+    inode: number,
     maxBytes: number,
     interval: number,
     keep: number,
@@ -131,7 +141,8 @@ export class FileSink implements LogSink {
     this.path = path;
     this.handle = handle;
     this.size = size;
-    this.openedAt = Date.now();
+    this.inode = inode;
+    this.openedAt = this.checkedAt = Date.now();
     this.maxBytes = maxBytes;
     this.interval = interval;
     this.keep = keep;
@@ -140,8 +151,8 @@ export class FileSink implements LogSink {
   static async open(path: string, maxBytes: number, interval: number, keep: number): Promise<FileSink> {
     await mkdir(dirname(path), { recursive: true });
     const handle = await open(path, 'a');
-    const { size } = await handle.stat();
-    return new FileSink(path, handle, size, maxBytes, interval, keep);
+    const { size, ino } = await handle.stat();
+    return new FileSink(path, handle, size, ino, maxBytes, interval, keep);
   }
 
   write(batch: LogBatch): Promise<void> {
@@ -151,24 +162,64 @@ export class FileSink implements LogSink {
     return next;
   }
 
+  /**
+   * Opens the path again (logrotate's move-then-signal: call it from the signal handler, through
+   * `LogShipper.reopen()`). A moved file is also noticed within a second without the signal.
+   */
+  reopen(): Promise<void> {
+    const next = this.chain.then(() => this.openPath());
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  private async openPath(): Promise<void> {
+    const old = this.handle;
+    this.handle = null;
+    await old?.close().catch(() => {});
+    const handle = await open(this.path, 'a');
+    const { size, ino } = await handle.stat();
+    this.handle = handle;
+    this.size = size;
+    this.inode = ino;
+    this.openedAt = this.checkedAt = Date.now();
+  }
+
   private async append(data: Buffer): Promise<void> {
+    if (this.handle === null) await this.openPath();
+    else if (Date.now() - this.checkedAt >= MOVE_CHECK_MS) await this.followMove();
     const due =
       this.size > 0 &&
       (this.size + data.length > this.maxBytes ||
         (this.interval > 0 && Date.now() - this.openedAt >= this.interval));
     if (due) await this.rotate();
-    await this.handle.write(data);
+    await this.handle!.write(data);
     this.size += data.length;
   }
 
+  /** Reopens when the path no longer names the file we hold (moved or deleted by someone else). */
+  private async followMove(): Promise<void> {
+    this.checkedAt = Date.now();
+    try {
+      if ((await stat(this.path)).ino === this.inode) return;
+    } catch {
+      // gone: open a new one
+    }
+    await this.openPath();
+  }
+
   private async rotate(): Promise<void> {
-    await this.handle.close();
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('.', '');
-    await rename(this.path, `${this.path}.${stamp}-${String(this.seq++).padStart(4, '0')}`);
-    this.handle = await open(this.path, 'a');
-    this.size = 0;
-    this.openedAt = Date.now();
-    await this.prune();
+    const old = this.handle;
+    this.handle = null;
+    await old?.close().catch(() => {});
+    try {
+      await rename(this.path, `${this.path}.${stamp}-${String(this.seq++).padStart(4, '0')}`);
+    } catch (err) {
+      // Someone moved it first, or the directory refuses: write on at the path rather than fail for good.
+      process.stderr.write(`netloom log: rotating ${this.path} failed (${(err as Error).message}); reopening\n`);
+    }
+    await this.openPath();
+    await this.prune().catch(() => {});
   }
 
   /** Deletes rotated files beyond `keep`, oldest first (their names sort by time). */
@@ -184,7 +235,8 @@ export class FileSink implements LogSink {
 
   async close(): Promise<void> {
     await this.chain;
-    await this.handle.close();
+    await this.handle?.close();
+    this.handle = null;
   }
 
   /** Rotated files present now, oldest first (for tests and tools). */

@@ -2,7 +2,7 @@
 // accounting, thousands of wrap-arounds), files that decompress back to what was sent, rotation, a stalled
 // sink, shutdown under load, sampling, network sinks, and the engine and HTTP access-log integration.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url
 const scratch = () => mkdtempSync(join(tmpdir(), 'netloom-log-'));
 
 function assertAccounted(s: LogStats): void {
-  const dropped = s.dropped.full + s.dropped.tooLarge + s.dropped.sink;
+  const dropped = s.dropped.full + s.dropped.tooLarge + s.dropped.sink + s.dropped.abandoned;
   assert.equal(
     s.written,
     s.shipped + dropped + s.sampledOut,
@@ -93,9 +93,10 @@ describe('ring', () => {
       sink: { type: 'module', module: fixture('stall-sink.ts') },
     });
     const log = shipper.logger();
-    log.info('x'.repeat(3000));
+    log.info('x'.repeat(3000)); // over half of a 4 KiB ring: it could never fit
     const stats = await shipper.stop(100);
-    assert.equal(stats.dropped.full, 1);
+    assert.equal(stats.dropped.tooLarge, 1);
+    assert.equal(stats.dropped.full, 0);
     assertAccounted(stats);
     const big = await startLogShipper({
       capacity: 4096,
@@ -361,5 +362,137 @@ describe('engine integration', () => {
     assert.equal(typeof access[0]!.duration, 'number');
     assert.equal(access[1]!.level, 'error');
     assertAccounted(stats);
+  });
+});
+
+describe('records a producer never publishes', () => {
+  /** Makes the next commit on `ring` throw, as if the producer died between reserving and publishing. */
+  function dieAtNextCommit(ring: RingMemory): void {
+    const commit = ring.commit;
+    ring.commit = () => {
+      ring.commit = commit;
+      throw new Error('producer died mid-write');
+    };
+  }
+
+  test("a restarted loop's predecessor's unpublished record is skipped, counted, and what follows is shipped", async () => {
+    const path = join(scratch(), 'abandoned.log');
+    const shipper = await startLogShipper({
+      capacity: 64 * 1024,
+      sink: { type: 'file', path },
+      compression: 'none',
+    });
+    try {
+      const first = new RingLogger(shipper.ring, 3, true); // loop 3
+      first.info('before');
+      dieAtNextCommit(first.ring);
+      assert.throws(() => first.info('lost'));
+      // The engine restarts loop 3: the same producer id, the next epoch.
+      const second = new RingLogger(shipper.ring, 3, true);
+      for (let i = 0; i < 10; i++) second.info('after', { i });
+      await waitFor(() => shipper.stats().shipped === 11, 3000, 'the records behind the dead one');
+      const stats = await shipper.stop(1000);
+      assert.equal(stats.dropped.abandoned, 1);
+      assertAccounted(stats);
+      const lines = readNdjson(path).filter((r) => r.kind === 'log');
+      assert.deepEqual(
+        lines.map((r) => r.msg),
+        ['before', ...Array.from({ length: 10 }, () => 'after')],
+      );
+      assert.ok(lines.every((r) => r.loop === 3));
+    } finally {
+      await shipper.stop(100);
+    }
+  });
+
+  test('at shutdown a record left unpublished by a live producer is skipped and counted; the rest ships', async () => {
+    const path = join(scratch(), 'stuck.log');
+    const shipper = await startLogShipper({
+      capacity: 64 * 1024,
+      sink: { type: 'file', path },
+      compression: 'none',
+    });
+    const log = shipper.logger();
+    dieAtNextCommit(log.ring);
+    assert.throws(() => log.info('stuck'));
+    for (let i = 0; i < 5; i++) log.info('behind', { i });
+    const started = Date.now();
+    const stats = await shipper.stop(3000);
+    assert.ok(Date.now() - started < 2500, 'the stop did not wait for its whole deadline');
+    assert.equal(stats.dropped.abandoned, 1);
+    assert.equal(stats.shipped, 5);
+    assertAccounted(stats);
+    const lines = readNdjson(path).filter((r) => r.kind === 'log');
+    assert.equal(lines.length, 5);
+    assert.ok(
+      lines.every((r) => r.loop === 'main'),
+      'main-thread records say so (not 4294967295)',
+    );
+  });
+});
+
+describe('file sinks and logrotate', () => {
+  const lines = (path: string) =>
+    readNdjson(path)
+      .filter((r) => r.kind === 'log')
+      .map((r) => r.msg as string);
+
+  test('move-then-signal: after the file is moved and reopen() is called, new records go to a new file', async () => {
+    const dir = scratch();
+    const path = join(dir, 'app.log');
+    const shipper = await startLogShipper({
+      sink: { type: 'file', path },
+      compression: 'none',
+      batch: { maxDelay: 10 },
+    });
+    const log = shipper.logger();
+    log.info('one');
+    await waitFor(() => shipper.stats().shipped === 1, 2000, 'the first record');
+    renameSync(path, `${path}.1`); // logrotate's move
+    shipper.reopen(); // its postrotate signal
+    await new Promise((r) => setTimeout(r, 50));
+    log.info('two');
+    await shipper.stop();
+    assert.deepEqual(lines(`${path}.1`), ['one']);
+    assert.deepEqual(lines(path), ['two']);
+  });
+
+  test('a file moved away without a signal is noticed and a new one opened', async () => {
+    const dir = scratch();
+    const path = join(dir, 'app.log');
+    const shipper = await startLogShipper({
+      sink: { type: 'file', path },
+      compression: 'none',
+      batch: { maxDelay: 10 },
+    });
+    const log = shipper.logger();
+    log.info('one');
+    await waitFor(() => shipper.stats().shipped === 1, 2000, 'the first record');
+    renameSync(path, `${path}.moved`);
+    await new Promise((r) => setTimeout(r, 1200)); // past the sink's move check
+    log.info('two');
+    await shipper.stop();
+    assert.deepEqual(lines(`${path}.moved`), ['one']);
+    assert.deepEqual(lines(path), ['two']);
+  });
+
+  test('a rotation whose rename fails (the file was deleted) keeps writing instead of failing for good', async () => {
+    const dir = scratch();
+    const path = join(dir, 'rot.log');
+    const shipper = await startLogShipper({
+      sink: { type: 'file', path, maxBytes: 600 },
+      compression: 'none',
+      batch: { maxDelay: 10, maxRecords: 1 },
+    });
+    const log = shipper.logger();
+    log.info('first', { pad: 'x'.repeat(400) });
+    await waitFor(() => shipper.stats().shipped === 1, 2000, 'the first record');
+    unlinkSync(path); // deleted under the sink; the next batch passes maxBytes and rotates
+    for (let i = 0; i < 5; i++) log.info('later', { i, pad: 'y'.repeat(200) });
+    const stats = await shipper.stop();
+    assert.equal(stats.sinkErrors, 0);
+    assert.equal(stats.shipped, 6);
+    const kept = readdirSync(dir).flatMap((f) => lines(join(dir, f)));
+    assert.equal(kept.filter((m) => m === 'later').length, 5, 'every later record is on disk');
   });
 });

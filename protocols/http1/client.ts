@@ -7,6 +7,7 @@ import {
   BodyDecoder,
   type BodySink,
 } from './body.ts';
+import { TARGET, TCHAR } from './chars.ts';
 import { HttpError } from './errors.ts';
 import { HEAD_ERROR, HeadParser, NEED_MORE } from './head.ts';
 
@@ -48,6 +49,64 @@ export interface ClientResponse {
   copyField(k: number, out: Buffer, p: number): number;
 }
 
+/** Header lines a request carries as bytes (a proxy's copy of its client's fields, already checked). */
+export interface RawRequestHeaders {
+  /** An upper bound of the bytes `copy` writes. */
+  readonly size: number;
+  /** Writes the lines (each ending in CRLF) into `buf` at `p`; returns the end. */
+  copy(buf: Buffer, p: number): number;
+}
+
+/** How a request's body is framed: a Content-Length (0 for none), chunked, or no body and no length. */
+export type RequestFraming = number | 'chunked' | 'none';
+
+/** A request to send: the codec writes its line, `host`, the given fields and the framing. */
+export interface OutgoingRequest {
+  /** A token (`GET`, `POST`, ...). */
+  readonly method: string;
+  /** The request-target, origin-form (`/path?query`): visible ASCII only. */
+  readonly target: string;
+  /** The Host field's value. */
+  readonly host: string;
+  /** Fields as name/value pairs, each checked (no CR, LF or NUL can reach the head). */
+  readonly headers?: readonly (readonly [string, string])[];
+  /** Fields as bytes, copied verbatim after `headers`. */
+  readonly raw?: RawRequestHeaders;
+  readonly framing: RequestFraming;
+}
+
+/** Whether `s` is a token (a method or a field name). */
+function token(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f || TCHAR[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** Writes field value `s` at `p` if every character may stand in one; -1 otherwise. */
+function putValue(buf: Buffer, p: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || (c < 0x20 && c !== 0x09) || c === 0x7f) return -1;
+    buf[p++] = c;
+  }
+  return p;
+}
+
+/** Writes latin1 text known to be safe (checked before, or a constant). */
+function putText(buf: Buffer, p: number, text: string): number {
+  for (let i = 0; i < text.length; i++) buf[p++] = text.charCodeAt(i);
+  return p;
+}
+
+const HEX_DIGITS = '0123456789abcdef';
+
+function invalidRequest(what: string): HttpError {
+  return new HttpError(500, `invalid request to send: ${what}`, 'ERR_HTTP_INVALID_REQUEST');
+}
+
 /** Limits for parsing responses from upstreams. */
 const RESPONSE_LIMITS = {
   maxStartLine: 8 * 1024,
@@ -85,6 +144,8 @@ export class ClientConnection implements BodySink, ClientResponse {
   private sink: ResponseSink | null = null;
   private state = IDLE;
   private headRequest = false;
+  /** The body being sent is chunked (the codec frames each piece). */
+  private chunkedBody = false;
   private paused = false;
   private buf: Buffer = Buffer.alloc(0);
   /** Called when a request finished and the connection is idle again (or closed). */
@@ -115,6 +176,113 @@ export class ClientConnection implements BodySink, ClientResponse {
     this.requests++;
     // A graceful stop waits for an exchange in progress instead of closing a quiet upstream connection.
     this.conn.busy = true;
+  }
+
+  /**
+   * Sends a request (its line, Host, fields and framing, serialized into the connection's staging buffer in
+   * one pass) and starts the exchange; the response goes to `sink`. A body follows with {@link writeBody}
+   * and {@link endBody}. A method, target, field name or value that could break the head throws
+   * `ERR_HTTP_INVALID_REQUEST` before anything is written.
+   */
+  request(req: OutgoingRequest, sink: ResponseSink): void {
+    if (this.state !== IDLE) throw new HttpError(500, 'client connection busy', 'ERR_HTTP_CLIENT_BUSY');
+    const { method, target, host, headers, raw, framing } = req;
+    if (!token(method)) throw invalidRequest(`method ${JSON.stringify(method)}`);
+    if (target.length === 0) throw invalidRequest('empty target');
+    for (let i = 0; i < target.length; i++) {
+      const c = target.charCodeAt(i);
+      if (c > 0xff || TARGET[c] !== 1) throw invalidRequest(`target ${JSON.stringify(target)}`);
+    }
+    let bound = method.length + target.length + host.length + 96 + (raw?.size ?? 0);
+    if (headers !== undefined) for (const [n, v] of headers) bound += n.length + v.length + 4;
+    const conn = this.conn;
+    const buf = conn.reserve(bound);
+    let p = putText(buf, conn.reservedAt, method);
+    buf[p++] = 0x20;
+    p = putText(buf, p, target);
+    p = putText(buf, p, ' HTTP/1.1\r\nhost: ');
+    p = putValue(buf, p, host);
+    if (p < 0) throw invalidRequest('Host value');
+    buf[p++] = 0x0d;
+    buf[p++] = 0x0a;
+    if (headers !== undefined) {
+      for (const [name, value] of headers) {
+        if (!token(name)) throw invalidRequest(`field name ${JSON.stringify(name)}`);
+        p = putText(buf, p, name);
+        buf[p++] = 0x3a;
+        buf[p++] = 0x20;
+        p = putValue(buf, p, value);
+        if (p < 0) throw invalidRequest(`value of ${name}`);
+        buf[p++] = 0x0d;
+        buf[p++] = 0x0a;
+      }
+    }
+    if (raw !== undefined) p = raw.copy(buf, p);
+    this.chunkedBody = framing === 'chunked';
+    if (framing === 'chunked') p = putText(buf, p, 'transfer-encoding: chunked\r\n');
+    else if (typeof framing === 'number') {
+      p = putText(buf, p, 'content-length: ');
+      p = putText(buf, p, String(framing));
+      buf[p++] = 0x0d;
+      buf[p++] = 0x0a;
+    }
+    buf[p++] = 0x0d;
+    buf[p++] = 0x0a;
+    conn.commit(p);
+    this.begin(method, sink);
+  }
+
+  /**
+   * Sends a piece of the request body (framed as a chunk when the request is chunked). Returns false when
+   * the connection's outbound bytes are above the high-water mark: wait for `onWritable`.
+   */
+  writeBody(chunk: Uint8Array): boolean {
+    const conn = this.conn;
+    if (conn.closed || chunk.byteLength === 0) return true;
+    if (this.chunkedBody) {
+      const buf = conn.reserve(16);
+      let p = conn.reservedAt;
+      let digits = 1;
+      for (let m = chunk.byteLength; m >= 16; m = Math.floor(m / 16)) digits++;
+      for (let i = digits - 1, m = chunk.byteLength; i >= 0; i--, m = Math.floor(m / 16))
+        buf[p + i] = HEX_DIGITS.charCodeAt(m % 16);
+      p += digits;
+      buf[p++] = 0x0d;
+      buf[p++] = 0x0a;
+      conn.commit(p);
+      conn.write(chunk);
+      conn.writeLatin1('\r\n');
+    } else {
+      conn.write(chunk);
+    }
+    return conn.outboundBuffered < conn.loop.options.highWaterMark;
+  }
+
+  /**
+   * Ends the request body: for a chunked request, the last chunk and `trailers` (each checked; a field that
+   * could break the message throws `ERR_HTTP_INVALID_REQUEST` and nothing of the trailers is sent).
+   */
+  endBody(trailers: readonly (readonly [string, string])[] = []): void {
+    if (!this.chunkedBody || this.conn.closed) return;
+    this.chunkedBody = false;
+    let bound = 8;
+    for (const [n, v] of trailers) bound += n.length + v.length + 4;
+    const conn = this.conn;
+    const buf = conn.reserve(bound);
+    let p = putText(buf, conn.reservedAt, '0\r\n');
+    for (const [name, value] of trailers) {
+      if (!token(name)) throw invalidRequest(`trailer name ${JSON.stringify(name)}`);
+      p = putText(buf, p, name);
+      buf[p++] = 0x3a;
+      buf[p++] = 0x20;
+      p = putValue(buf, p, value);
+      if (p < 0) throw invalidRequest(`value of trailer ${name}`);
+      buf[p++] = 0x0d;
+      buf[p++] = 0x0a;
+    }
+    buf[p++] = 0x0d;
+    buf[p++] = 0x0a;
+    conn.commit(p);
   }
 
   /** Resumes reading after `onBody` returned false. */

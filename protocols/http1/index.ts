@@ -13,7 +13,15 @@ export {
   type BodyLimits,
   type BodySink,
 } from './body.ts';
-export { ClientConnection, type ClientResponse, clientHandler, type ResponseSink } from './client.ts';
+export {
+  ClientConnection,
+  type ClientResponse,
+  clientHandler,
+  type OutgoingRequest,
+  type RawRequestHeaders,
+  type RequestFraming,
+  type ResponseSink,
+} from './client.ts';
 export { HttpError } from './errors.ts';
 export type { Exchange } from './exchange.ts';
 export { HEAD_ERROR, type HeadLimits, HeadParser, latin1, NEED_MORE } from './head.ts';

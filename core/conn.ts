@@ -34,6 +34,7 @@ const F_USER_PAUSED = 128; // pause() by the handler
 const F_READING_PAUSED = 256; // the socket is not being read
 const F_SOCKET_QUEUE = 512; // bytes were written through socket.write and may still wait in its queue
 const F_LENDING = 1024; // inside the onTraffic turn: views of the inbound buffer may be held
+const F_SETTLE_DUE = 2048; // emptied outside a turn: the slab goes back once the current callback returns
 
 /** @internal Connection states. */
 export const CONNECTING = 0;
@@ -237,12 +238,23 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   }
 
   /**
-   * Everything buffered was consumed: outside a traffic turn (a codec reading on later, from a timer or a
-   * promise) nobody holds a view of the slab, so it goes back now instead of when the next read comes (an
-   * idle connection then holds none).
+   * Everything buffered was consumed outside a traffic turn (a codec reading on later, from a timer or a
+   * promise). The callback doing it may still hold views of the slab (a `peek` before the `discard`, a head
+   * parsed in place), so the slab goes back when the loop's current phase ends, not at once, and not only
+   * when the next read comes (an idle connection then holds none).
    */
   private emptied(): void {
-    if ((this.flags & (F_IN_OWNED | F_LENDING)) === F_IN_OWNED) this.releaseInbound();
+    if ((this.flags & (F_IN_OWNED | F_LENDING | F_SETTLE_DUE)) !== F_IN_OWNED) return;
+    this.flags |= F_SETTLE_DUE;
+    this.loop.scheduleSettle(this);
+  }
+
+  /** @internal The callback that emptied the inbound slab outside a turn has returned (see `emptied`). */
+  settleEmptied(): void {
+    if ((this.flags & F_SETTLE_DUE) === 0) return;
+    this.flags &= ~F_SETTLE_DUE;
+    if ((this.flags & (F_IN_OWNED | F_LENDING)) === F_IN_OWNED && this.inEnd === this.inStart)
+      this.releaseInbound();
   }
 
   /** @internal The loop runs `onTraffic` (views of the inbound buffer are lent until `settleInbound`). */
@@ -323,6 +335,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   private releaseInbound(): void {
     this.loop.arena.give(this.inBuf);
     this.inBuf = EMPTY;
+    this.lentView = null; // a view of a slab given back is never written by reference
     this.flags &= ~F_IN_OWNED;
     this.inStart = this.inEnd = 0;
   }

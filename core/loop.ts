@@ -133,6 +133,8 @@ export class EventLoop {
   /** Empty lists connections borrow while bytes wait to be written (see `Conn.segments`). */
   private readonly lists: unknown[][] = [];
   private readonly wakes: Conn[] = [];
+  /** Connections whose inbound slab emptied outside a turn (returned in the check phase). */
+  private readonly settles: Conn[] = [];
   private depth = 0;
   private immediate: NodeJS.Immediate | null = null;
   /** Inside the check-phase flush: callbacks run there are flushed by it, not by another immediate. */
@@ -589,6 +591,12 @@ export class EventLoop {
     if (this.immediate === null) this.immediate = setImmediate(this.runImmediateBound);
   }
 
+  /** @internal A connection's inbound slab emptied outside a traffic turn: give it back after this callback. */
+  scheduleSettle(conn: Conn): void {
+    this.settles.push(conn);
+    if (this.immediate === null) this.immediate = setImmediate(this.runImmediateBound);
+  }
+
   private flushDirty(): void {
     // pop, not `length = 0`: truncating shrinks the backing store and the next push reallocates it.
     const list = this.dirty;
@@ -612,6 +620,8 @@ export class EventLoop {
     }
     if (this.dirty.length !== 0) this.flushDirty();
     this.flushing = false;
+    const settles = this.settles;
+    for (let conn = settles.pop(); conn !== undefined; conn = settles.pop()) conn.settleEmptied();
   }
 
   // ---- timers --------------------------------------------------------------------------------------

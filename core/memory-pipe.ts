@@ -80,6 +80,8 @@ export class MemoryPipe<Ctx = unknown> {
   private readonly held: Buffer[] = [];
   /** The peer's FIN, held behind the reads it came after. */
   private endHeld = false;
+  /** The peer sent its FIN: nothing more comes from it (held or delivered). */
+  private peerEnded = false;
 
   /** @internal Use `loop.pipe`. */
   constructor(loop: EventLoop, conn: Conn<Ctx>, socket: unknown) {
@@ -101,7 +103,7 @@ export class MemoryPipe<Ctx = unknown> {
    * paused). Ignored once the connection is closed.
    */
   read(bytes: Uint8Array): void {
-    if (this.socket.destroyed || this.endHeld) return;
+    if (this.socket.destroyed || this.peerEnded) return;
     // A copy, as a socket's read is: the peer may reuse its buffer, and a lent view may be written back.
     const copy = Buffer.from(bytes);
     if (this.socket.paused || this.held.length !== 0) {
@@ -135,10 +137,12 @@ export class MemoryPipe<Ctx = unknown> {
 
   /**
    * The peer closes its sending side (FIN): the handler's `onEof` runs, as for a socket, after every read
-   * sent before it (so later than now if the connection holds reads while paused).
+   * sent before it (so later than now if the connection holds reads while paused). Reads and ends after it
+   * are ignored, as no socket delivers bytes after its FIN.
    */
   end(): void {
-    if (this.socket.destroyed || this.endHeld) return;
+    if (this.socket.destroyed || this.peerEnded) return;
+    this.peerEnded = true;
     this.endHeld = true;
     this.pump();
   }

@@ -41,6 +41,7 @@ const TRAILERS = 12;
 
 const MAX_SAFE_CHUNK = 2 ** 48;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
+const NO_SINK: BodySink = { onBody() {} };
 
 /**
  * Decodes a message body framed by Content-Length, chunked transfer coding (RFC 9112 §7.1) or the end of
@@ -91,6 +92,30 @@ export class BodyDecoder {
   finish(): boolean {
     if (this.mode === BODY_UNTIL_CLOSE) this.done = true;
     return this.done;
+  }
+
+  /**
+   * Whether decoding `buf[start, end)` would end the body, complete or in a framing error, without
+   * consuming anything (a body deadline asks whether the client already sent all of it).
+   */
+  wouldEnd(buf: Buffer, start: number, end: number): boolean {
+    if (this.done) return true;
+    if (this.mode !== BODY_CHUNKED) return this.mode === BODY_LENGTH && end - start >= this.remaining;
+    const { remaining, state, size, lineBytes, scanned, received, trailers } = this;
+    const count = trailers.length;
+    const n = this.chunked(buf, start, end, NO_SINK);
+    const ended = n < 0 || this.done;
+    this.remaining = remaining;
+    this.state = state;
+    this.size = size;
+    this.lineBytes = lineBytes;
+    this.scanned = scanned;
+    this.received = received;
+    this.done = false;
+    this.errorStatus = 0;
+    this.errorReason = '';
+    trailers.length = count;
+    return ended;
   }
 
   private fail(status: number, reason: string): number {

@@ -173,6 +173,13 @@ export class Exchange implements BodySink {
               this.close(); // a partial request after FIN can never complete
               return;
             }
+            if (this.head.onlyEmptyLines(buf, off, off + avail)) {
+              // RFC 9112 §2.2: a CRLF after a request (old clients send one after a body) is ignored: the
+              // connection stays idle under the keep-alive timeout, and closes silently at its end.
+              if (this.timer !== TIMER_IDLE && this.timer !== TIMER_HEADERS)
+                this.arm(TIMER_IDLE, this.server.options.keepAliveTimeout);
+              return;
+            }
             if (this.timer !== TIMER_HEADERS) this.arm(TIMER_HEADERS, this.server.options.headersTimeout);
             return;
           }
@@ -202,8 +209,9 @@ export class Exchange implements BodySink {
           }
           conn.discard(n);
           if (!this.bodyDecoder.done) {
-            // Every byte the client sent before its FIN is decoded and the body is still short.
-            if (this.peerEnded && conn.inboundBuffered === 0) this.bodyCutShort();
+            // Every byte the client sent before its FIN is decoded and the body is still short (what the
+            // decoder left is part of a trailer section that no byte will complete).
+            if (this.peerEnded) this.bodyCutShort();
             return;
           }
           this.bodyComplete();
@@ -538,8 +546,6 @@ export class Exchange implements BodySink {
   /** Sends an error answer (4xx/5xx): no body for HEAD, the connection closed unless `keep`. */
   private respondError(status: number, reason: string, keep: boolean): void {
     const res = this.res!;
-    // The server answers in the handler's place: a handler still at work hears that the request is over.
-    if (!res.finished) this.abandon(new HttpError(status, reason));
     const body = `${status} ${STATUS_TEXT[status] ?? ''}: ${reason}\n`;
     const conn = this.conn;
     if (!keep) this.keepAlive = false;
@@ -551,6 +557,10 @@ export class Exchange implements BodySink {
     res.statusCode = status;
     res.headersSent = res.finished = true;
     res.bytesWritten = headOnly ? 0 : body.length;
+    // The server answered in the handler's place: a handler still at work hears that the request is over,
+    // after the answer is out, so a listener that ends "its" response finds it ended (one answer, not two).
+    this.tellAbandoned(new HttpError(status, reason));
+    if (this.state === CLOSED || this.res !== res) return; // a listener closed the connection
     this.responseEnded();
   }
 
@@ -574,16 +584,18 @@ export class Exchange implements BodySink {
     if (timer === TIMER_IDLE) {
       this.close();
     } else if (timer === TIMER_HEADERS) {
-      if (this.conn.inboundBuffered === 0 && this.state === IDLE) this.close();
+      const conn = this.conn;
+      const avail = conn.inboundBuffered;
+      if (
+        this.state === IDLE &&
+        (avail === 0 || this.head.onlyEmptyLines(conn.buffer, conn.offset, conn.offset + avail))
+      )
+        this.close();
       else this.refuse(408, 'request header timeout');
     } else if (timer === TIMER_BODY && (this.state === BODY || this.state === DISCARDING)) {
       // The time is ours, not the client's, while we do not read (our reader asked to wait, or the buffer
       // filled for want of one) or the whole body is already here unread: the clock starts again.
-      const rest = this.head.contentLength - this.bodyDecoder.received;
-      if (
-        (this.paused & PAUSE_BODY) !== 0 ||
-        (this.reader === READER_NONE && !this.head.chunked && this.conn.inboundBuffered >= rest)
-      ) {
+      if ((this.paused & PAUSE_BODY) !== 0 || (this.reader === READER_NONE && this.wholeBodyBuffered())) {
         this.arm(TIMER_BODY, this.server.options.requestTimeout);
         return;
       }
@@ -600,6 +612,14 @@ export class Exchange implements BodySink {
     }
   }
 
+  /** Whether the rest of the body (or what ends it in a framing error) waits in the buffer, undecoded. */
+  private wholeBodyBuffered(): boolean {
+    const conn = this.conn;
+    if (!this.head.chunked)
+      return conn.inboundBuffered >= this.head.contentLength - this.bodyDecoder.received;
+    return this.bodyDecoder.wouldEnd(conn.buffer, conn.offset, conn.offset + conn.inboundBuffered);
+  }
+
   /** The client closed its sending side. */
   onEof(): void {
     this.peerEnded = true;
@@ -609,6 +629,7 @@ export class Exchange implements BodySink {
       const buffered = this.conn.inboundBuffered;
       const rest = this.head.chunked ? -1 : this.head.contentLength - this.bodyDecoder.received;
       if (buffered === 0 || (rest >= 0 && buffered < rest)) this.bodyCutShort();
+      else if (!this.processing) this.process(); // a decoder that saw them all judges the leftover (run)
       return;
     }
     // Answer the request in progress and every complete one already buffered, then close (see run()).
@@ -617,7 +638,7 @@ export class Exchange implements BodySink {
 
   /** The client sent FIN and what came before it cannot complete the body. */
   private bodyCutShort(): void {
-    if (this.conn.inboundBuffered === 0 && this.bodyDecoder.finish()) return;
+    if (this.bodyDecoder.finish()) return;
     if (this.state === DISCARDING)
       this.close(); // answered already; nothing more to read
     else this.bodyFailed(400, 'client closed before the body was complete');
@@ -645,12 +666,25 @@ export class Exchange implements BodySink {
    */
   abandon(reason: HttpError = closedError()): void {
     const res = this.res;
-    if (res === null || res.finished || this.abandoned === this.generation) return;
+    if (res === null || res.finished) return;
+    this.tellAbandoned(reason);
+  }
+
+  /** Runs the request's abort listener and aborts its signal, once per request. */
+  private tellAbandoned(reason: HttpError): void {
+    if (this.abandoned === this.generation) return;
     this.abandoned = this.generation;
+    const req = this.req;
     const listener = this.abortListener;
     this.abortListener = null;
-    listener?.();
-    this.req?.abort(reason);
+    if (listener !== null) {
+      try {
+        listener();
+      } catch (err) {
+        this.conn.loop.log.error('http onAbort listener threw', { conn: this.conn.id, error: err });
+      }
+    }
+    req?.abort(reason);
   }
 
   /** @internal Whether `req` was aborted: the connection closed before its response ended. */

@@ -162,6 +162,16 @@ export class HeadParser {
     return this.run(buf, start, end);
   }
 
+  /**
+   * After `NEED_MORE` for `buf[start, end)`: whether those bytes are empty lines only (with a CR that may
+   * await its LF), as a client sends after a body: the connection is idle, not sending a head.
+   */
+  onlyEmptyLines(buf: Buffer, start: number, end: number): boolean {
+    if (this.phase !== START) return false;
+    const at = start + this.resumeAt;
+    return at === end || (at === end - 1 && buf[at] === CR);
+  }
+
   /** Fresh head: framing facts cleared. */
   private begin(): void {
     this.fieldCount = 0;

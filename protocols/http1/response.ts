@@ -298,6 +298,10 @@ export class Response {
   private writeHead(length: number, raw?: RawHeaders): void {
     const ex = this.ex;
     const status = this.statusCode;
+    // `statusCode` is a plain field: whatever was assigned to it is judged here, like `status()` judges.
+    if (!Number.isInteger(status) || status < 200 || status > 999) {
+      throw new HttpError(500, `invalid status code ${status}`, 'ERR_HTTP_INVALID_STATUS');
+    }
     const names = ex.resNames;
     const values = ex.resValues;
     let bound = 192 + (raw?.size ?? 0);

@@ -141,7 +141,7 @@ test('idleTimeout closes an idle pipe like an idle accepted connection', async (
   }
 });
 
-test('bytes consumed outside a traffic turn give their slab back at once (idle connections hold none)', async () => {
+test('bytes consumed outside a traffic turn give their slab back once the callback returns (idle connections hold none)', async () => {
   const { engine, loop } = await serveInline({});
   try {
     const arena = (loop as unknown as { arena: { outstanding: number } }).arena;
@@ -161,8 +161,33 @@ test('bytes consumed outside a traffic turn give their slab back at once (idle c
     assert.equal(arena.outstanding, 10, 'each leftover is copied into a slab');
     await new Promise((r) => setImmediate(r));
     for (const c of conns) c.discard();
-    assert.equal(arena.outstanding, 0, 'emptied slabs went back when the bytes were consumed');
+    assert.equal(arena.outstanding, 10, 'a view the callback took before its discard stays valid');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(arena.outstanding, 0, 'emptied slabs went back after the callback that consumed the bytes');
     for (const p of pipes) p.dispose();
+  } finally {
+    await engine.stop();
+  }
+});
+
+test('nothing reaches the handler after the peer FIN: later reads and ends are ignored', async () => {
+  const { engine, loop } = await serveInline({});
+  try {
+    const events: string[] = [];
+    const pipe = loop.pipe({
+      onTraffic(conn) {
+        events.push(`data:${conn.next().toString()}`);
+      },
+      onEof() {
+        events.push('eof');
+      },
+    });
+    pipe.read(Buffer.from('a'));
+    pipe.end();
+    pipe.read(Buffer.from('b'));
+    pipe.end();
+    assert.deepEqual(events, ['data:a', 'eof']);
+    pipe.dispose();
   } finally {
     await engine.stop();
   }

@@ -216,7 +216,9 @@ export class FileSink implements LogSink {
       await rename(this.path, `${this.path}.${stamp}-${String(this.seq++).padStart(4, '0')}`);
     } catch (err) {
       // Someone moved it first, or the directory refuses: write on at the path rather than fail for good.
-      process.stderr.write(`netloom log: rotating ${this.path} failed (${(err as Error).message}); reopening\n`);
+      process.stderr.write(
+        `netloom log: rotating ${this.path} failed (${(err as Error).message}); reopening\n`,
+      );
     }
     await this.openPath();
     await this.prune().catch(() => {});

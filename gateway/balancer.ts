@@ -20,12 +20,24 @@ export interface BalancedTarget {
 }
 
 export interface Balancer<T extends BalancedTarget> {
-  /** A target for `key` (used by consistent hashing), skipping unusable and `exclude`d ones; null if none. */
-  pick(key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null;
+  /**
+   * A target for `key` (used by consistent hashing), skipping `exclude`d ones and, unless `panic`, unusable
+   * ones (unhealthy or ejected); null if none.
+   */
+  pick(key: string | undefined, now: number, exclude: ReadonlySet<T> | null, panic?: boolean): T | null;
 }
 
+/** `now` is -Infinity in panic mode: every target counts as usable (only exclusions remain). */
 function usable<T extends BalancedTarget>(t: T, now: number, exclude: ReadonlySet<T> | null): boolean {
-  return t.healthy && t.ejectedUntil <= now && (exclude === null || !exclude.has(t));
+  return (
+    (now === Number.NEGATIVE_INFINITY || (t.healthy && t.ejectedUntil <= now)) &&
+    (exclude === null || !exclude.has(t))
+  );
+}
+
+/** The `now` balancers compare with: -Infinity in panic mode. */
+function clock(now: number, panic: boolean | undefined): number {
+  return panic === true ? Number.NEGATIVE_INFINITY : now;
 }
 
 export class RoundRobin<T extends BalancedTarget> implements Balancer<T> {
@@ -35,7 +47,8 @@ export class RoundRobin<T extends BalancedTarget> implements Balancer<T> {
     this.targets = targets;
   }
 
-  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+  pick(_key: string | undefined, at: number, exclude: ReadonlySet<T> | null, panic?: boolean): T | null {
+    const now = clock(at, panic);
     const n = this.targets.length;
     for (let i = 0; i < n; i++) {
       const t = this.targets[(this.next + i) % n]!;
@@ -57,7 +70,8 @@ export class SmoothWeighted<T extends BalancedTarget> implements Balancer<T> {
     this.current = targets.map(() => 0);
   }
 
-  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+  pick(_key: string | undefined, at: number, exclude: ReadonlySet<T> | null, panic?: boolean): T | null {
+    const now = clock(at, panic);
     let total = 0;
     let best = -1;
     for (let i = 0; i < this.targets.length; i++) {
@@ -81,7 +95,8 @@ export class LeastConnections<T extends BalancedTarget> implements Balancer<T> {
     this.targets = targets;
   }
 
-  pick(_key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
+  pick(_key: string | undefined, at: number, exclude: ReadonlySet<T> | null, panic?: boolean): T | null {
+    const now = clock(at, panic);
     const n = this.targets.length;
     let best: T | null = null;
     let bestLoad = Number.POSITIVE_INFINITY;
@@ -122,8 +137,9 @@ export class ConsistentHash<T extends BalancedTarget> implements Balancer<T> {
     this.fallback = new RoundRobin(targets);
   }
 
-  pick(key: string | undefined, now: number, exclude: ReadonlySet<T> | null): T | null {
-    if (key === undefined) return this.fallback.pick(undefined, now, exclude);
+  pick(key: string | undefined, at: number, exclude: ReadonlySet<T> | null, panic?: boolean): T | null {
+    if (key === undefined) return this.fallback.pick(undefined, at, exclude, panic);
+    const now = clock(at, panic);
     const n = this.points.length;
     if (n === 0) return null;
     const h = hash32(key);

@@ -10,6 +10,8 @@ import { parseConfigText } from './config.ts';
 export interface ConfigSource {
   /** Human-readable origin, for logs and the admin endpoint. */
   readonly description: string;
+  /** Where the configuration's relative `plugins` paths resolve (the working directory when absent). */
+  readonly directory?: string;
   /** Reads the current configuration as a plain object (validation happens after). */
   load(): Promise<unknown>;
   /** Calls `onChange` whenever the configuration may have changed; returns a function that stops watching. */
@@ -20,10 +22,12 @@ export interface ConfigSource {
 export class FileConfigSource implements ConfigSource {
   readonly path: string;
   readonly description: string;
+  readonly directory: string;
 
   constructor(path: string) {
     this.path = resolve(path);
     this.description = `file ${this.path}`;
+    this.directory = dirname(this.path);
   }
 
   async load(): Promise<unknown> {

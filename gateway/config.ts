@@ -1,23 +1,40 @@
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { parseAddress } from '../core/index.ts';
+import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
+import { stockFilters } from './stock-filters.ts';
 
 /**
- * The gateway's declarative configuration: listeners, an admin endpoint, upstreams and routes. Validated with
- * a schema; every problem is reported with the path of the bad field (`routes.2.match.path: ...`).
+ * The gateway's declarative configuration: listeners, an admin endpoint, upstreams, routes and the plugin
+ * modules that define filters. Validated with a schema; every problem is reported with the path of the bad
+ * field (`routes.2.match.path: ...`), filter settings included (each filter's own schema).
  */
 
 const duration = z.number().int().nonnegative();
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
 const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'invalid character in a header value');
+const ADDRESS_FORM = /^((tcp[46]?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$|^unix:\/\/.+$/;
+/** An address a loop can listen on or dial: the engine's own parser decides (ports up to 65535). */
 const address = z
   .string()
-  .regex(
-    /^((tcp[46]?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$|^unix:\/\/.+$/,
-    'not an address (host:port)',
-  );
+  .regex(ADDRESS_FORM, 'not an address (host:port)')
+  .superRefine((a, ctx) => {
+    if (!ADDRESS_FORM.test(a)) return;
+    try {
+      parseAddress(a);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  });
+/** A path that goes into a request line as it is: `/` and visible ASCII (no SP, CR, LF, no U+0100 and up). */
+const requestPath = z
+  .string()
+  .startsWith('/', 'a path starts with /')
+  .regex(/^[\x21-\x7e]*$/, 'a path is visible ASCII (no spaces, control or non-ASCII characters)');
 
 /** A record keyed by header names, each key checked with the same message as elsewhere. */
 function headerRecord<V extends z.ZodType>(value: V) {
@@ -45,13 +62,31 @@ const target = z
 
 const healthCheck = z
   .object({
-    path: z.string().startsWith('/').default('/health'),
+    path: requestPath.default('/health'),
     interval: duration.min(10).default(5000),
     timeout: duration.min(1).default(2000),
     healthyThreshold: z.number().int().min(1).default(2),
     unhealthyThreshold: z.number().int().min(1).default(3),
   })
   .strict();
+
+const POOL_DEFAULTS = {
+  maxConnections: 256,
+  maxIdle: 256,
+  // Below the keep-alive timeouts upstreams commonly use (node:http's is 5 s), so the gateway closes an idle
+  // connection before the upstream does and rarely sends a request into one that is closing.
+  idleTimeout: 4_000,
+  connectTimeout: 2_000,
+  queueTimeout: 5_000,
+  maxQueue: 1024,
+};
+
+const PASSIVE_DEFAULTS = {
+  consecutiveFailures: 5,
+  ejectTime: 10_000,
+  statuses: [] as number[],
+  maxEjectionPercent: 10,
+};
 
 const upstream = z
   .object({
@@ -68,20 +103,16 @@ const upstream = z
       .optional(),
     pool: z
       .object({
-        maxConnections: z.number().int().min(1).default(256),
-        maxIdle: z.number().int().min(0).default(256),
-        idleTimeout: duration.default(30_000),
-        connectTimeout: duration.min(1).default(2_000),
-        queueTimeout: duration.min(1).default(5_000),
+        maxConnections: z.number().int().min(1).default(POOL_DEFAULTS.maxConnections),
+        maxIdle: z.number().int().min(0).default(POOL_DEFAULTS.maxIdle),
+        idleTimeout: duration.default(POOL_DEFAULTS.idleTimeout),
+        connectTimeout: duration.min(1).default(POOL_DEFAULTS.connectTimeout),
+        queueTimeout: duration.min(1).default(POOL_DEFAULTS.queueTimeout),
+        /** Requests that may wait for a connection at once; more are answered 503 at once. */
+        maxQueue: z.number().int().min(0).default(POOL_DEFAULTS.maxQueue),
       })
       .strict()
-      .default({
-        maxConnections: 256,
-        maxIdle: 256,
-        idleTimeout: 30_000,
-        connectTimeout: 2_000,
-        queueTimeout: 5_000,
-      }),
+      .default(POOL_DEFAULTS),
     timeouts: z
       .object({
         firstByte: duration.min(1).default(30_000),
@@ -91,13 +122,27 @@ const upstream = z
       .default({ firstByte: 30_000, total: 60_000 }),
     retries: z.number().int().min(0).max(5).default(1),
     healthCheck: healthCheck.optional(),
+    /**
+     * Passive health: a target is ejected for `ejectTime` after `consecutiveFailures` failed exchanges in a
+     * row. A failure is a connection refused, reset or timed out, or a response whose status is listed in
+     * `statuses` (none by default: an upstream's 5xx answer to a client's request is the client's, and
+     * counting it would let clients eject every target). At most `maxEjectionPercent` of the targets are
+     * ejected at once (at least one).
+     */
     passive: z
       .object({
-        consecutiveFailures: z.number().int().min(1).default(5),
-        ejectTime: duration.min(1).default(10_000),
+        consecutiveFailures: z.number().int().min(1).default(PASSIVE_DEFAULTS.consecutiveFailures),
+        ejectTime: duration.min(1).default(PASSIVE_DEFAULTS.ejectTime),
+        statuses: z.array(z.number().int().min(500).max(599)).default([]),
+        maxEjectionPercent: z.number().int().min(0).max(100).default(PASSIVE_DEFAULTS.maxEjectionPercent),
       })
       .strict()
-      .default({ consecutiveFailures: 5, ejectTime: 10_000 }),
+      .default(PASSIVE_DEFAULTS),
+    /**
+     * When fewer than this share (percent) of the targets are usable, the balancer uses them all, healthy
+     * or not (Envoy's panic threshold): a partial outage of the checks must not become a full one.
+     */
+    panicThreshold: z.number().int().min(0).max(100).default(50),
   })
   .strict()
   .superRefine((u, ctx) => {
@@ -130,6 +175,7 @@ const route = z
           .optional(),
         path: pathPattern,
         pathType: z.enum(['exact', 'prefix']).default('prefix'),
+        /** Methods the route takes (CONNECT only when listed: it opens a tunnel to the upstream). */
         methods: z
           .array(z.string().regex(/^[A-Z]+$/, 'methods are upper-case tokens'))
           .min(1)
@@ -140,15 +186,9 @@ const route = z
     upstream: z.string().min(1),
     rewrite: z
       .union([
-        z.object({ stripPrefix: z.string().startsWith('/') }).strict(),
-        z
-          .object({
-            replacePrefix: z
-              .object({ from: z.string().startsWith('/'), to: z.string().startsWith('/') })
-              .strict(),
-          })
-          .strict(),
-        z.object({ replace: z.string().startsWith('/') }).strict(),
+        z.object({ stripPrefix: requestPath }).strict(),
+        z.object({ replacePrefix: z.object({ from: requestPath, to: requestPath }).strict() }).strict(),
+        z.object({ replace: requestPath }).strict(),
       ])
       .optional(),
     requestHeaders: headerRules.optional(),
@@ -169,11 +209,14 @@ const route = z
       })
       .strict()
       .default({ forwarded: true, requestId: true, traceparent: true }),
+    /** The route's filters, in order: `{ name, ...settings }`, each checked against its filter's schema. */
     filters: z.array(z.object({ name: z.string().min(1) }).passthrough()).default([]),
   })
   .strict();
 
-/** The configuration schema. */
+const ADMIN_HOSTS = new Set(['127.0.0.1', '::1', 'localhost', '[::1]']);
+
+/** The configuration schema (filter settings are checked separately, against the registry). */
 export const configSchema = z
   .object({
     listeners: z
@@ -183,7 +226,22 @@ export const configSchema = z
           .strict(),
       )
       .min(1),
-    admin: z.object({ address }).strict().optional(),
+    /**
+     * The admin endpoint. It listens on loopback unless `token` is set (then every request must carry
+     * `Authorization: Bearer <token>`); it answers only requests whose Host names it (no DNS rebinding), and
+     * refuses cross-site requests (an `Origin` or `Sec-Fetch-Site` from elsewhere).
+     */
+    admin: z
+      .object({
+        address,
+        token: z.string().min(16, 'an admin token has at least 16 characters').optional(),
+        /** More Host names the admin endpoint answers to (its own address and localhost always). */
+        hosts: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
+    /** Modules defining filters (`defineFilter`), relative to the configuration file. */
+    plugins: z.array(z.string().min(1)).default([]),
     http: z
       .object({
         /** Largest request body proxied (streamed, never buffered whole). Default 1 GiB. */
@@ -198,6 +256,14 @@ export const configSchema = z
         keepAliveTimeout: duration.min(1).default(5_000),
         /** Access records through each loop's logger (the log ring when one is configured). */
         accessLog: z.boolean().default(false),
+        /** How request paths are normalised before routing (see gateway/paths.ts). */
+        paths: z
+          .object({
+            mergeSlashes: z.boolean().default(true),
+            encodedSlashes: z.enum(['refuse', 'keep']).default('refuse'),
+          })
+          .strict()
+          .default({ mergeSlashes: true, encodedSlashes: 'refuse' }),
       })
       .strict()
       .default({
@@ -206,6 +272,7 @@ export const configSchema = z
         requestTimeout: 300_000,
         keepAliveTimeout: 5_000,
         accessLog: false,
+        paths: { mergeSlashes: true, encodedSlashes: 'refuse' },
       }),
     upstreams: z.record(z.string().min(1), upstream),
     routes: z.array(route),
@@ -232,6 +299,16 @@ export const configSchema = z
         });
       names.add(r.name);
     });
+    if (c.admin !== undefined && c.admin.token === undefined) {
+      const a = parseAddress(c.admin.address);
+      if (a.kind === 'tcp' && !ADMIN_HOSTS.has(a.host)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['admin', 'address'],
+          message: 'an admin endpoint off loopback needs a token (admin.token)',
+        });
+      }
+    }
   });
 
 /**
@@ -268,7 +345,7 @@ function checkAddedHeaders(r: z.infer<typeof route>, i: number, ctx: z.Refinemen
   }
 }
 
-/** A validated configuration, defaults applied. */
+/** A validated configuration, defaults applied (filter settings parsed by their schemas). */
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type UpstreamConfig = GatewayConfig['upstreams'][string];
 export type RouteConfig = GatewayConfig['routes'][number];
@@ -284,14 +361,52 @@ export class ConfigError extends Error {
   }
 }
 
-/** Validates a parsed configuration object; throws {@link ConfigError} listing every problem by path. */
-export function validateConfig(input: unknown, source = ''): GatewayConfig {
+function issuePath(path: readonly PropertyKey[]): string {
+  return path.map(String).join('.') || '(root)';
+}
+
+/**
+ * Validates a parsed configuration object; throws {@link ConfigError} listing every problem by path. Filter
+ * entries are checked against `filters` (by default, the stock filters alone): an unknown name, or settings
+ * their filter's schema refuses, are problems like any other.
+ */
+export function validateConfig(
+  input: unknown,
+  source = '',
+  filters: FilterRegistry = stockFilters(),
+): GatewayConfig {
   const result = configSchema.safeParse(input);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map(
-    (issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`,
-  );
-  throw new ConfigError(source, problems);
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => `${issuePath(issue.path)}: ${issue.message}`),
+    );
+  }
+  const config = result.data;
+  const problems: string[] = [];
+  config.routes.forEach((r, i) => {
+    r.filters = r.filters.map((entry, k) => {
+      const { name, ...settings } = entry;
+      const at = `routes.${i}.filters.${k}`;
+      const definition = filters.get(name);
+      if (definition === undefined) {
+        const known = filters.names();
+        problems.push(
+          `${at}.name: no filter named "${name}" (known: ${known.length === 0 ? 'none' : known.join(', ')})`,
+        );
+        return entry;
+      }
+      const parsed = definition.settings.safeParse(settings);
+      if (!parsed.success) {
+        for (const issue of parsed.error.issues)
+          problems.push(`${at}${issue.path.length > 0 ? `.${issuePath(issue.path)}` : ''}: ${issue.message}`);
+        return entry;
+      }
+      return { name, ...(parsed.data as object) };
+    });
+  });
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return config;
 }
 
 /** Parses JSON or YAML text (by file extension; `.json` is JSON, anything else YAML, a superset). */
@@ -303,8 +418,63 @@ export function parseConfigText(text: string, fileName: string): unknown {
   }
 }
 
-/** Reads, parses and validates a configuration file. */
-export async function loadConfigFile(path: string): Promise<GatewayConfig> {
+/**
+ * The module specifiers of a configuration's plugins: paths resolved against the directory of the file the
+ * configuration came from (`base`, a directory), URLs and package names as they are.
+ */
+export function pluginSpecifiers(plugins: readonly string[], base: string): string[] {
+  return plugins.map((p) => {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(p)) return p;
+    if (p.startsWith('.') || isAbsolute(p)) return pathToFileURL(resolve(base, p)).href;
+    return p;
+  });
+}
+
+/**
+ * Imports plugin modules and builds the registry of the filters they define, beside the stock ones. An
+ * import that fails, a module that defines no filter, or a name defined twice is a {@link ConfigError}.
+ */
+export async function loadFilters(specifiers: readonly string[], source = ''): Promise<FilterRegistry> {
+  const registry = stockFilters();
+  const problems: string[] = [];
+  for (const spec of specifiers) {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(spec)) as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`plugins: ${spec} could not be imported: ${(err as Error).message.split('\n')[0]}`);
+      continue;
+    }
+    const defs = definitionsOf(mod);
+    if (defs.length === 0) {
+      problems.push(`plugins: ${spec} defines no filter (export what defineFilter returns)`);
+      continue;
+    }
+    problems.push(...registry.add(defs, spec));
+  }
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return registry;
+}
+
+/**
+ * Reads, parses and validates a configuration file with the filters its plugins (and `extraPlugins`, module
+ * specifiers) define. Resolves with the configuration and the plugin specifiers in force.
+ */
+export async function loadConfig(
+  path: string,
+  extraPlugins: readonly string[] = [],
+): Promise<{ config: GatewayConfig; plugins: string[]; filters: FilterRegistry }> {
   const text = await readFile(path, 'utf8');
-  return validateConfig(parseConfigText(text, path), path);
+  const input = parseConfigText(text, path);
+  const listed = Array.isArray((input as { plugins?: unknown })?.plugins)
+    ? ((input as { plugins: unknown[] }).plugins.filter((p) => typeof p === 'string') as string[])
+    : [];
+  const plugins = [...pluginSpecifiers(listed, dirname(resolve(path))), ...extraPlugins];
+  const filters = await loadFilters(plugins, path);
+  return { config: validateConfig(input, path, filters), plugins, filters };
+}
+
+/** Reads, parses and validates a configuration file (stock filters and the file's plugins). */
+export async function loadConfigFile(path: string): Promise<GatewayConfig> {
+  return (await loadConfig(path)).config;
 }

@@ -1,12 +1,16 @@
 import { BroadcastChannel } from 'node:worker_threads';
-import type { EventLoop } from '../core/index.ts';
+import type { EventLoop, LoopTimer } from '../core/index.ts';
 import type { Request, Response } from '../protocols/http1/index.ts';
+import { ProxyCall, sendGatewayError } from './call.ts';
 import type { GatewayConfig } from './config.ts';
-import type { FilterContext } from './filter.ts';
+import type { FilterRegistry } from './filter.ts';
+import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
-import { isValidHost, ProxyCall, sendGatewayError } from './proxy.ts';
-import { GatewayRuntime } from './runtime.ts';
+import { GatewayRuntime, type LocalState } from './runtime.ts';
+import { SharedState } from './shared-state.ts';
+import { openTunnel } from './tunnel.ts';
 import { TargetRegistry } from './upstream.ts';
+import { isValidHost } from './upstream-head.ts';
 
 /** What the main thread hands every loop (structured-cloned as `loop.data`). */
 export interface GatewayLoopData {
@@ -14,18 +18,33 @@ export interface GatewayLoopData {
   channel: string;
   config: GatewayConfig;
   version: number;
+  /** Which listener of the gateway this loop serves (loops are `listener:index`). */
+  listener: number;
+  /** Plugin module specifiers every loop imports (the main thread validated them). */
+  plugins: string[];
+  /** The gateway's shared memory (see shared-state.ts). */
+  shared: SharedArrayBuffer;
 }
 
 /** Messages on the gateway's channel. */
 export type GatewayMessage =
-  | { type: 'config'; version: number; config: GatewayConfig }
-  | { type: 'applied'; loop: number; version: number; error?: string }
-  | { type: 'sync'; loop: number; version: number }
-  | { type: 'stats'; loop: number; snapshot: LoopSnapshot };
+  /** Build this version beside the running one; answer `prepared`. */
+  | { type: 'prepare'; version: number; config: GatewayConfig }
+  /** Swap the prepared version in (a loop that has not prepared it asks with `sync`). */
+  | { type: 'commit'; version: number }
+  /** Drop the prepared version: the reload is rolled back. */
+  | { type: 'abort'; version: number }
+  /** The version in force, for the loop `to` that asked with `sync` (other loops behind it apply it too). */
+  | { type: 'config'; to: string; version: number; config: GatewayConfig }
+  | { type: 'prepared'; loop: string; version: number; error?: string }
+  | { type: 'committed'; loop: string; version: number }
+  | { type: 'sync'; loop: string; version: number }
+  | { type: 'stats'; loop: string; snapshot: LoopSnapshot };
 
 /** One loop's view of its upstreams, for the admin endpoint. */
 export interface LoopSnapshot {
-  loop: number;
+  /** `listener:index`. */
+  loop: string;
   version: number;
   at: number;
   upstreams: Record<
@@ -41,68 +60,139 @@ export interface LoopSnapshot {
   >;
 }
 
-const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|$)/i;
 const STATS_INTERVAL = 1000;
+/** How long a booting loop waits for the main thread's answer to its `sync` before serving what it has. */
+const SYNC_WAIT = 2000;
+const ALLOW_OPTIONS = 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS';
 
 /**
- * The gateway on one loop: matches routes, runs filter chains, starts proxy calls, and swaps in new
- * configurations as they arrive. Pools and target health live in a registry that outlasts reloads.
+ * The gateway on one loop: normalises paths, matches routes, runs their pipelines, and takes configuration
+ * versions in two phases (prepare beside the running one, then swap on commit, or drop on abort), so a
+ * version some loop cannot build is rolled back everywhere. Pools and target health live in a registry that
+ * outlasts reloads.
  */
 export class GatewayLoop {
   runtime: GatewayRuntime;
+  /** This loop's name in messages and snapshots: `listener:index`. */
+  readonly id: string;
   private readonly loop: EventLoop;
   private readonly registry: TargetRegistry;
+  private readonly filters: FilterRegistry;
+  private readonly local: LocalState = new Map();
+  private readonly shared: SharedState;
   private readonly channel: BroadcastChannel;
-  private readonly statsTimer: { cancel(): void };
+  private readonly statsTimer: LoopTimer;
+  private readonly prepared = new Map<number, GatewayRuntime>();
+  private syncedResolve: (() => void) | null = null;
+  private readonly syncedPromise: Promise<void>;
 
-  constructor(loop: EventLoop, data: GatewayLoopData) {
+  constructor(loop: EventLoop, data: GatewayLoopData, filters: FilterRegistry) {
     this.loop = loop;
+    this.id = `${data.listener}:${loop.index}`;
+    this.filters = filters;
+    this.shared = new SharedState(data.shared);
     this.registry = new TargetRegistry(loop);
-    this.runtime = GatewayRuntime.build(loop, data.config, data.version, this.registry);
-    this.runtime.start();
+    this.runtime = this.build(data.config, data.version);
+    this.registry.apply(this.runtime.targetsInUse());
     this.channel = new BroadcastChannel(data.channel);
     this.channel.unref();
-    this.channel.onmessage = (event: unknown) => {
-      const msg = (event as { data: GatewayMessage }).data;
-      if (msg.type === 'config') this.reload(msg.config, msg.version);
-    };
+    this.channel.onmessage = (event: unknown) => this.message((event as { data: GatewayMessage }).data);
     this.statsTimer = loop.every(STATS_INTERVAL, () => this.publish());
-    this.publish();
+    this.syncedPromise = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, SYNC_WAIT);
+      this.syncedResolve = () => {
+        clearTimeout(timer);
+        this.syncedResolve = null;
+        resolve();
+      };
+    });
     // A loop restarted after a crash boots with the configuration it was first given: ask for the latest.
-    this.post({ type: 'sync', loop: loop.index, version: data.version });
+    this.post({ type: 'sync', loop: this.id, version: data.version });
   }
 
-  /** Builds the new configuration beside the old one, then swaps it in with one assignment. */
-  reload(config: GatewayConfig, version: number): void {
-    if (version <= this.runtime.version) return;
-    let next: GatewayRuntime;
-    try {
-      next = GatewayRuntime.build(this.loop, config, version, this.registry);
-    } catch (err) {
-      this.loop.log.error('gateway configuration rejected by loop', { version, error: err });
-      this.post({ type: 'applied', loop: this.loop.index, version, error: (err as Error).message });
-      return;
+  /**
+   * Resolves once the main thread answered this loop's `sync` (the loop then runs the version in force), or
+   * after a short wait without an answer.
+   */
+  synced(): Promise<void> {
+    return this.syncedPromise.then(() => this.publish());
+  }
+
+  private build(config: GatewayConfig, version: number): GatewayRuntime {
+    return GatewayRuntime.build(
+      this.loop,
+      config,
+      version,
+      this.registry,
+      this.filters,
+      this.local,
+      this.shared,
+    );
+  }
+
+  private message(msg: GatewayMessage): void {
+    switch (msg.type) {
+      case 'prepare': {
+        const version = msg.version;
+        if (version <= this.runtime.version || this.prepared.has(version)) {
+          // Asked again (a loop restarted mid-reload made the main thread repeat it), or already in force.
+          this.post({ type: 'prepared', loop: this.id, version });
+          return;
+        }
+        try {
+          this.prepared.set(version, this.build(msg.config, version));
+          this.post({ type: 'prepared', loop: this.id, version });
+        } catch (err) {
+          this.loop.log.error('gateway configuration refused by loop', { version, error: err });
+          this.post({ type: 'prepared', loop: this.id, version, error: (err as Error).message });
+        }
+        return;
+      }
+      case 'commit': {
+        const version = msg.version;
+        const next = this.prepared.get(version);
+        if (next === undefined) {
+          if (version <= this.runtime.version) this.post({ type: 'committed', loop: this.id, version });
+          // Restarted (or late) after the prepare: the version in force comes with a sync.
+          else this.post({ type: 'sync', loop: this.id, version: this.runtime.version });
+          return;
+        }
+        for (const v of this.prepared.keys()) if (v <= version) this.prepared.delete(v);
+        this.swap(next);
+        this.post({ type: 'committed', loop: this.id, version });
+        return;
+      }
+      case 'abort':
+        this.prepared.delete(msg.version);
+        return;
+      case 'config': {
+        if (msg.version > this.runtime.version) {
+          try {
+            this.swap(this.build(msg.config, msg.version));
+          } catch (err) {
+            this.loop.log.error('gateway configuration refused by loop', {
+              version: msg.version,
+              error: err,
+            });
+          }
+        }
+        if (msg.to === this.id) this.syncedResolve?.();
+        return;
+      }
+      default:
+        return;
     }
-    const old = this.runtime;
+  }
+
+  /** Swaps a built version in with one assignment; requests in flight keep the objects they started with. */
+  private swap(next: GatewayRuntime): void {
     this.runtime = next;
-    old.stop();
-    next.start();
-    this.registry.retain(next.usedTargets());
-    this.post({ type: 'applied', loop: this.loop.index, version });
+    this.registry.apply(next.targetsInUse());
     this.publish();
   }
 
   /** The request handler. */
   handle(req: Request, res: Response): void | Promise<void> {
-    const path = req.path;
-    // A dot segment starts the path or follows a slash as "." or "%2e": most paths skip the expression.
-    if (
-      (path.charCodeAt(0) !== 0x2f || path.includes('/.') || path.includes('/%')) &&
-      DOT_SEGMENT.test(path)
-    ) {
-      sendGatewayError(res, 400, 'dot segments are not allowed in paths');
-      return;
-    }
     const host = req.header('host');
     if (host !== undefined && !isValidHost(host)) {
       // Quotes, commas or spaces in Host would be carried into X-Forwarded-Host and routing: refuse them.
@@ -110,32 +200,42 @@ export class GatewayLoop {
       return;
     }
     const runtime = this.runtime;
-    const m = runtime.router.match(host, path, req.method, req);
+    const method = req.method;
+    if (method === 'OPTIONS' && req.target === '*') {
+      // A request about the server as a whole (RFC 9110 §9.3.7): answered here, never proxied.
+      res.status(204).header('allow', ALLOW_OPTIONS).end();
+      return;
+    }
+    let path: string;
+    if (method === 'CONNECT') {
+      path = '/';
+    } else {
+      try {
+        path = normalizePath(req.path, runtime.config.http.paths);
+      } catch (err) {
+        if (!(err instanceof PathError)) throw err;
+        sendGatewayError(res, 400, err.message);
+        return;
+      }
+    }
+    const m = runtime.router.match(host, path, method, req);
     if (m === null) {
       sendGatewayError(res, 404, 'no route', { path });
       return;
     }
     const route = m.value;
+    if (method === 'CONNECT') {
+      if (!route.allowsConnect) {
+        res.header('allow', ALLOW_OPTIONS);
+        sendGatewayError(res, 405, 'CONNECT is not allowed on this route', { route: route.name });
+        return;
+      }
+      openTunnel(req, res, route, this.loop);
+      return;
+    }
     // The proxy fills in the ids it sends upstream, so the access record carries them.
     req.locals = { route: route.name, domain: route.domain, requestId: undefined, traceparent: undefined };
-    const ctx: FilterContext = { req, res, route, params: m.params, loop: this.loop, upstreamHeaders: [] };
-    const filters = route.filters;
-    for (let i = 0; i < filters.length; i++) {
-      const verdict = filters[i]!.onRequest?.(ctx) ?? true;
-      if (verdict === false) return;
-      if (verdict !== true) return this.continueAsync(ctx, verdict, i + 1);
-    }
-    new ProxyCall(ctx).start();
-  }
-
-  /** The rest of a filter chain once a filter went async. */
-  private async continueAsync(ctx: FilterContext, pending: Promise<boolean>, from: number): Promise<void> {
-    if (!(await pending)) return;
-    const filters = ctx.route.filters;
-    for (let i = from; i < filters.length; i++) {
-      if (!(await (filters[i]!.onRequest?.(ctx) ?? true))) return;
-    }
-    new ProxyCall(ctx).start();
+    return new ProxyCall(req, res, route, m.params, path, this.loop).start();
   }
 
   snapshot(): LoopSnapshot {
@@ -151,11 +251,11 @@ export class GatewayLoop {
         pool: t.pool.stats(),
       }));
     }
-    return { loop: this.loop.index, version: this.runtime.version, at: Date.now(), upstreams };
+    return { loop: this.id, version: this.runtime.version, at: Date.now(), upstreams };
   }
 
   private publish(): void {
-    this.post({ type: 'stats', loop: this.loop.index, snapshot: this.snapshot() });
+    this.post({ type: 'stats', loop: this.id, snapshot: this.snapshot() });
   }
 
   private post(msg: GatewayMessage): void {
@@ -164,7 +264,7 @@ export class GatewayLoop {
 
   close(): void {
     this.statsTimer.cancel();
-    this.runtime.stop();
+    this.registry.close();
     this.channel.close();
   }
 }

@@ -9,9 +9,11 @@ import {
   startLogShipper,
 } from '../core/index.ts';
 import { adminHandler } from './admin.ts';
-import { ConfigError, type GatewayConfig, validateConfig } from './config.ts';
+import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
+import type { FilterRegistry } from './filter.ts';
+import { createSharedMemory } from './shared-state.ts';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -20,8 +22,13 @@ export interface GatewayOptions {
   /** Watch the source and reload on change (default true). */
   watch?: boolean;
   /**
-   * Module every loop imports as its handler (default: netloom's gateway handler). A custom module registers
-   * its filters with `registerFilter`, then re-exports `netloom/gateway/handler`'s default.
+   * Plugin modules defining filters, beside the configuration's own `plugins`: module specifiers, file URLs,
+   * or paths (relative to the working directory). The main thread and every loop import them.
+   */
+  plugins?: readonly (string | URL)[];
+  /**
+   * Module every loop imports as its handler (default: the gateway's own, `createGatewayHandler`). A custom
+   * module wraps what `createGatewayHandler(loop)` returns and exports that as its default.
    */
   handlerModule?: string | URL;
   /** Engine options for the listeners (address, loops and data come from the configuration). */
@@ -31,22 +38,57 @@ export interface GatewayOptions {
    * log ring; stopped, after the listeners, by `stop()`.
    */
   log?: LogShipperOptions;
+  /**
+   * How long a reload waits for every loop to build the new version (ms, default 5000). A loop that does not
+   * answer in time rolls the reload back everywhere.
+   */
+  reloadTimeout?: number;
 }
 
 /** The outcome of a reload. */
 export type ReloadResult =
-  | { ok: true; version: number; changed: boolean }
+  | {
+      ok: true;
+      /** The version in force. */
+      version: number;
+      /** Whether anything changed. */
+      changed: boolean;
+      /**
+       * Sections that changed but apply only at the next start (`listeners`, `admin`, `http`, `plugins`):
+       * their running values stay in force, and in `/config`.
+       */
+      restartRequired: readonly string[];
+    }
   | { ok: false; version: number; problems: readonly string[] };
+
+/** Sections a running gateway cannot change: its sockets, its HTTP server settings and its code. */
+const RESTART_ONLY = ['listeners', 'admin', 'http', 'plugins'] as const;
 
 const HANDLER = new URL(`./handler${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
 
+/** A version being rolled out: which loops prepared it, and what failed. */
+interface Rollout {
+  readonly version: number;
+  readonly config: GatewayConfig;
+  readonly acked: Set<string>;
+  readonly errors: string[];
+  phase: 'prepare' | 'commit';
+  settle: (() => void) | null;
+}
+
 /**
- * A running gateway: one engine per listener, the admin endpoint, and the configuration watcher. Reloads
- * are validated here, then broadcast to every loop, which builds the new routing table and swaps it in
- * atomically; an invalid configuration is refused with every problem named and the running one stays.
+ * A running gateway: one engine per listener, the admin endpoint, and the configuration watcher.
+ *
+ * Reloads are validated here (filter settings included), then rolled out in two phases: every loop builds
+ * the new version beside the running one and says so (`prepared`); only when all have does the version
+ * commit everywhere. A loop that refuses it, or does not answer within `reloadTimeout`, rolls it back on
+ * every loop, and the running version stays in force. One reload runs at a time; edits made meanwhile are
+ * read again when it ends. Methods may be called from the thread that started the gateway.
  */
 export class Gateway {
+  /** The configuration version in force on every loop. */
   version = 1;
+  /** The configuration in force. */
   config: GatewayConfig;
   loadedAt = Date.now();
   readonly source: ConfigSource;
@@ -54,18 +96,33 @@ export class Gateway {
   admin: Engine | null = null;
   /** The log shipper, when `log` was given. */
   logs: LogShipper | null = null;
+  /** The filters the configuration may use (stock and plugins'). */
+  readonly filters: FilterRegistry;
+  /** Plugin module specifiers in force (the configuration's, then the options'). */
+  readonly plugins: readonly string[];
   private readonly channel: BroadcastChannel;
   private readonly channelName: string;
+  private readonly shared = createSharedMemory();
   private readonly loopSnapshots = new Map<string, LoopSnapshot>();
-  private readonly applied = new Map<number, { loops: Set<number>; errors: string[] }>();
+  private reloadTimeout = 5000;
+  private rollout: Rollout | null = null;
+  private running: Promise<ReloadResult> | null = null;
+  private queued: Promise<ReloadResult> | null = null;
   private unwatch: (() => void) | null = null;
-  private reloading: Promise<ReloadResult> | null = null;
   private attempted = 1;
+  private stopped = false;
 
   /** @internal Use {@link startGateway}. */
-  constructor(source: ConfigSource, config: GatewayConfig) {
+  constructor(
+    source: ConfigSource,
+    config: GatewayConfig,
+    filters: FilterRegistry,
+    plugins: readonly string[],
+  ) {
     this.source = source;
     this.config = config;
+    this.filters = filters;
+    this.plugins = plugins;
     this.channelName = `netloom-gateway-${process.pid}-${Math.random().toString(36).slice(2)}`;
     this.channel = new BroadcastChannel(this.channelName);
     this.channel.unref();
@@ -74,15 +131,23 @@ export class Gateway {
 
   /** @internal */
   async start(options: GatewayOptions): Promise<void> {
+    if (options.reloadTimeout !== undefined) this.reloadTimeout = options.reloadTimeout;
     const module = options.handlerModule ?? HANDLER;
     if (options.log !== undefined) this.logs = await startLogShipper(options.log);
     for (const [i, listener] of this.config.listeners.entries()) {
-      const data: GatewayLoopData = { channel: this.channelName, config: this.config, version: this.version };
+      const data: GatewayLoopData = {
+        channel: this.channelName,
+        config: this.config,
+        version: this.version,
+        listener: i,
+        plugins: [...this.plugins],
+        shared: this.shared,
+      };
       const engine = await serve(module, {
         ...options.engine,
         address: listener.address,
         loops: listener.loops,
-        data: { ...data, listener: i },
+        data,
         logRing: this.logs?.ring ?? null,
       });
       this.listeners.push(engine);
@@ -92,19 +157,32 @@ export class Gateway {
     if (options.watch ?? true) this.unwatch = this.source.watch(() => void this.reload());
   }
 
-  /** Re-reads the source; applies it when valid and changed. Concurrent calls share one reload. */
+  /**
+   * Re-reads the source and rolls the new version out when it is valid and changed. One reload runs at a
+   * time: a call while one runs is answered by the next one, which reads the source again after it.
+   */
   reload(): Promise<ReloadResult> {
-    if (this.reloading !== null) return this.reloading;
-    this.reloading = this.doReload().finally(() => {
-      this.reloading = null;
+    if (this.running === null) return this.startReload();
+    this.queued ??= this.running.then(() => {
+      this.queued = null;
+      return this.startReload();
     });
-    return this.reloading;
+    return this.queued;
+  }
+
+  private startReload(): Promise<ReloadResult> {
+    const run: Promise<ReloadResult> = this.doReload().finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
   }
 
   private async doReload(): Promise<ReloadResult> {
+    if (this.stopped) return { ok: false, version: this.version, problems: ['the gateway is stopping'] };
     let next: GatewayConfig;
     try {
-      next = validateConfig(await this.source.load(), this.source.description);
+      next = validateConfig(await this.source.load(), this.source.description, this.filters);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       process.stderr.write(
@@ -112,78 +190,142 @@ export class Gateway {
       );
       return { ok: false, version: this.version, problems };
     }
+    const restartRequired: string[] = [];
+    for (const key of RESTART_ONLY) {
+      if (JSON.stringify(next[key]) === JSON.stringify(this.config[key])) continue;
+      restartRequired.push(key);
+      next = { ...next, [key]: this.config[key] };
+    }
+    if (restartRequired.length > 0) {
+      process.stderr.write(
+        `netloom gateway: ${restartRequired.join(', ')} changed: that applies at the next start; applying the rest\n`,
+      );
+    }
     if (JSON.stringify(next) === JSON.stringify(this.config))
-      return { ok: true, version: this.version, changed: false };
-    if (JSON.stringify(next.listeners) !== JSON.stringify(this.config.listeners)) {
-      process.stderr.write('netloom gateway: listener changes need a restart; applying the rest\n');
-      next = { ...next, listeners: this.config.listeners };
-    }
-    if (JSON.stringify(next.admin) !== JSON.stringify(this.config.admin)) {
-      process.stderr.write('netloom gateway: admin address changes need a restart; applying the rest\n');
-      next = { ...next, admin: this.config.admin };
-    }
-    // A number never used before: loops that applied a reload which failed elsewhere must take the retry too.
+      return { ok: true, version: this.version, changed: false, restartRequired };
+    // A number never used before: loops that prepared a version rolled back must not take it for this one.
     this.attempted = Math.max(this.attempted, this.version) + 1;
     const version = this.attempted;
-    const expected = this.listeners.reduce((n, e) => n + e.loops, 0);
-    const done = this.whenApplied(version, expected);
-    this.channel.postMessage({ type: 'config', version, config: next } satisfies GatewayMessage);
-    const errors = await done;
-    if (errors.length > 0) return { ok: false, version: this.version, problems: errors };
-    this.version = version;
-    this.config = next;
-    this.loadedAt = Date.now();
-    return { ok: true, version, changed: true };
+    const problems = await this.rollOut(version, next);
+    if (problems.length > 0) {
+      process.stderr.write(
+        `netloom gateway: reload rolled back, keeping version ${this.version}:\n  ${problems.join('\n  ')}\n`,
+      );
+      return { ok: false, version: this.version, problems };
+    }
+    return { ok: true, version, changed: true, restartRequired };
   }
 
-  private whenApplied(version: number, loops: number): Promise<string[]> {
-    return new Promise((resolve) => {
-      const entry = { loops: new Set<number>(), errors: [] as string[] };
-      this.applied.set(version, entry);
-      const check = setInterval(() => {
-        if (entry.loops.size >= loops) {
-          clearInterval(check);
-          this.applied.delete(version);
-          resolve(entry.errors);
-        }
-      }, 5);
-      // A loop that restarted mid-reload reports nothing (it syncs to the latest version when it is back):
-      // do not wait forever.
-      setTimeout(() => {
-        clearInterval(check);
-        this.applied.delete(version);
-        if (entry.loops.size < loops) {
-          process.stderr.write(
-            `netloom gateway: ${entry.loops.size} of ${loops} loops acknowledged version ${version}\n`,
+  /** Every loop's id (`listener:index`). */
+  private loopIds(): string[] {
+    const ids: string[] = [];
+    this.listeners.forEach((e, i) => {
+      for (let k = 0; k < e.loops; k++) ids.push(`${i}:${k}`);
+    });
+    return ids;
+  }
+
+  /** Prepares `config` as `version` on every loop, then commits it, or aborts it; returns the problems. */
+  private async rollOut(version: number, config: GatewayConfig): Promise<string[]> {
+    const ids = this.loopIds();
+    const rollout: Rollout = {
+      version,
+      config,
+      acked: new Set(),
+      errors: [],
+      phase: 'prepare',
+      settle: null,
+    };
+    this.rollout = rollout;
+    try {
+      const prepared = await this.collect(rollout, ids, { type: 'prepare', version, config });
+      if (!prepared || rollout.errors.length > 0) {
+        this.post({ type: 'abort', version });
+        const problems = [...rollout.errors];
+        const missing = ids.filter((id) => !rollout.acked.has(id));
+        if (!prepared && missing.length > 0)
+          problems.push(
+            `loops ${missing.join(', ')} did not prepare version ${version} within ${this.reloadTimeout} ms`,
           );
-        }
-        resolve(entry.errors);
-      }, 5000).unref();
+        return problems;
+      }
+      // In force from here: a loop that syncs from now on (restarted, or it missed the commit) gets this one.
+      this.version = version;
+      this.config = config;
+      this.loadedAt = Date.now();
+      rollout.phase = 'commit';
+      rollout.acked.clear();
+      if (!(await this.collect(rollout, ids, { type: 'commit', version }))) {
+        const missing = ids.filter((id) => !rollout.acked.has(id));
+        process.stderr.write(
+          `netloom gateway: loops ${missing.join(', ')} have not confirmed version ${version} yet (they sync when they answer)\n`,
+        );
+      }
+      return [];
+    } finally {
+      this.rollout = null;
+    }
+  }
+
+  /** Posts `msg` and waits until every loop in `ids` acknowledged it (true), or the timeout (false). */
+  private collect(rollout: Rollout, ids: readonly string[], msg: GatewayMessage): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        rollout.settle = null;
+        resolve(false);
+      }, this.reloadTimeout);
+      rollout.settle = () => {
+        if (rollout.errors.length === 0 && !ids.every((id) => rollout.acked.has(id))) return;
+        clearTimeout(timer);
+        rollout.settle = null;
+        resolve(true);
+      };
+      this.post(msg);
     });
   }
 
   private message(msg: GatewayMessage): void {
-    if (msg.type === 'sync') {
-      if (msg.version < this.version) {
-        this.channel.postMessage({
-          type: 'config',
-          version: this.version,
-          config: this.config,
-        } satisfies GatewayMessage);
+    switch (msg.type) {
+      case 'sync': {
+        // A loop booting (or restarted): the version in force first, then the one being prepared, if any.
+        this.post({ type: 'config', to: msg.loop, version: this.version, config: this.config });
+        const r = this.rollout;
+        if (r !== null && r.phase === 'prepare' && !r.acked.has(msg.loop))
+          this.post({ type: 'prepare', version: r.version, config: r.config });
+        return;
       }
-    } else if (msg.type === 'stats') {
-      this.loopSnapshots.set(`${msg.snapshot.loop}`, msg.snapshot);
-    } else if (msg.type === 'applied') {
-      const entry = this.applied.get(msg.version);
-      if (entry === undefined) return;
-      entry.loops.add(msg.loop);
-      if (msg.error !== undefined) entry.errors.push(`loop ${msg.loop}: ${msg.error}`);
+      case 'stats':
+        this.loopSnapshots.set(msg.snapshot.loop, msg.snapshot);
+        return;
+      case 'prepared': {
+        const r = this.rollout;
+        if (r === null || r.phase !== 'prepare' || msg.version !== r.version) return;
+        r.acked.add(msg.loop);
+        if (msg.error !== undefined) r.errors.push(`loop ${msg.loop}: ${msg.error}`);
+        r.settle?.();
+        return;
+      }
+      case 'committed': {
+        const r = this.rollout;
+        if (r === null || r.phase !== 'commit' || msg.version !== r.version) return;
+        r.acked.add(msg.loop);
+        r.settle?.();
+        return;
+      }
+      default:
+        return;
     }
   }
 
-  /** The latest snapshot each loop published (at most a second old). */
+  private post(msg: GatewayMessage): void {
+    this.channel.postMessage(msg);
+  }
+
+  /** The latest snapshot each loop published (at most a second old), by loop id. */
   snapshots(): LoopSnapshot[] {
-    return [...this.loopSnapshots.values()].sort((a, b) => a.loop - b.loop);
+    return [...this.loopSnapshots.values()].sort((a, b) =>
+      a.loop.localeCompare(b.loop, 'en', { numeric: true }),
+    );
   }
 
   /** Port of listener `i` (0 by default). */
@@ -193,7 +335,9 @@ export class Gateway {
 
   /** Stops watching, stops every listener gracefully (and the admin endpoint), resolves when all are down. */
   async stop(deadline?: number): Promise<void> {
+    this.stopped = true;
     this.unwatch?.();
+    this.unwatch = null;
     await Promise.all(this.listeners.map((e) => e.stop(deadline === undefined ? {} : { deadline })));
     await this.admin?.stop({ deadline: 1000 });
     await this.logs?.stop();
@@ -201,11 +345,24 @@ export class Gateway {
   }
 }
 
-/** Loads and validates the configuration, then starts the listeners and the admin endpoint. */
+/**
+ * Loads the plugins and the configuration, validates it (filter settings included), then starts the
+ * listeners and the admin endpoint. Rejects with a {@link ConfigError} naming every problem.
+ */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const source = typeof options.source === 'string' ? new FileConfigSource(options.source) : options.source;
-  const config = validateConfig(await source.load(), source.description);
-  const gateway = new Gateway(source, config);
+  const input = await source.load();
+  const listed = Array.isArray((input as { plugins?: unknown } | null)?.plugins)
+    ? (input as { plugins: unknown[] }).plugins.filter((p): p is string => typeof p === 'string')
+    : [];
+  const extra = pluginSpecifiers(
+    (options.plugins ?? []).map((p) => (p instanceof URL ? p.href : p)),
+    process.cwd(),
+  );
+  const plugins = [...pluginSpecifiers(listed, source.directory ?? process.cwd()), ...extra];
+  const filters = await loadFilters(plugins, source.description);
+  const config = validateConfig(input, source.description, filters);
+  const gateway = new Gateway(source, config, filters, plugins);
   try {
     await gateway.start(options);
   } catch (err) {

@@ -1,14 +1,23 @@
 /**
- * The engine handler module of the gateway: every loop imports it and gets its configuration in
- * `loop.data` (see `startGateway`). A custom handler module registers its filters and re-exports this.
+ * The engine handler module of the gateway: every loop imports it and finds its configuration in
+ * `loop.data` (see `startGateway`). The loop imports the plugin modules the main thread validated, builds
+ * its routes, asks the main thread for the version in force (a loop restarted after a crash boots with the
+ * data it was first given), and serves HTTP/1.1 with the configuration's `http` settings.
  */
 import type { EventHandler, EventLoop } from '../core/index.ts';
 import { type Exchange, server } from '../protocols/http1/index.ts';
+import { loadFilters } from './config.ts';
 import { GatewayLoop, type GatewayLoopData } from './dispatcher.ts';
 
-export default function createGatewayHandler(loop: EventLoop): EventHandler<Exchange> {
+/**
+ * Makes the gateway's handler for `loop` (loop thread). A custom handler module may wrap what it returns
+ * (extra hooks) and export that as its default; `startGateway({ handlerModule })` names such a module.
+ */
+export async function createGatewayHandler(loop: EventLoop): Promise<EventHandler<Exchange>> {
   const data = loop.data as GatewayLoopData;
-  const gateway = new GatewayLoop(loop, data);
+  const filters = await loadFilters(data.plugins);
+  const gateway = new GatewayLoop(loop, data, filters);
+  await gateway.synced();
   const settings = data.config.http;
   const http = server((req, res) => gateway.handle(req, res), {
     maxBodySize: Math.max(settings.maxBodySize, 1),
@@ -25,3 +34,5 @@ export default function createGatewayHandler(loop: EventLoop): EventHandler<Exch
     },
   };
 }
+
+export default createGatewayHandler;

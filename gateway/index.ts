@@ -1,11 +1,12 @@
 /**
- * API-gateway building blocks on netloom's engine and HTTP/1.1 codec: declarative configuration with hot
- * reload, a compiled router, upstream pools and balancers, health checks, the proxy, filters and the admin
- * endpoint.
+ * `netloom/gateway`: an API gateway on netloom's engine and HTTP/1.1 codec, to run as it is
+ * (`netloom-gateway --config gateway.yaml`) or to build on: declarative configuration with two-phase hot
+ * reload, a compiled router, balancers, pools and health checks, a request pipeline of named stages that
+ * filters extend ({@link defineFilter}), memory shared by every loop, one completion record per request,
+ * and a guarded admin endpoint.
  *
  * @packageDocumentation
  */
-export { adminHandler } from './admin.ts';
 export {
   type BalancedTarget,
   type Balancer,
@@ -16,29 +17,38 @@ export {
   RoundRobin,
   SmoothWeighted,
 } from './balancer.ts';
+export { type AnsweredBy, CompletionRecord, type FailureKind } from './completion.ts';
 export {
   ConfigError,
   configSchema,
   type GatewayConfig,
+  loadConfig,
   loadConfigFile,
+  loadFilters,
   parseConfigText,
   type RouteConfig,
+  type TargetConfig,
   type UpstreamConfig,
   validateConfig,
 } from './config.ts';
 export { type ConfigSource, FileConfigSource, StaticConfigSource } from './config-source.ts';
-export { GatewayLoop, type GatewayLoopData, type LoopSnapshot } from './dispatcher.ts';
+export { GatewayError, type GatewayErrorCode } from './errors.ts';
 export {
-  type Filter,
-  type FilterContext,
-  type FilterFactory,
-  type ResponseHeaders,
-  registerFilter,
+  defineFilter,
+  type FilterDefinition,
+  type FilterInstance,
+  FilterRegistry,
+  type FilterSetup,
+  type GatewayFailure,
+  isFilterDefinition,
+  type RequestContext,
+  type ResponseHead,
+  type UpstreamRequestHead,
 } from './filter.ts';
 export { Gateway, type GatewayOptions, type ReloadResult, startGateway } from './gateway.ts';
-export { type PoolOptions, type PoolStats, TargetPool } from './pool.ts';
-export { ProxyCall, sendGatewayError } from './proxy.ts';
+export { createGatewayHandler } from './handler.ts';
+export { normalizePath, PathError, type PathOptions } from './paths.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';
-export type { RouteRuntime } from './runtime.ts';
+export { type SharedCounter, SharedState, type SharedTokenBucket } from './shared-state.ts';
+export { respond, stockFilters } from './stock-filters.ts';
 export { newRequestId, nextTraceparent } from './tracing.ts';
-export { cookieValue, TargetRegistry, Upstream, UpstreamTarget } from './upstream.ts';

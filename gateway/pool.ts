@@ -1,4 +1,4 @@
-import type { EventLoop } from '../core/index.ts';
+import type { EventLoop, LoopTimer } from '../core/index.ts';
 import { ClientConnection, clientHandler } from '../protocols/http1/index.ts';
 
 /** Pool settings of one upstream (see the `pool` section of the configuration). */
@@ -8,15 +8,17 @@ export interface PoolOptions {
   idleTimeout: number;
   connectTimeout: number;
   queueTimeout: number;
+  maxQueue: number;
 }
 
 /** Who asked for a connection: told once, either way. */
 export interface PoolRequester {
-  onConnection(client: ClientConnection): void;
+  /** `reused`: the connection carried a request before (it may have been closed by the upstream meanwhile). */
+  onConnection(client: ClientConnection, reused: boolean): void;
   onPoolError(err: PoolError): void;
 }
 
-/** Why a connection could not be had: `connect` (dial failed or timed out) or `queue` (pool exhausted). */
+/** Why a connection could not be had: the dial failed or timed out, or the pool's queue is full or too slow. */
 export class PoolError extends Error {
   readonly kind: 'connect' | 'connect-timeout' | 'queue';
   constructor(kind: 'connect' | 'connect-timeout' | 'queue', message: string, cause?: unknown) {
@@ -24,11 +26,6 @@ export class PoolError extends Error {
     this.name = 'PoolError';
     this.kind = kind;
   }
-}
-
-interface Waiter {
-  requester: PoolRequester;
-  deadline: number;
 }
 
 /** Counters of one pool, for the admin endpoint. */
@@ -40,25 +37,37 @@ export interface PoolStats {
   created: number;
   reused: number;
   failed: number;
+  /** Requests answered 503 at once because the queue was full. */
+  overflowed: number;
 }
+
+/** Idle time an upstream's `Keep-Alive: timeout=N` leaves us: a margin below N seconds. */
+const KEEP_ALIVE_MARGIN_MS = 500;
 
 /**
  * Keep-alive connections to one target, owned by one loop (pools are never shared across threads). Idle
- * connections are reused most-recent first; at `maxConnections` requesters wait in order for up to
- * `queueTimeout`; idle connections close after `idleTimeout` or beyond `maxIdle`.
+ * connections are reused most-recent first; at `maxConnections` requesters wait in order (a ring buffer:
+ * O(1) both ways) for up to `queueTimeout`, at most `maxQueue` of them (more are refused at once). An idle
+ * connection closes after `idleTimeout`, or sooner when its upstream said it keeps connections for less
+ * (`Keep-Alive: timeout=N`), or beyond `maxIdle`.
  */
 export class TargetPool {
   readonly address: string;
   options: PoolOptions;
   private readonly loop: EventLoop;
   private readonly idle: ClientConnection[] = [];
-  private readonly waiters: Waiter[] = [];
+  /** The wait queue: a ring of requesters with their deadlines. */
+  private queue: (PoolRequester | null)[] = new Array(16).fill(null);
+  private deadlines: number[] = new Array(16).fill(0);
+  private head = 0;
+  private count = 0;
   private open = 0;
   private created = 0;
   private reused = 0;
   private failed = 0;
+  private overflowed = 0;
   private closing = false;
-  private queueTimer: { cancel(): void } | null = null;
+  private queueTimer: LoopTimer | null = null;
   private readonly handler = clientHandler({
     onOpen: (client) => this.opened(client),
     onClose: (client, err) => this.closed(client, err),
@@ -71,41 +80,72 @@ export class TargetPool {
     this.options = options;
   }
 
-  /** Hands `requester` an idle connection, a new one, or a place in the queue. */
-  acquire(requester: PoolRequester): void {
-    const client = this.idle.pop();
+  /**
+   * Hands `requester` an idle connection, a new one, or a place in the queue (or refuses: queue full).
+   * `fresh`: not an idle one (a retry after a reused connection turned out closed).
+   */
+  acquire(requester: PoolRequester, fresh = false): void {
+    const client = fresh ? undefined : this.idle.pop();
     if (client !== undefined) {
       this.reused++;
       client.conn.setDeadline(0);
-      requester.onConnection(client);
+      requester.onConnection(client, true);
       return;
     }
-    if (this.open < this.options.maxConnections) {
+    if (this.closing) {
+      requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
+      return;
+    }
+    if (this.open < this.options.maxConnections || fresh) {
       this.dial(requester);
       return;
     }
-    this.waiters.push({ requester, deadline: this.loop.now() + this.options.queueTimeout });
+    if (this.count >= this.options.maxQueue) {
+      this.overflowed++;
+      requester.onPoolError(new PoolError('queue', `the queue for ${this.address} is full`));
+      return;
+    }
+    this.enqueue(requester, this.loop.now() + this.options.queueTimeout);
     if (this.queueTimer === null)
       this.queueTimer = this.loop.every(Math.min(this.options.queueTimeout, 100), () => this.expireWaiters());
   }
 
-  /** Takes a connection back after a complete exchange. */
+  /** Forgets a requester still waiting (its request was abandoned); true if it was waiting. */
+  withdraw(requester: PoolRequester): boolean {
+    for (let k = 0; k < this.count; k++) {
+      const i = (this.head + k) % this.queue.length;
+      if (this.queue[i] === requester) {
+        this.queue[i] = null; // skipped when it comes up
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * Takes a connection back after a complete exchange. It idles for `idleTimeout` at most, and for less than
+   * the upstream said it keeps it (`Keep-Alive: timeout=N`, see `ClientConnection.keepAliveTimeout`).
+   */
   release(client: ClientConnection): void {
     if (!client.reusable || client.conn.closed || client.conn.inboundBuffered > 0 || this.closing) {
       client.conn.close();
       return;
     }
-    const waiter = this.waiters.shift();
-    if (waiter !== undefined) {
+    const waiter = this.dequeue();
+    if (waiter !== null) {
       this.reused++;
-      waiter.requester.onConnection(client);
+      waiter.onConnection(client, true);
       return;
     }
-    if (this.idle.length >= this.options.maxIdle) {
+    const keepAliveMs = client.keepAliveTimeout;
+    let idleFor = this.options.idleTimeout;
+    if (keepAliveMs >= 0)
+      idleFor = Math.min(idleFor > 0 ? idleFor : keepAliveMs, keepAliveMs - KEEP_ALIVE_MARGIN_MS);
+    if (this.idle.length >= this.options.maxIdle || (keepAliveMs >= 0 && idleFor <= 0)) {
       client.conn.close();
       return;
     }
-    if (this.options.idleTimeout > 0) client.conn.setDeadline(this.options.idleTimeout);
+    if (idleFor > 0) client.conn.setDeadline(idleFor);
     this.idle.push(client);
   }
 
@@ -113,8 +153,8 @@ export class TargetPool {
   close(): void {
     this.closing = true;
     for (const c of this.idle.splice(0)) c.conn.close();
-    for (const w of this.waiters.splice(0))
-      w.requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
+    for (let w = this.dequeue(); w !== null; w = this.dequeue())
+      w.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
     this.queueTimer?.cancel();
     this.queueTimer = null;
   }
@@ -124,11 +164,51 @@ export class TargetPool {
       address: this.address,
       open: this.open,
       idle: this.idle.length,
-      waiting: this.waiters.length,
+      waiting: this.waiting(),
       created: this.created,
       reused: this.reused,
       failed: this.failed,
+      overflowed: this.overflowed,
     };
+  }
+
+  private waiting(): number {
+    let n = 0;
+    for (let k = 0; k < this.count; k++) if (this.queue[(this.head + k) % this.queue.length] !== null) n++;
+    return n;
+  }
+
+  private enqueue(requester: PoolRequester, deadline: number): void {
+    if (this.count === this.queue.length) {
+      // Grow the ring, unrolled from head.
+      const size = this.queue.length * 2;
+      const queue: (PoolRequester | null)[] = new Array(size).fill(null);
+      const deadlines: number[] = new Array(size).fill(0);
+      for (let k = 0; k < this.count; k++) {
+        const i = (this.head + k) % this.queue.length;
+        queue[k] = this.queue[i]!;
+        deadlines[k] = this.deadlines[i]!;
+      }
+      this.queue = queue;
+      this.deadlines = deadlines;
+      this.head = 0;
+    }
+    const at = (this.head + this.count) % this.queue.length;
+    this.queue[at] = requester;
+    this.deadlines[at] = deadline;
+    this.count++;
+  }
+
+  /** The oldest requester still waiting, or null. */
+  private dequeue(): PoolRequester | null {
+    while (this.count > 0) {
+      const r = this.queue[this.head]!;
+      this.queue[this.head] = null;
+      this.head = (this.head + 1) % this.queue.length;
+      this.count--;
+      if (r !== null) return r;
+    }
+    return null;
   }
 
   private dial(requester: PoolRequester): void {
@@ -148,7 +228,7 @@ export class TargetPool {
   private opened(client: ClientConnection): void {
     const requester = this.pending.get(client);
     this.pending.delete(client);
-    requester?.onConnection(client);
+    requester?.onConnection(client, false);
   }
 
   private closed(client: ClientConnection, err: Error | undefined): void {
@@ -167,21 +247,23 @@ export class TargetPool {
       );
     }
     // A slot freed up: a queued requester gets a fresh connection.
-    if (this.waiters.length > 0 && this.open < this.options.maxConnections && !this.closing) {
-      this.dial(this.waiters.shift()!.requester);
+    if (this.count > 0 && this.open < this.options.maxConnections && !this.closing) {
+      const next = this.dequeue();
+      if (next !== null) this.dial(next);
     }
   }
 
   private expireWaiters(): void {
     const now = this.loop.now();
-    while (this.waiters.length > 0 && this.waiters[0]!.deadline <= now) {
-      this.waiters
-        .shift()!
-        .requester.onPoolError(
-          new PoolError('queue', `no connection to ${this.address} became free in time`),
-        );
+    while (this.count > 0) {
+      const r = this.queue[this.head];
+      if (r !== null && this.deadlines[this.head]! > now) break;
+      this.queue[this.head] = null;
+      this.head = (this.head + 1) % this.queue.length;
+      this.count--;
+      r?.onPoolError(new PoolError('queue', `no connection to ${this.address} became free in time`));
     }
-    if (this.waiters.length === 0) {
+    if (this.count === 0) {
       this.queueTimer?.cancel();
       this.queueTimer = null;
     }

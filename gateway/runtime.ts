@@ -1,35 +1,40 @@
 import type { EventLoop } from '../core/index.ts';
-import type { GatewayConfig, RouteConfig } from './config.ts';
-import { type Filter, filterFactory } from './filter.ts';
+import type { GatewayConfig, RouteConfig, UpstreamConfig } from './config.ts';
+import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
 import { Router } from './router.ts';
+import type { SharedState } from './shared-state.ts';
 import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
 
-/** A route compiled for one loop. */
+/** A route compiled for one loop: its filters by stage, and the header policies the proxy applies. */
 export interface RouteRuntime {
   readonly name: string;
   /** Business domain (user, video, live...) for metrics and rate limits. */
   readonly domain: string;
   readonly config: RouteConfig;
   readonly upstream: Upstream;
-  /** Maps the request path to the upstream path, or null to keep it. */
+  /** Maps the (normalised) request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
+  /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
+  readonly allowsConnect: boolean;
+  // ---- filters, by stage (empty arrays cost nothing per request) -----------------------------------------
+  readonly onRequest: readonly FilterInstance[];
+  readonly onUpstreamRequest: readonly FilterInstance[];
+  readonly onUpstreamResponse: readonly FilterInstance[];
+  readonly onComplete: readonly FilterInstance[];
+  readonly onError: readonly FilterInstance[];
+  // ---- stock header policies -----------------------------------------------------------------------------
   /** Headers set on the request (a client's own values of these names are dropped). */
   readonly requestAdd: readonly [string, string][];
-  /** Lower-case names of `requestAdd`. */
-  readonly requestSet: ReadonlySet<string>;
   /** Lower-case names removed from the request. */
   readonly requestRemove: ReadonlySet<string>;
   readonly responseAdd: readonly [string, string][];
   readonly responseSet: ReadonlySet<string>;
+  readonly responseRemove: ReadonlySet<string>;
   /** Request fields not copied up (hop-by-hop, rewritten, removed or set by the route), by name length. */
   readonly requestSkip: ReadonlyMap<number, readonly string[]>;
   /** Response fields not copied down, by name length. */
   readonly responseSkip: ReadonlyMap<number, readonly string[]>;
-  /** Some filter looks at response heads (they are then built as strings). */
-  readonly inspectsResponses: boolean;
-  readonly responseRemove: ReadonlySet<string>;
-  readonly filters: readonly Filter[];
   readonly preserveHost: boolean;
   /** The proxy adds X-Forwarded-* and Forwarded (else the client's pass through). */
   readonly addForwarded: boolean;
@@ -43,6 +48,8 @@ export interface RouteRuntime {
   /** The X-Request-Id and traceparent values the route sets itself (allowed only with the proxy's off). */
   readonly fixedRequestId: string | undefined;
   readonly fixedTraceparent: string | undefined;
+  /** Lower-case names the route's filters may not set (framing, Host, hop-by-hop, the proxy's own fields). */
+  readonly ownedNames: ReadonlySet<string>;
 }
 
 /** The value a route's `requestHeaders.add` sets for `name` (lower case), if any. */
@@ -52,27 +59,46 @@ function addedValue(r: RouteConfig, name: string): string | undefined {
   return undefined;
 }
 
-function rewriter(rule: RouteConfig['rewrite']): ((path: string) => string) | null {
+/**
+ * Whether `path` is `prefix` or goes on below it at a segment boundary (`/api` covers `/api` and `/api/x`,
+ * not `/apix`).
+ */
+function under(path: string, prefix: string): boolean {
+  return (
+    path === prefix ||
+    (path.startsWith(prefix) && (prefix.endsWith('/') || path.charCodeAt(prefix.length) === 0x2f))
+  );
+}
+
+/** The route's path rewrite; every result starts with `/`. */
+export function rewriter(rule: RouteConfig['rewrite']): ((path: string) => string) | null {
   if (rule === undefined) return null;
   if ('stripPrefix' in rule) {
-    const prefix = rule.stripPrefix.replace(/\/$/, '');
-    return (path) => (path.startsWith(prefix) ? path.slice(prefix.length) || '/' : path);
+    const prefix = rule.stripPrefix.length > 1 ? rule.stripPrefix.replace(/\/$/, '') : rule.stripPrefix;
+    if (prefix === '/') return null;
+    return (path) => (under(path, prefix) ? path.slice(prefix.length) || '/' : path);
   }
   if ('replacePrefix' in rule) {
-    const { from, to } = rule.replacePrefix;
+    const from = rule.replacePrefix.from.length > 1 ? rule.replacePrefix.from.replace(/\/$/, '') : '/';
+    const to = rule.replacePrefix.to;
     return (path) => {
-      if (!path.startsWith(from)) return path;
-      const rest = path.slice(from.length);
-      return to.endsWith('/') && rest.startsWith('/') ? to + rest.slice(1) : to + rest;
+      if (!under(path, from)) return path;
+      const rest = from === '/' ? path.slice(1) : path.slice(from.length).replace(/^\//, '');
+      if (rest === '') return to;
+      return to.endsWith('/') ? to + rest : `${to}/${rest}`;
     };
   }
   const target = rule.replace;
   return () => target;
 }
 
+/** Per-loop state of filters that outlives reloads: one map per filter name and route. */
+export type LocalState = Map<string, Map<string, unknown>>;
+
 /**
- * Everything one loop needs to serve one configuration version: the router and the upstreams. Built off
- * to the side and swapped in with one assignment, so requests in flight keep the objects they started with.
+ * Everything one loop needs to serve one configuration version: the router, the upstreams and the routes'
+ * filter instances. Built off to the side and swapped in with one assignment, so requests in flight keep the
+ * objects they started with.
  */
 export class GatewayRuntime {
   readonly version: number;
@@ -103,22 +129,36 @@ export class GatewayRuntime {
     );
   }
 
-  /** Compiles `config` for `loop`; pools and target health come from (and stay in) `registry`. */
+  /**
+   * Compiles `config` for `loop`; pools and target health come from (and stay in) `registry`, filters from
+   * `filters` (their `create` runs here). Throws if a filter's `create` does: the version is then refused.
+   */
   static build(
     loop: EventLoop,
     config: GatewayConfig,
     version: number,
     registry: TargetRegistry,
+    filters: FilterRegistry,
+    local: LocalState,
+    shared: SharedState,
   ): GatewayRuntime {
     const upstreams = new Map<string, Upstream>();
     for (const [name, u] of Object.entries(config.upstreams))
       upstreams.set(name, new Upstream(loop, name, u, registry));
     const routes: RouteRuntime[] = config.routes.map((r) => {
-      const filters = r.filters.map(({ name, ...settings }) => {
-        const factory = filterFactory(name);
-        if (factory === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
-        return factory(settings, loop);
+      const instances = r.filters.map(({ name, ...settings }) => {
+        const definition = filters.get(name);
+        if (definition === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
+        const key = `${name}|${r.name}`;
+        let state = local.get(key);
+        if (state === undefined) {
+          state = new Map();
+          local.set(key, state);
+        }
+        return definition.create(settings, { loop, route: r.name, local: state, shared });
       });
+      const stage = <K extends keyof FilterInstance>(k: K) =>
+        instances.filter((f) => typeof f[k] === 'function');
       const requestRemove = new Set((r.requestHeaders?.remove ?? []).map((h) => h.toLowerCase()));
       const requestSet = new Set(Object.keys(r.requestHeaders?.add ?? {}).map((h) => h.toLowerCase()));
       const responseRemove = new Set((r.responseHeaders?.remove ?? []).map((h) => h.toLowerCase()));
@@ -130,21 +170,24 @@ export class GatewayRuntime {
         ...(added.traceparent ? ['traceparent'] : []),
       ];
       return {
-        requestSkip: byLength(SKIP_REQUEST, rewritten, requestRemove, requestSet),
-        responseSkip: byLength(SKIP_RESPONSE, responseRemove, responseSet),
-        inspectsResponses: filters.some((f) => f.onResponse !== undefined),
         name: r.name,
         domain: r.domain,
         config: r,
         upstream: upstreams.get(r.upstream)!,
         rewrite: rewriter(r.rewrite),
+        allowsConnect: r.match.methods?.includes('CONNECT') ?? false,
+        onRequest: stage('onRequest'),
+        onUpstreamRequest: stage('onUpstreamRequest'),
+        onUpstreamResponse: stage('onUpstreamResponse'),
+        onComplete: stage('onComplete'),
+        onError: stage('onError'),
         requestAdd: Object.entries(r.requestHeaders?.add ?? {}),
         requestRemove,
-        requestSet,
         responseAdd: Object.entries(r.responseHeaders?.add ?? {}),
-        responseRemove,
         responseSet,
-        filters,
+        responseRemove,
+        requestSkip: byLength(SKIP_REQUEST, rewritten, requestRemove, requestSet),
+        responseSkip: byLength(SKIP_RESPONSE, responseRemove, responseSet),
         preserveHost: r.preserveHost,
         addForwarded: added.forwarded,
         addRequestId: added.requestId,
@@ -153,23 +196,16 @@ export class GatewayRuntime {
         distrustClientTrace: requestRemove.has('traceparent'),
         fixedRequestId: addedValue(r, 'x-request-id'),
         fixedTraceparent: addedValue(r, 'traceparent'),
+        ownedNames: new Set([...SKIP_REQUEST, ...rewritten]),
       };
     });
     return new GatewayRuntime(version, config, upstreams, routes);
   }
 
-  /** Targets this runtime uses (the registry closes the pools of the others). */
-  usedTargets(): Set<UpstreamTarget> {
-    const used = new Set<UpstreamTarget>();
-    for (const u of this.upstreams.values()) for (const t of u.targets) used.add(t);
+  /** The upstreams in force with their targets (the registry starts and stops checks by it). */
+  targetsInUse(): Map<string, { config: UpstreamConfig; targets: readonly UpstreamTarget[] }> {
+    const used = new Map<string, { config: UpstreamConfig; targets: readonly UpstreamTarget[] }>();
+    for (const [name, u] of this.upstreams) used.set(name, { config: u.config, targets: u.targets });
     return used;
-  }
-
-  start(): void {
-    for (const u of this.upstreams.values()) u.startChecks();
-  }
-
-  stop(): void {
-    for (const u of this.upstreams.values()) u.stopChecks();
   }
 }

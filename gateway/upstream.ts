@@ -1,37 +1,48 @@
-import type { EventLoop, LoopTimer } from '../core/index.ts';
-import {
-  ClientConnection,
-  type ClientResponse,
-  clientHandler,
-  type Request,
-} from '../protocols/http1/index.ts';
+import { type EventLoop, parseAddress } from '../core/index.ts';
+import type { Request } from '../protocols/http1/index.ts';
 import { type BalancedTarget, type Balancer, createBalancer } from './balancer.ts';
+import type { FailureKind } from './completion.ts';
 import type { UpstreamConfig } from './config.ts';
-import { TargetPool } from './pool.ts';
+import { HealthChecker } from './health.ts';
+import { type PoolOptions, TargetPool } from './pool.ts';
 
-/** One target of an upstream on one loop: its pool and its health. */
+/** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
+export function hostOf(address: string): string {
+  const a = parseAddress(address);
+  if (a.kind === 'unix') return 'localhost';
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/** One target of an upstream on one loop: its pool and its health. It outlives reloads that keep it. */
 export class UpstreamTarget implements BalancedTarget {
   readonly address: string;
-  readonly weight: number;
+  /** The Host value for this target (`host:port`, whatever form the address was written in). */
+  readonly host: string;
+  /** Its weight in the balancer; a reload may change it in place (pool and health stay). */
+  weight: number;
   readonly pool: TargetPool;
   active = 0;
   healthy = true;
   ejectedUntil = 0;
   /** Consecutive failed proxied exchanges (passive health). */
   failures = 0;
-  /** Consecutive active-check results in the current direction. */
-  checkStreak = 0;
   /** Requests sent to this target from this loop. */
   requests = 0;
+  /** The active checks of this target, when its upstream has them. */
+  checker: HealthChecker | null = null;
 
   constructor(address: string, weight: number, pool: TargetPool) {
     this.address = address;
+    this.host = hostOf(address);
     this.weight = weight;
     this.pool = pool;
   }
 }
 
-/** Per-loop state that survives reloads: pools and target health, by upstream name and address. */
+/**
+ * Per-loop state that survives reloads, by upstream name and address: pools, health and the running checks.
+ * A reload that changes only a target's weight, or an upstream's other settings, keeps all of it.
+ */
 export class TargetRegistry {
   private readonly targets = new Map<string, UpstreamTarget>();
   private readonly loop: EventLoop;
@@ -40,38 +51,83 @@ export class TargetRegistry {
     this.loop = loop;
   }
 
-  /** The target for `upstream|address|weight`, reused when a reload keeps it. */
+  /** The target for `upstream`'s `address`, reused when a reload keeps it. */
   target(upstream: string, config: UpstreamConfig, address: string, weight: number): UpstreamTarget {
-    const key = `${upstream}|${address}|${weight}`;
+    const key = `${upstream}|${address}`;
     let t = this.targets.get(key);
     if (t === undefined) {
-      t = new UpstreamTarget(address, weight, new TargetPool(this.loop, address, config.pool));
+      t = new UpstreamTarget(address, weight, new TargetPool(this.loop, address, config.pool as PoolOptions));
       this.targets.set(key, t);
     } else {
-      t.pool.options = config.pool;
+      t.weight = weight;
+      t.pool.options = config.pool as PoolOptions;
     }
     return t;
   }
 
-  /** Closes the pools of targets no configuration uses any more. */
-  retain(used: ReadonlySet<UpstreamTarget>): void {
-    for (const [key, t] of this.targets) {
-      if (!used.has(t)) {
-        t.pool.close();
-        this.targets.delete(key);
+  /**
+   * Makes `used` (upstream name -> its config and targets) the targets in force: their active checks start,
+   * keep running unchanged, or restart where their settings changed; other targets' checks stop and their
+   * pools close.
+   */
+  apply(used: ReadonlyMap<string, { config: UpstreamConfig; targets: readonly UpstreamTarget[] }>): void {
+    const keep = new Set<UpstreamTarget>();
+    for (const [name, { config, targets }] of used) {
+      for (const t of targets) {
+        keep.add(t);
+        const hc = config.healthCheck;
+        if (hc === undefined) {
+          if (t.checker !== null) {
+            // Checks removed: nothing would ever mark the target healthy again, so it is healthy now.
+            t.checker.stop();
+            t.checker = null;
+            t.healthy = true;
+          }
+          continue;
+        }
+        if (t.checker?.sameSettings(hc)) continue;
+        t.checker?.stop();
+        t.checker = new HealthChecker(this.loop, name, t, hc);
+        t.checker.start();
       }
     }
+    for (const [key, t] of this.targets) {
+      if (keep.has(t)) continue;
+      t.checker?.stop();
+      t.checker = null;
+      t.pool.close();
+      this.targets.delete(key);
+    }
+  }
+
+  /** Stops every check and closes every pool (the loop is shutting down). */
+  close(): void {
+    for (const t of this.targets.values()) {
+      t.checker?.stop();
+      t.checker = null;
+      t.pool.close();
+    }
+    this.targets.clear();
   }
 }
 
-/** An upstream on one loop: targets, a balancer, passive and active health. */
+/** Failures that count against a target (connection-level ones; statuses only when configured). */
+const TARGET_FAILURES: ReadonlySet<FailureKind> = new Set<FailureKind>([
+  'connect-failed',
+  'connect-timeout',
+  'upstream-timeout',
+  'upstream-closed',
+  'bad-response',
+]);
+
+/** An upstream on one loop, for one configuration version: its targets and balancer, and passive health. */
 export class Upstream {
   readonly name: string;
   readonly config: UpstreamConfig;
   readonly targets: UpstreamTarget[];
   private readonly balancer: Balancer<UpstreamTarget>;
   private readonly loop: EventLoop;
-  private checker: LoopTimer | null = null;
+  private readonly failingStatuses: ReadonlySet<number>;
 
   constructor(loop: EventLoop, name: string, config: UpstreamConfig, registry: TargetRegistry) {
     this.loop = loop;
@@ -79,6 +135,7 @@ export class Upstream {
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));
     this.balancer = createBalancer(config.balance, this.targets);
+    this.failingStatuses = new Set(config.passive.statuses);
   }
 
   /** The key consistent hashing uses for this request (header, cookie or client address). */
@@ -90,105 +147,60 @@ export class Upstream {
     return req.remoteAddress;
   }
 
-  /** A usable target (healthy, not ejected, not in `exclude`), or null. */
+  /**
+   * A target for the request (skipping `exclude`, already tried), or null. When fewer than `panicThreshold`
+   * percent of the targets are usable (healthy and not ejected), health is ignored: every target may be
+   * picked (Envoy's panic mode: a partial failure of the checks must not concentrate all traffic, or none).
+   */
   pick(key: string | undefined, exclude: ReadonlySet<UpstreamTarget> | null): UpstreamTarget | null {
-    return this.balancer.pick(key, this.loop.now(), exclude);
-  }
-
-  /** Passive health: a proxied exchange with this target succeeded. */
-  succeeded(t: UpstreamTarget): void {
-    t.failures = 0;
-  }
-
-  /** Passive health: a proxied exchange failed (connect error, reset, timeout or 5xx); eject after a run. */
-  failed(t: UpstreamTarget): void {
-    if (++t.failures >= this.config.passive.consecutiveFailures) {
-      t.failures = 0;
-      t.ejectedUntil = this.loop.now() + this.config.passive.ejectTime;
-      this.loop.log.warn('upstream target ejected', {
-        upstream: this.name,
-        target: t.address,
-        for: this.config.passive.ejectTime,
-      });
-    }
-  }
-
-  /** Starts active health checks (if configured). */
-  startChecks(): void {
-    const hc = this.config.healthCheck;
-    if (hc === undefined) {
-      // Without active checks nothing would ever mark a target healthy again (after a reload that removed
-      // them). Done here, when the configuration is in force, not while it is only being built.
-      for (const t of this.targets) {
-        t.healthy = true;
-        t.checkStreak = 0;
+    const now = this.loop.now();
+    const panicAt = this.config.panicThreshold;
+    if (panicAt > 0) {
+      const targets = this.targets;
+      let usable = 0;
+      for (let i = 0; i < targets.length; i++) {
+        const x = targets[i]!;
+        if (x.healthy && x.ejectedUntil <= now) usable++;
       }
-      return;
+      if (usable * 100 < panicAt * targets.length) return this.balancer.pick(key, now, exclude, true);
     }
-    if (this.checker !== null) return;
-    this.checker = this.loop.every(hc.interval, () => {
-      for (const t of this.targets) this.check(t);
-    });
-    for (const t of this.targets) this.check(t);
+    return this.balancer.pick(key, now, exclude);
   }
 
-  stopChecks(): void {
-    this.checker?.cancel();
-    this.checker = null;
+  /** Passive health: an exchange with this target ended with `status` and no connection-level failure. */
+  answered(t: UpstreamTarget, status: number): void {
+    if (this.failingStatuses.has(status)) this.failed(t, 'bad-response');
+    else t.failures = 0;
   }
 
-  private check(t: UpstreamTarget): void {
-    const hc = this.config.healthCheck!;
-    let status = 0;
-    let settled = false;
-    const settle = (ok: boolean) => {
-      if (settled) return;
-      settled = true;
-      this.checked(t, ok);
-    };
-    const conn = this.loop.dial<ClientConnection>(
-      t.address,
-      clientHandler({
-        onOpen: (client) => {
-          client.conn.write(
-            `GET ${hc.path} HTTP/1.1\r\nHost: ${t.address}\r\nUser-Agent: netloom-health\r\nConnection: close\r\n\r\n`,
-          );
-          client.begin('GET', {
-            onHead: (res: ClientResponse) => {
-              status = res.status;
-            },
-            onBody: () => {},
-            onEnd: () => {
-              settle(status >= 200 && status < 400);
-              client.conn.close();
-            },
-            onError: () => settle(false),
-          });
-        },
-        onClose: () => settle(false),
-      }),
-      { timeout: hc.timeout },
-    );
-    conn.context = new ClientConnection(conn);
-    conn.setDeadline(hc.timeout);
-  }
-
-  private checked(t: UpstreamTarget, ok: boolean): void {
-    const hc = this.config.healthCheck!;
-    if (ok === t.healthy) {
-      t.checkStreak = 0;
-      return;
-    }
-    // A run of results against the current state flips it once it reaches the threshold.
-    if (++t.checkStreak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
-      t.healthy = ok;
-      t.checkStreak = 0;
-      if (ok) t.ejectedUntil = 0;
-      this.loop.log.info(ok ? 'upstream target healthy' : 'upstream target unhealthy', {
+  /**
+   * Passive health: an exchange failed; only connection-level failures (and configured statuses) count.
+   * A run of `consecutiveFailures` ejects the target for `ejectTime`, unless `maxEjectionPercent` of the
+   * targets are ejected already (one may always be).
+   */
+  failed(t: UpstreamTarget, kind: FailureKind): void {
+    if (!TARGET_FAILURES.has(kind)) return;
+    const passive = this.config.passive;
+    if (++t.failures < passive.consecutiveFailures) return;
+    t.failures = 0;
+    const now = this.loop.now();
+    let ejected = 0;
+    for (const x of this.targets) if (x.ejectedUntil > now) ejected++;
+    const cap = Math.max(1, Math.floor((this.targets.length * passive.maxEjectionPercent) / 100));
+    if (ejected >= cap) {
+      this.loop.log.warn('upstream target not ejected: the ejection cap is reached', {
         upstream: this.name,
         target: t.address,
+        ejected,
       });
+      return;
     }
+    t.ejectedUntil = now + passive.ejectTime;
+    this.loop.log.warn('upstream target ejected', {
+      upstream: this.name,
+      target: t.address,
+      for: passive.ejectTime,
+    });
   }
 }
 

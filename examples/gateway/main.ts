@@ -3,7 +3,7 @@
 // what to curl. SIGHUP reloads the configuration; SIGTERM or SIGINT drains and exits 0.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, startGateway } from '../../gateway/index.ts';
+import { loadConfigFile, startGateway } from 'netloom/gateway';
 import { startServices } from './services.ts';
 
 const { values } = parseArgs({

@@ -107,6 +107,12 @@ function invalidRequest(what: string): HttpError {
   return new HttpError(500, `invalid request to send: ${what}`, 'ERR_HTTP_INVALID_REQUEST');
 }
 
+/** The `timeout` parameter of a Keep-Alive field (`timeout=5, max=100`) in milliseconds, or -1 when absent. */
+function keepAliveMs(value: string): number {
+  const m = /(?:^|[\s,;])timeout\s*=\s*(\d{1,6})(?:$|[\s,;])/i.exec(value);
+  return m === null ? -1 : Number(m[1]) * 1000;
+}
+
 /** Limits for parsing responses from upstreams. */
 const RESPONSE_LIMITS = {
   maxStartLine: 8 * 1024,
@@ -136,6 +142,17 @@ export class ClientConnection implements BodySink, ClientResponse {
   reusable = true;
   /** Requests this connection has carried. */
   requests = 0;
+  /**
+   * A byte of the current exchange's response has arrived. A reused connection that fails before any did
+   * was most likely closed by the upstream while idle (a race with its keep-alive timeout), not a failure
+   * of the target: a proxy retries such a request on a fresh connection.
+   */
+  answered = false;
+  /**
+   * How long the upstream keeps this connection idle, from its last response's `Keep-Alive: timeout=N`
+   * (milliseconds), or -1 when it did not say: a pool closes the connection before that.
+   */
+  keepAliveTimeout = -1;
   /** Free slot for whoever uses the connection now (the gateway's proxy keeps its call here). */
   poolData: unknown = undefined;
 
@@ -173,6 +190,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     this.sink = sink;
     this.state = WAITING;
     this.headRequest = method === 'HEAD';
+    this.answered = false;
     this.requests++;
     // A graceful stop waits for an exchange in progress instead of closing a quiet upstream connection.
     this.conn.busy = true;
@@ -352,6 +370,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     while (this.state !== IDLE && !this.paused && !conn.closed) {
       const avail = conn.inboundBuffered;
       if (avail === 0) return;
+      this.answered = true;
       const buf = conn.buffer;
       const off = conn.offset;
       if (this.state === WAITING) {
@@ -392,6 +411,8 @@ export class ClientConnection implements BodySink, ClientResponse {
         ) {
           this.reusable = false;
         }
+        const ka = head.find(buf, 'keep-alive');
+        if (ka !== -1) this.keepAliveTimeout = keepAliveMs(head.value(buf, ka));
         this.sink!.onHead(this);
         if (this.state !== RECEIVING) return; // the sink aborted
         if (this.body.done) {

@@ -11,7 +11,7 @@ import {
   LeastConnections,
   RoundRobin,
   SmoothWeighted,
-} from '../../gateway/index.ts';
+} from 'netloom/gateway';
 
 interface T extends BalancedTarget {
   address: string;

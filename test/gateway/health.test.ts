@@ -211,6 +211,7 @@ describe('active health checks', () => {
         {
           only: upstreamOf([sick.address], {
             healthCheck: { path: '/health', interval: 50, timeout: 200, unhealthyThreshold: 1 },
+            panicThreshold: 0,
           }),
         },
         [{ name: 'only', match: { path: '/' }, upstream: 'only' }],
@@ -221,6 +222,42 @@ describe('active health checks', () => {
     const r = await sendJson<{ error: string }>(gw.port, '/y');
     assert.equal(r.status, 503);
     assert.equal(r.json.error, 'no healthy upstream');
+  });
+
+  test('panic threshold: with most targets unhealthy, all of them take traffic again', async (t) => {
+    // A check that fails for every target (a broken /health, a network blip for the checker) must not turn
+    // into a full outage: below panicThreshold percent usable, health is ignored.
+    const sick = await Promise.all(
+      ['S1', 'S2', 'S3'].map((name) =>
+        httpUpstream((req, res) =>
+          req.url === '/health' ? res.writeHead(500).end() : echoHandler(name)(req, res),
+        ),
+      ),
+    );
+    const well = await httpUpstream(echoHandler('W'));
+    t.after(() => Promise.all([...sick, well].map((u) => u.close())));
+    const gw = await startTestGateway(
+      gatewayConfig(
+        {
+          four: upstreamOf([...sick.map((u) => u.address), well.address], {
+            healthCheck: { path: '/health', interval: 50, timeout: 200, unhealthyThreshold: 1 },
+            retries: 0,
+          }),
+        },
+        [{ name: 'four', match: { path: '/' }, upstream: 'four' }],
+        { admin: { address: '127.0.0.1:0' } },
+      ),
+    );
+    t.after(() => gw.stop());
+    for (const u of sick)
+      await waitUntil(
+        async () => (await adminTarget(gw, 'four', u.address))?.healthy === false,
+        2000,
+        'S unhealthy',
+      );
+    // 1 of 4 usable (25%) is below the default 50%: every target takes requests.
+    const seen = new Set(await probe(gw.port, 12));
+    assert.deepEqual(seen, new Set(['S1', 'S2', 'S3', 'W']));
   });
 });
 
@@ -240,7 +277,7 @@ describe('passive ejection', () => {
         {
           pair: upstreamOf([a.address, b.address], {
             retries: 0,
-            passive: { consecutiveFailures: 3, ejectTime: EJECT },
+            passive: { consecutiveFailures: 3, ejectTime: EJECT, statuses: [502] },
           }),
         },
         [{ name: 'pair', match: { path: '/' }, upstream: 'pair' }],
@@ -286,7 +323,7 @@ describe('passive ejection', () => {
         {
           pair: upstreamOf([a.address, b.address], {
             retries: 0,
-            passive: { consecutiveFailures: 3, ejectTime: 10_000 },
+            passive: { consecutiveFailures: 3, ejectTime: 10_000, statuses: [500] },
           }),
         },
         [{ name: 'pair', match: { path: '/' }, upstream: 'pair' }],

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { StaticConfigSource, startGateway } from '../../gateway/index.ts';
+import { StaticConfigSource, startGateway } from 'netloom/gateway';
 import { type Echo, echoHandler, httpUpstream, send, sendJson } from './support.ts';
 
 test('access records go through the log ring with route, domain, status and ids', async () => {

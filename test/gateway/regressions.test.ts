@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { describe, test } from 'node:test';
-import { isValidHost } from '../../gateway/proxy.ts';
+import { isValidHost } from '../../gateway/upstream-head.ts';
 import { waitFor } from '../helpers.ts';
 import { raw, responses } from '../http1/support.ts';
 import {
@@ -199,12 +199,12 @@ describe('target health', () => {
     });
     const check = { path: '/health', interval: 50, unhealthyThreshold: 1, healthyThreshold: 1 };
     const gw = await startTestGateway(
-      gatewayConfig({ u: upstreamOf([up.address], { healthCheck: check }) }, ROUTES),
+      gatewayConfig({ u: upstreamOf([up.address], { healthCheck: check, panicThreshold: 0 }) }, ROUTES),
     );
     try {
       await waitUntil(async () => (await send(gw.port, '/x')).status === 503, 2000, 'target unhealthy');
       healthy = true; // the target recovers, and the operator drops the check
-      gw.source.set(gatewayConfig({ u: upstreamOf([up.address]) }, ROUTES));
+      gw.source.set(gatewayConfig({ u: upstreamOf([up.address], { panicThreshold: 0 }) }, ROUTES));
       const reload = await gw.gateway.reload();
       assert.equal(reload.ok, true);
       let last = '';

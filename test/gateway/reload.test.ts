@@ -7,7 +7,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { StaticConfigSource, startGateway } from '../../gateway/index.ts';
+import { StaticConfigSource, startGateway } from 'netloom/gateway';
 import {
   type Echo,
   echoHandler,
@@ -160,7 +160,12 @@ describe('hot reload under keep-alive load', () => {
       for (let k = 2; k <= 5; k++) {
         await sleep(200);
         gw.source.set(version(k, one, two, 2));
-        assert.deepEqual(await gw.gateway.reload(), { ok: true, version: k, changed: true });
+        assert.deepEqual(await gw.gateway.reload(), {
+          ok: true,
+          version: k,
+          changed: true,
+          restartRequired: [],
+        });
         // Fresh connections land on either loop: every one of them knows the new route.
         for (let i = 0; i < 6; i++) {
           const r = await send(gw.port, `/added/${k}`);
@@ -195,12 +200,14 @@ describe('hot reload under keep-alive load', () => {
       ok: true,
       version: 1,
       changed: false,
+      restartRequired: [],
     });
     gw.source.set(version(2, one, one));
     assert.deepEqual((await sendJson<unknown>(admin, '/reload', { method: 'POST' })).json, {
       ok: true,
       version: 2,
       changed: true,
+      restartRequired: [],
     });
     assert.equal((await send(gw.port, '/added/2')).headers['x-route'], 'added-2');
   });
@@ -240,11 +247,11 @@ ${extraRoutes}`;
     t.after(() => gateway.stop(1000));
     const port = gateway.port();
 
-    assert.deepEqual(await gateway.reload(), { ok: true, version: 1, changed: false });
+    assert.deepEqual(await gateway.reload(), { ok: true, version: 1, changed: false, restartRequired: [] });
     // A comment-only edit is no change either (the validated configurations are compared).
     await writeFile(file, yamlConfig(up, '', ' (edited)'));
     await sleep(200);
-    assert.deepEqual(await gateway.reload(), { ok: true, version: 1, changed: false });
+    assert.deepEqual(await gateway.reload(), { ok: true, version: 1, changed: false, restartRequired: [] });
     assert.equal(gateway.version, 1);
     assert.equal((await send(port, '/added/x')).status, 404);
 

@@ -2,7 +2,7 @@
 // declaration order, hosts (exact, wildcard, any) with fallthrough, parameters and trailing slashes.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type HeaderSource, Router, type RouteSpec } from '../../gateway/index.ts';
+import { type HeaderSource, Router, type RouteSpec } from 'netloom/gateway';
 
 type Spec = Omit<RouteSpec<string>, 'pathType'> & { pathType?: 'exact' | 'prefix' };
 

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { type Gateway, type GatewayOptions, StaticConfigSource, startGateway } from '../../gateway/index.ts';
+import { type Gateway, type GatewayOptions, StaticConfigSource, startGateway } from 'netloom/gateway';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

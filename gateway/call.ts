@@ -1,0 +1,589 @@
+/**
+ * One proxied request through its route's pipeline: the `onRequest` filters, a target from the balancer, a
+ * pooled connection, the upstream head (`onUpstreamRequest`), the body streamed up, the response head
+ * (`onUpstreamResponse`) and body streamed down (both with backpressure, neither buffered whole), then
+ * `onComplete` with the completion record; `onError` when it fails first. Idempotent requests whose body has
+ * not started are retried on another target when a connection fails before any response; a pooled
+ * connection the upstream closed while idle is retried on a fresh one and does not count against the target.
+ */
+
+import type { EventLoop } from '../core/index.ts';
+import type {
+  BodyConsumer,
+  ClientConnection,
+  ClientResponse,
+  HttpError,
+  RawRequestHeaders,
+  Request,
+  RequestFraming,
+  Response,
+  ResponseSink,
+} from '../protocols/http1/index.ts';
+import { CompletionRecord, type FailureKind } from './completion.ts';
+import { GatewayError } from './errors.ts';
+import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
+import type { PoolError, PoolRequester } from './pool.ts';
+import { forwardHead } from './response-head.ts';
+import type { RouteRuntime } from './runtime.ts';
+import { newRequestId, nextTraceparent } from './tracing.ts';
+import type { Upstream, UpstreamTarget } from './upstream.ts';
+import {
+  copyHead,
+  type HeaderOverride,
+  type HeadInput,
+  headAsStrings,
+  type PreparedHead,
+  prepareHead,
+} from './upstream-head.ts';
+
+/** Methods that may be retried on another target (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+// The call's states.
+const FILTERING = 0; // onRequest filters run
+const CONNECTING = 1; // waiting for a pooled connection
+const SENDING = 2; // request head written, no response head yet
+const RECEIVING = 3; // response head forwarded, body on its way down
+const DONE = 4;
+
+/** Errors the gateway answers with itself, as JSON. */
+export function sendGatewayError(
+  res: Response,
+  status: number,
+  error: string,
+  extra: Record<string, string> = {},
+): void {
+  if (res.headersSent || res.finished) return;
+  // Whatever an upstream's head had set (length, cookies) must not leak into our own answer.
+  res
+    .reset()
+    .status(status)
+    .header('cache-control', 'no-store')
+    .json({ error, status, ...extra });
+}
+
+/** The request head handed to the codec as bytes (one per thread: used within `client.request` only). */
+const rawHead = new (class implements RawRequestHeaders {
+  input: HeadInput | null = null;
+  head: PreparedHead | null = null;
+  client = '';
+  get size(): number {
+    return this.head!.size;
+  }
+  copy(buf: Buffer, p: number): number {
+    return copyHead(this.input!, this.head!, this.client, buf, p);
+  }
+})();
+
+export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, RequestContext, HeadInput {
+  readonly req: Request;
+  readonly res: Response;
+  readonly route: RouteRuntime;
+  readonly params: Record<string, string> | null;
+  readonly path: string;
+  readonly loop: EventLoop;
+  readonly record: CompletionRecord;
+  readonly requestId: string;
+  readonly traceparent: string;
+  overrides: HeaderOverride[] | null = null;
+
+  private state = FILTERING;
+  private readonly upstream: Upstream;
+  private readonly key: string | undefined;
+  private target: UpstreamTarget | null = null;
+  private client: ClientConnection | null = null;
+  private reused = false;
+  private tried: Set<UpstreamTarget> | null = null;
+  private attempts = 0;
+  private bodyAttached = false;
+  private requestDone = false;
+  /** The client went away: failures from here on are ours, not the target's. */
+  private clientGone = false;
+  private deadlineTotal = 0;
+  private startedMs = 0;
+  private phaseMs = 0;
+  private resumeDownstream: (() => void) | null = null;
+
+  constructor(
+    req: Request,
+    res: Response,
+    route: RouteRuntime,
+    params: Record<string, string> | null,
+    path: string,
+    loop: EventLoop,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.route = route;
+    this.params = params;
+    this.path = path;
+    this.loop = loop;
+    this.upstream = route.upstream;
+    this.startedMs = loop.now();
+    this.record = new CompletionRecord(route.name, route.domain, req.method, path, this.startedMs);
+    this.record.upstream = this.upstream.name;
+    this.key = this.upstream.config.balance === 'consistent_hash' ? this.upstream.hashKey(req) : undefined;
+    // '' when the route does not add the field (the client's own, if any, then passes through); the route's
+    // flags, not '', tell the cases apart. A route that removes the client's id or trace generates its own.
+    const incomingId = route.distrustClientId ? undefined : req.header('x-request-id');
+    // An empty id identifies nothing: it counts as absent.
+    this.requestId = route.addRequestId ? incomingId || newRequestId() : '';
+    const incomingTrace = route.distrustClientTrace ? undefined : req.header('traceparent');
+    this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
+    const locals = req.locals;
+    if (locals !== undefined) {
+      // What the upstream was sent: the proxy's own, else the route's fixed value, else the client's.
+      locals.requestId = route.addRequestId ? this.requestId : (route.fixedRequestId ?? incomingId);
+      locals.traceparent = route.addTraceparent
+        ? this.traceparent
+        : (route.fixedTraceparent ?? incomingTrace);
+      locals.record = this.record;
+    }
+    req.onAbort(() => this.downstreamGone());
+  }
+
+  // ---- RequestContext -------------------------------------------------------------------------------
+
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
+
+  setHeader(name: string, value: string): void {
+    this.override(name, value, false);
+  }
+
+  appendHeader(name: string, value: string): void {
+    this.override(name, value, true);
+  }
+
+  removeHeader(name: string): void {
+    this.override(name, null, false);
+  }
+
+  private override(name: string, value: string | null, append: boolean): void {
+    if (this.state >= SENDING)
+      throw new GatewayError('ERR_GATEWAY_FILTER_HEADER', 'the upstream request is already sent');
+    const lower = name.toLowerCase();
+    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(lower))
+      throw new GatewayError('ERR_GATEWAY_FILTER_HEADER', `invalid header name ${JSON.stringify(name)}`);
+    if (value !== null && !/^[\t\x20-\x7e\x80-\xff]*$/.test(value))
+      throw new GatewayError('ERR_GATEWAY_FILTER_HEADER', `invalid character in the value of ${name}`);
+    if (this.route.ownedNames.has(lower))
+      throw new GatewayError(
+        'ERR_GATEWAY_FILTER_HEADER',
+        `${name} is written by the gateway itself, not by filters`,
+      );
+    if (this.overrides === null) this.overrides = [];
+    const list = this.overrides;
+    if (!append) for (let i = list.length - 1; i >= 0; i--) if (list[i]!.lower === lower) list.splice(i, 1);
+    list.push({ lower, name, value, append });
+  }
+
+  respond(status: number, body?: string | object, headers?: Readonly<Record<string, string>>): void {
+    const res = this.res;
+    if (res.headersSent) return;
+    res.status(status);
+    for (const [name, value] of Object.entries(headers ?? {})) res.header(name, value);
+    if (body === undefined || typeof body === 'string') {
+      if (!res.hasHeader('content-type') && body !== undefined)
+        res.header('content-type', 'text/plain; charset=utf-8');
+      res.end(body ?? '');
+    } else res.json(body);
+  }
+
+  // ---- the pipeline ---------------------------------------------------------------------------------
+
+  /** Runs the request: filters first (they may answer or go async), then the upstream. */
+  start(): void | Promise<void> {
+    const filters = this.route.onRequest;
+    for (let i = 0; i < filters.length; i++) {
+      let verdict: boolean | void | Promise<boolean | void>;
+      try {
+        verdict = filters[i]!.onRequest!(this);
+      } catch (err) {
+        this.filterFailed(err);
+        return;
+      }
+      if (verdict === false || this.res.headersSent) return this.answeredByFilter();
+      if (verdict !== undefined && verdict !== true) return this.continueAsync(verdict, i + 1);
+    }
+    this.connect();
+  }
+
+  private async continueAsync(pending: Promise<boolean | void>, from: number): Promise<void> {
+    const filters = this.route.onRequest;
+    try {
+      if ((await pending) === false || this.res.headersSent) return this.answeredByFilter();
+      for (let i = from; i < filters.length; i++) {
+        if (this.state === DONE) return;
+        if ((await filters[i]!.onRequest!(this)) === false || this.res.headersSent)
+          return this.answeredByFilter();
+      }
+    } catch (err) {
+      this.filterFailed(err);
+      return;
+    }
+    if (this.state === DONE) return; // the client left while a filter waited
+    this.connect();
+  }
+
+  private answeredByFilter(): void {
+    if (this.state === DONE) return;
+    this.state = DONE;
+    this.record.answeredBy = 'filter';
+    if (!this.res.finished) this.res.end(); // a filter that sent the head and stopped
+    this.complete();
+  }
+
+  private filterFailed(err: unknown): void {
+    this.loop.log.error('gateway filter failed', { route: this.route.name, error: err });
+    this.fail('filter-error', 500, 'internal error');
+  }
+
+  private connect(): void {
+    this.state = CONNECTING;
+    this.deadlineTotal = this.startedMs + this.upstream.config.timeouts.total;
+    this.attempt(0, '');
+  }
+
+  /** Tries a target; `lastStatus`/`lastError` describe the previous attempt's failure (0 if none). */
+  private attempt(lastStatus: number, lastError: string, lastKind?: FailureKind, fresh = false): void {
+    const target = this.target !== null && fresh ? this.target : this.upstream.pick(this.key, this.tried);
+    if (target === null) {
+      // With nothing left to retry on, the answer is the last failure's (504 stays 504).
+      if (lastStatus === 0) this.fail('no-healthy-target', 503, 'no healthy upstream');
+      else this.fail(lastKind ?? 'connect-failed', lastStatus, lastError);
+      return;
+    }
+    if (this.attempts > 0) this.record.retries++;
+    this.attempts++;
+    this.target = target;
+    this.record.target = target.address;
+    target.active++;
+    target.requests++;
+    this.state = CONNECTING;
+    this.phaseMs = this.loop.now();
+    target.pool.acquire(this, fresh);
+  }
+
+  private canRetry(): boolean {
+    return (
+      this.state !== DONE &&
+      this.state !== RECEIVING &&
+      this.attempts <= this.upstream.config.retries &&
+      IDEMPOTENT.has(this.req.method) &&
+      !(this.bodyAttached && this.req.hasBody)
+    );
+  }
+
+  /** The attempt failed before a response: retry elsewhere if allowed, else answer `status`. */
+  private failAttempt(kind: FailureKind, status: number, message: string): void {
+    const target = this.target!;
+    target.active--;
+    if (!this.clientGone) this.upstream.failed(target, kind);
+    this.client = null;
+    if (this.state === DONE) return;
+    if (this.canRetry()) {
+      if (this.tried === null) this.tried = new Set();
+      this.tried.add(target);
+      this.attempt(status, message, kind);
+      return;
+    }
+    this.fail(kind, status, message);
+  }
+
+  // ---- PoolRequester ---------------------------------------------------------------------------------
+
+  onConnection(client: ClientConnection, reused: boolean): void {
+    if (this.state === DONE) {
+      this.target!.active--;
+      this.target!.pool.release(client);
+      return;
+    }
+    const now = this.loop.now();
+    this.record.connectMs = now - this.phaseMs;
+    this.client = client;
+    this.reused = reused;
+    const conn = client.conn;
+    // The first-byte timeout starts once the request is sent whole; an upload runs against the total.
+    conn.setDeadline(this.req.hasBody ? this.remaining() : this.firstByteDeadline());
+    client.poolData = this;
+    client.onWritable = resumeUpstreamWrites;
+    this.state = SENDING;
+    if (!this.sendHead(client)) return;
+    if (this.req.hasBody) {
+      this.bodyAttached = true;
+      this.req.pipe(this);
+    } else {
+      this.requestDone = true;
+    }
+  }
+
+  /** Writes the upstream request head; false (the call failed) when a filter's change could not be sent. */
+  private sendHead(client: ClientConnection): boolean {
+    const req = this.req;
+    const route = this.route;
+    const target = this.target!;
+    const address = req.remoteAddress;
+    const path = route.rewrite === null ? this.path : route.rewrite(this.path);
+    const query = req.query;
+    const targetText = query === '' ? path : `${path}?${query}`;
+    const framing: RequestFraming =
+      req.contentLength >= 0 ? req.contentLength : req.hasBody ? 'chunked' : 'none';
+    const head = prepareHead(this, target.host, address);
+    try {
+      if (route.onUpstreamRequest.length === 0) {
+        rawHead.input = this;
+        rawHead.head = head;
+        rawHead.client = address;
+        client.request(
+          { method: req.method, target: targetText, host: head.host, raw: rawHead, framing },
+          this,
+        );
+      } else {
+        const strings = headAsStrings(this, head, address, req.method, targetText);
+        for (const f of route.onUpstreamRequest) f.onUpstreamRequest!(this, strings);
+        // Framing, Host and hop-by-hop fields are the gateway's: a filter's own would duplicate them.
+        const headers = strings.headers.filter(([name]) => {
+          const ok = !HOP_OR_FRAMING.has(name.toLowerCase());
+          if (!ok)
+            this.loop.log.warn('filter header dropped (the gateway writes it)', { route: route.name, name });
+          return ok;
+        });
+        client.request(
+          { method: strings.method, target: strings.target, host: head.host, headers, framing },
+          this,
+        );
+      }
+    } catch (err) {
+      rawHead.input = rawHead.head = null;
+      this.loop.log.error('upstream request not sent', { route: route.name, error: err });
+      this.client = null;
+      target.active--;
+      target.pool.release(client);
+      this.fail('filter-error', 500, 'internal error');
+      return false;
+    }
+    rawHead.input = rawHead.head = null;
+    return true;
+  }
+
+  onPoolError(err: PoolError): void {
+    if (err.kind === 'queue') this.failAttempt('pool-exhausted', 503, 'upstream connection pool exhausted');
+    else if (err.kind === 'connect-timeout')
+      this.failAttempt('connect-timeout', 504, 'upstream connect timeout');
+    else this.failAttempt('connect-failed', 502, 'upstream connect failed');
+  }
+
+  // ---- BodyConsumer: the client's body, upstream ---------------------------------------------------------
+
+  data(chunk: Buffer): boolean {
+    this.record.bytesIn += chunk.length;
+    const client = this.client;
+    if (client === null || client.conn.closed) return true;
+    // Past the high-water mark, flush; stop reading the client only if the upstream really is behind
+    // (whenWritable then promises an onWritable, which resumes the body).
+    if (!client.writeBody(chunk) && !client.conn.whenWritable()) return false;
+    return true;
+  }
+
+  end(trailers: readonly [string, string][]): void {
+    this.requestDone = true;
+    const client = this.client;
+    if (client === null) return;
+    if (this.state === SENDING) client.conn.setDeadline(this.firstByteDeadline());
+    // Trailer fields the proxy would not forward as headers (framing, Host, the fields it writes, the route's
+    // removals) are dropped too: an upstream that merges trailers into the header must not see them.
+    const skip = this.route.requestSkip;
+    const kept: [string, string][] = [];
+    for (const pair of trailers) {
+      const lower = pair[0].toLowerCase();
+      if (!skip.get(lower.length)?.includes(lower)) kept.push(pair);
+    }
+    client.endBody(kept);
+  }
+
+  error(_err: Error): void {
+    // The client's body broke off: the upstream request cannot complete, and it is not the target's fault.
+    this.clientGone = true;
+    this.abandon('client-gone');
+  }
+
+  private remaining(): number {
+    return Math.max(1, this.deadlineTotal - this.loop.now());
+  }
+
+  private firstByteDeadline(): number {
+    return Math.min(this.upstream.config.timeouts.firstByte, this.remaining());
+  }
+
+  /** The upstream drained below its low-water mark: read the client's body again. */
+  upstreamWritable(): void {
+    // Once answered, the connection's request object may already serve the next request: leave it alone.
+    if (!this.requestDone && this.state !== DONE) this.req.resumeBody();
+  }
+
+  // ---- ResponseSink: the upstream's response, downstream -------------------------------------------------
+
+  onHead(response: ClientResponse): void {
+    this.state = RECEIVING;
+    this.record.firstByteMs = this.loop.now() - this.startedMs;
+    const client = this.client!;
+    client.conn.setDeadline(this.remaining());
+    try {
+      forwardHead(this, this.route, response, this.res, this.requestId);
+    } catch (err) {
+      // An upstream head we cannot forward (a status we do not speak...): a bad gateway, not a crash.
+      this.loop.log.warn('upstream response not forwarded', { route: this.route.name, error: err });
+      this.client = null;
+      client.abort(err as Error);
+      this.target!.active--;
+      this.upstream.failed(this.target!, 'bad-response');
+      this.fail('bad-response', 502, 'invalid response from upstream');
+    }
+  }
+
+  onBody(chunk: Buffer): boolean {
+    if (this.state === DONE) return true;
+    this.record.bytesOut += chunk.length;
+    if (!this.res.write(chunk)) {
+      if (this.res.closed) return true; // the abort listener ends the call
+      this.resumeDownstream ??= () => this.client?.resumeResponse();
+      this.res.drain().then(this.resumeDownstream, () => {});
+      return false; // the client is slower than the upstream: stop reading the upstream
+    }
+    return true;
+  }
+
+  onEnd(_trailers: readonly [string, string][]): void {
+    const target = this.target!;
+    const client = this.client!;
+    target.active--;
+    this.client = null;
+    if (!this.requestDone) client.reusable = false; // it answered before reading our whole body
+    if (this.state === DONE) return;
+    this.state = DONE;
+    this.upstream.answered(target, this.res.statusCode);
+    this.record.answeredBy = 'upstream';
+    this.res.end();
+    this.complete();
+  }
+
+  onError(err: Error): void {
+    if (this.client === null || this.state === DONE) return;
+    const code = (err as HttpError & { code?: string }).code;
+    if (code === 'ERR_NETLOOM_DEADLINE') {
+      this.failAttempt('upstream-timeout', 504, 'upstream timeout');
+      return;
+    }
+    const client = this.client;
+    if (
+      this.reused &&
+      !client.answered &&
+      this.state === SENDING &&
+      !this.bodyAttached &&
+      IDEMPOTENT.has(this.req.method)
+    ) {
+      // A pooled connection the upstream closed while it was idle (its keep-alive timeout raced our request):
+      // not the target's failure; the request goes again on a fresh connection to the same target.
+      this.target!.active--;
+      this.client = null;
+      this.attempt(502, 'upstream connection failed', 'upstream-closed', true);
+      return;
+    }
+    this.failAttempt(
+      code === 'ERR_HTTP_BAD_RESPONSE' ? 'bad-response' : 'upstream-closed',
+      502,
+      code === 'ERR_HTTP_BAD_RESPONSE' ? 'invalid response from upstream' : 'upstream connection failed',
+    );
+  }
+
+  // ---- the end ---------------------------------------------------------------------------------------
+
+  /** The request failed before an answer reached the client: `onError` filters, then our own answer. */
+  private fail(kind: FailureKind, status: number, message: string): void {
+    if (this.state === DONE) return;
+    this.state = DONE;
+    const record = this.record;
+    record.error = kind;
+    const res = this.res;
+    if (!this.clientGone && !res.headersSent) {
+      const failure: GatewayFailure = { kind, status, message };
+      for (const f of this.route.onError) {
+        try {
+          if (f.onError!(this, failure) === false || res.headersSent) {
+            record.answeredBy = 'filter';
+            if (!res.finished) res.end();
+            this.complete();
+            return;
+          }
+        } catch (err) {
+          this.loop.log.error('gateway filter onError failed', { route: this.route.name, error: err });
+        }
+      }
+    }
+    if (!res.headersSent) {
+      sendGatewayError(res, status, message, { upstream: this.upstream.name, route: this.route.name });
+      record.answeredBy = 'gateway';
+    } else if (!res.finished) {
+      res.destroy(new Error(`upstream failed mid-response: ${message}`));
+    }
+    this.complete();
+  }
+
+  /** The call ends without an answer to send (the client is gone). */
+  private abandon(kind: FailureKind): void {
+    const was = this.state;
+    if (was === DONE) return;
+    this.state = DONE;
+    this.record.error = kind;
+    const client = this.client;
+    this.client = null;
+    if (client !== null) {
+      this.target!.active--;
+      client.abort(new Error('client went away'));
+    } else if (was === CONNECTING && this.target !== null && this.target.pool.withdraw(this)) {
+      // It was waiting in the pool's queue: out of it now, so no connection is handed to a dead request.
+      this.target.active--;
+    }
+    this.complete();
+  }
+
+  private downstreamGone(): void {
+    this.clientGone = true;
+    this.abandon('client-gone');
+  }
+
+  /** The completion record is final: `onComplete` filters read it. */
+  private complete(): void {
+    const record = this.record;
+    record.totalMs = this.loop.now() - this.startedMs;
+    const res = this.res;
+    record.status = res.headersSent ? res.statusCode : 0;
+    const filters: readonly FilterInstance[] = this.route.onComplete;
+    for (const f of filters) {
+      try {
+        f.onComplete!(this, record);
+      } catch (err) {
+        this.loop.log.error('gateway filter onComplete failed', { route: this.route.name, error: err });
+      }
+    }
+  }
+}
+
+/** Hop-by-hop and framing fields: a filter's own value of them never goes up (see `sendHead`). */
+const HOP_OR_FRAMING: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'host',
+]);
+
+function resumeUpstreamWrites(client: ClientConnection): void {
+  (client.poolData as ProxyCall | undefined)?.upstreamWritable();
+}

@@ -1,0 +1,19 @@
+/** Typed errors of the gateway layer: one constructor, a stable code each (configuration errors are `ConfigError`). */
+
+/** Stable error codes of the gateway. */
+export type GatewayErrorCode =
+  /** A filter set a field the gateway writes itself, an invalid name or value, or too late. */
+  | 'ERR_GATEWAY_FILTER_HEADER'
+  /** A reload did not apply on every loop (it was rolled back). */
+  | 'ERR_GATEWAY_RELOAD'
+  /** The admin endpoint refused a request (authentication, Host, cross-site). */
+  | 'ERR_GATEWAY_ADMIN';
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode;
+  constructor(code: GatewayErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'GatewayError';
+    this.code = code;
+  }
+}

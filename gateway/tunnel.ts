@@ -1,0 +1,87 @@
+/**
+ * CONNECT tunnels, for routes that list CONNECT in `match.methods`: a target of the route's upstream is
+ * dialed, the client gets `200` once it answers, and bytes flow both ways untouched, with backpressure each
+ * way (a side that cannot keep up pauses the other). Either side's FIN or close ends both, after what was
+ * already sent (half-closed tunnels are not carried).
+ */
+import type { Conn, EventHandler, EventLoop } from '../core/index.ts';
+import type { Request, Response } from '../protocols/http1/index.ts';
+import { sendGatewayError } from './call.ts';
+import type { RouteRuntime } from './runtime.ts';
+
+/** One side of a tunnel; `context` is the other side's connection (null until both are up). */
+const side: EventHandler<Conn<unknown> | null> = {
+  onTraffic(conn) {
+    const peer = conn.context;
+    if (peer === null || peer === undefined || peer.closed) return; // held until the other side is up
+    peer.write(conn.next());
+    if (peer.outboundBuffered > peer.loop.options.highWaterMark && !peer.whenWritable()) conn.pause();
+  },
+  onWritable(conn) {
+    // This side drained: the other may send again.
+    const peer = conn.context;
+    if (peer !== null && peer !== undefined && !peer.closed) peer.resume();
+  },
+  onEof(conn) {
+    (conn.context as Conn | null | undefined)?.close();
+    conn.close();
+  },
+  onClose(conn) {
+    (conn.context as Conn | null | undefined)?.close();
+  },
+};
+
+/** Opens a tunnel for a CONNECT request on `route` (the request is answered here, now or once dialed). */
+export function openTunnel(req: Request, res: Response, route: RouteRuntime, loop: EventLoop): void {
+  const upstream = route.upstream;
+  const target = upstream.pick(undefined, null);
+  if (target === null) {
+    sendGatewayError(res, 503, 'no healthy upstream', { upstream: upstream.name, route: route.name });
+    return;
+  }
+  let settled = false;
+  const far = loop.dial<Conn<unknown> | null>(
+    target.address,
+    {
+      ...side,
+      onOpen(upstreamConn) {
+        settled = true;
+        if (res.closed) {
+          upstreamConn.close();
+          return;
+        }
+        res.upgrade({
+          ...side,
+          onOpen(clientConn) {
+            clientConn.context = upstreamConn as Conn<unknown>;
+            upstreamConn.context = clientConn as Conn<unknown>;
+            // Bytes the client sent before the tunnel stood (now buffered) flow on the first traffic turn.
+            clientConn.wake();
+            upstreamConn.wake();
+          },
+        } as EventHandler);
+      },
+      onClose(upstreamConn, err) {
+        if (!settled) {
+          settled = true;
+          upstream.failed(
+            target,
+            (err as { code?: string } | undefined)?.code === 'ERR_NETLOOM_DIAL_TIMEOUT'
+              ? 'connect-timeout'
+              : 'connect-failed',
+          );
+          sendGatewayError(res, 502, 'upstream connect failed', {
+            upstream: upstream.name,
+            route: route.name,
+          });
+          return;
+        }
+        side.onClose!(upstreamConn, err);
+      },
+    },
+    { timeout: upstream.config.pool.connectTimeout, context: null },
+  );
+  req.onAbort(() => {
+    if (!settled) far.destroy();
+  });
+}

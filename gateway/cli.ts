@@ -67,11 +67,12 @@ try {
   );
 }
 
-const addresses = gateway.listeners
-  .map((e) => `${e.address.replace(/:0$/, '')}${e.address.endsWith(':0') ? `:${e.port}` : ''}`)
-  .join(', ');
+/** An engine's address as a user would type it, with the port it got. */
+const shown = (e: { address: string; port: number }) =>
+  e.address.replace(/^tcp:\/\//, '').replace(/:0$/, `:${e.port}`);
+const addresses = gateway.listeners.map(shown).join(', ');
 process.stdout.write(`netloom gateway: version ${gateway.version} listening on ${addresses}\n`);
-if (gateway.admin !== null) process.stdout.write(`netloom gateway: admin on ${gateway.admin.address}\n`);
+if (gateway.admin !== null) process.stdout.write(`netloom gateway: admin on ${shown(gateway.admin)}\n`);
 
 process.on('SIGHUP', () => {
   void gateway.reload().then((r) => {

@@ -377,15 +377,29 @@ export function validateConfig(
 ): GatewayConfig {
   const result = configSchema.safeParse(input);
   if (!result.success) {
-    throw new ConfigError(
-      source,
-      result.error.issues.map((issue) => `${issuePath(issue.path)}: ${issue.message}`),
-    );
+    // Filter entries are judged too, as far as the routes can be read: every problem is named at once.
+    const routes = (input as { routes?: unknown } | null)?.routes;
+    const readable = Array.isArray(routes)
+      ? routes.map((r) => ({ filters: Array.isArray(r?.filters) ? (r.filters as unknown[]) : [] }))
+      : [];
+    const problems = result.error.issues.map((issue) => `${issuePath(issue.path)}: ${issue.message}`);
+    checkFilters(readable, filters, problems);
+    throw new ConfigError(source, problems);
   }
   const config = result.data;
   const problems: string[] = [];
-  config.routes.forEach((r, i) => {
-    r.filters = r.filters.map((entry, k) => {
+  checkFilters(config.routes, filters, problems);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return config;
+}
+
+/** Checks each route's filter entries against their filters' schemas; replaces them with the parsed ones. */
+function checkFilters(routes: { filters: unknown[] }[], filters: FilterRegistry, problems: string[]): void {
+  routes.forEach((r, i) => {
+    r.filters = r.filters.map((raw, k) => {
+      if (typeof raw !== 'object' || raw === null || typeof (raw as { name?: unknown }).name !== 'string')
+        return raw; // the schema reports it
+      const entry = raw as { name: string };
       const { name, ...settings } = entry;
       const at = `routes.${i}.filters.${k}`;
       const definition = filters.get(name);
@@ -405,8 +419,6 @@ export function validateConfig(
       return { name, ...(parsed.data as object) };
     });
   });
-  if (problems.length > 0) throw new ConfigError(source, problems);
-  return config;
 }
 
 /** Parses JSON or YAML text (by file extension; `.json` is JSON, anything else YAML, a superset). */
@@ -437,7 +449,8 @@ export function pluginSpecifiers(plugins: readonly string[], base: string): stri
 export async function loadFilters(specifiers: readonly string[], source = ''): Promise<FilterRegistry> {
   const registry = stockFilters();
   const problems: string[] = [];
-  for (const spec of specifiers) {
+  // A module named twice (in the configuration and by the command line) is one module.
+  for (const spec of new Set(specifiers)) {
     let mod: Record<string, unknown>;
     try {
       mod = (await import(spec)) as Record<string, unknown>;

@@ -255,8 +255,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       else this.fail(lastKind ?? 'connect-failed', lastStatus, lastError);
       return;
     }
-    if (this.attempts > 0) this.record.retries++;
-    this.attempts++;
+    if (!fresh) {
+      // A request sent again on a fresh connection (its pooled one was stale) uses up no retry.
+      if (this.attempts > 0) this.record.retries++;
+      this.attempts++;
+    }
     this.target = target;
     this.record.target = target.address;
     target.active++;

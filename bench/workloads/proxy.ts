@@ -113,7 +113,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       seconds: args.seconds,
       warmupSeconds: 2,
       notes: [
-        'targets: >= 2.5x the node proxies and >= 0.8x nginx',
+        'targets: bare >= 0.95x nginx; default >= 0.9x nginx with the same fields; >= 3x the undici proxy',
         'the gateway adds X-Forwarded-*, Forwarded, X-Request-Id and traceparent by default; "bare" turns them',
         'off (the work nginx, haproxy and the node proxies do); "nginx proxy, same fields" adds them in nginx',
         'CPU µs/op covers the proxy only (the upstream shares its core)',
@@ -136,11 +136,7 @@ async function startGateway(name: string, dir: string, up: number, route: Record
       routes: [{ name: 'all', match: { path: '/' }, upstream: 'up', ...route }],
     }),
   );
-  return startServer(name, NODE, [
-    ...NODE_ARGS,
-    join(ROOT, 'examples/gateway/main.ts'),
-    '--config',
-    config,
-    '--no-services',
-  ]);
+  return startServer(name, NODE, [...NODE_ARGS, join(ROOT, 'bin/netloom-gateway.js'), '--config', config], {
+    port,
+  });
 }

@@ -480,18 +480,17 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       return;
     }
     const client = this.client;
-    if (
-      this.reused &&
-      !client.answered &&
-      this.state === SENDING &&
-      !this.bodyAttached &&
-      IDEMPOTENT.has(this.req.method)
-    ) {
+    if (this.reused && !client.answered && this.state === SENDING && code !== 'ERR_HTTP_BAD_RESPONSE') {
       // A pooled connection the upstream closed while it was idle (its keep-alive timeout raced our request):
-      // not the target's failure; the request goes again on a fresh connection to the same target.
+      // not the target's failure. The request goes again on a fresh connection to the same target if it can
+      // (idempotent, no body started); otherwise it fails, counted against nobody.
       this.target!.active--;
       this.client = null;
-      this.attempt(502, 'upstream connection failed', 'upstream-closed', true);
+      if (!this.bodyAttached && IDEMPOTENT.has(this.req.method)) {
+        this.attempt(502, 'upstream connection failed', 'upstream-closed', true);
+      } else {
+        this.fail('upstream-closed', 502, 'upstream connection failed');
+      }
       return;
     }
     this.failAttempt(

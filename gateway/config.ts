@@ -14,7 +14,8 @@ import { stockFilters } from './stock-filters.ts';
  * field (`routes.2.match.path: ...`), filter settings included (each filter's own schema).
  */
 
-const duration = z.number().int().nonnegative();
+/** Milliseconds, up to what a Node timer takes (a longer one would fire at once: setInterval clamps it to 1). */
+const duration = z.number().int().nonnegative().max(2_147_483_647, 'at most 2147483647 ms (about 24.8 days)');
 const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
 const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'invalid character in a header value');
 const ADDRESS_FORM = /^((tcp[46]?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$|^unix:\/\/.+$/;
@@ -234,7 +235,14 @@ export const configSchema = z
     admin: z
       .object({
         address,
-        token: z.string().min(16, 'an admin token has at least 16 characters').optional(),
+        token: z
+          .string()
+          .min(16, 'an admin token has at least 16 characters')
+          .regex(
+            /^[A-Za-z0-9\-._~+/]+=*$/,
+            'an admin token is a bearer token (letters, digits, -._~+/, no spaces)',
+          )
+          .optional(),
         /** More Host names the admin endpoint answers to (its own address and localhost always). */
         hosts: z.array(z.string().min(1)).default([]),
       })
@@ -300,7 +308,12 @@ export const configSchema = z
       names.add(r.name);
     });
     if (c.admin !== undefined && c.admin.token === undefined) {
-      const a = parseAddress(c.admin.address);
+      let a: ReturnType<typeof parseAddress>;
+      try {
+        a = parseAddress(c.admin.address);
+      } catch {
+        return; // the address itself is reported at its path
+      }
       if (a.kind === 'tcp' && !ADMIN_HOSTS.has(a.host)) {
         ctx.addIssue({
           code: 'custom',

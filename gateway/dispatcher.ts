@@ -176,7 +176,11 @@ export class GatewayLoop {
             });
           }
         }
-        if (msg.to === this.id) this.syncedResolve?.();
+        if (msg.to === this.id) {
+          this.syncedResolve?.();
+          // It asked because it missed a commit (or booted): the main thread may be waiting for this answer.
+          this.post({ type: 'committed', loop: this.id, version: this.runtime.version });
+        }
         return;
       }
       default:

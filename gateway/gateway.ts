@@ -74,6 +74,8 @@ interface Rollout {
   readonly errors: string[];
   phase: 'prepare' | 'commit';
   settle: (() => void) | null;
+  /** Ends the wait at once (the gateway is stopping). */
+  cancel: (() => void) | null;
 }
 
 /**
@@ -111,6 +113,7 @@ export class Gateway {
   private unwatch: (() => void) | null = null;
   private attempted = 1;
   private stopped = false;
+  private channelClosed = false;
 
   /** @internal Use {@link startGateway}. */
   constructor(
@@ -154,7 +157,13 @@ export class Gateway {
     }
     if (this.config.admin !== undefined)
       this.admin = await serve(adminHandler(this), { address: this.config.admin.address, loops: 1 });
-    if (options.watch ?? true) this.unwatch = this.source.watch(() => void this.reload());
+    if (options.watch ?? true) {
+      this.unwatch = this.source.watch(() => {
+        this.reload().catch((err: unknown) => {
+          process.stderr.write(`netloom gateway: reload failed: ${(err as Error).message}\n`);
+        });
+      });
+    }
   }
 
   /**
@@ -179,10 +188,11 @@ export class Gateway {
   }
 
   private async doReload(): Promise<ReloadResult> {
-    if (this.stopped) return { ok: false, version: this.version, problems: ['the gateway is stopping'] };
+    if (this.stopped) return this.stoppingResult();
     let next: GatewayConfig;
     try {
       next = validateConfig(await this.source.load(), this.source.description, this.filters);
+      if (this.stopped) return this.stoppingResult();
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       process.stderr.write(
@@ -216,6 +226,10 @@ export class Gateway {
     return { ok: true, version, changed: true, restartRequired };
   }
 
+  private stoppingResult(): ReloadResult {
+    return { ok: false, version: this.version, problems: ['the gateway is stopping'] };
+  }
+
   /** Every loop's id (`listener:index`). */
   private loopIds(): string[] {
     const ids: string[] = [];
@@ -235,10 +249,12 @@ export class Gateway {
       errors: [],
       phase: 'prepare',
       settle: null,
+      cancel: null,
     };
     this.rollout = rollout;
     try {
       const prepared = await this.collect(rollout, ids, { type: 'prepare', version, config });
+      if (this.stopped) return ['the gateway stopped during the reload'];
       if (!prepared || rollout.errors.length > 0) {
         this.post({ type: 'abort', version });
         const problems = [...rollout.errors];
@@ -270,16 +286,17 @@ export class Gateway {
   /** Posts `msg` and waits until every loop in `ids` acknowledged it (true), or the timeout (false). */
   private collect(rollout: Rollout, ids: readonly string[], msg: GatewayMessage): Promise<boolean> {
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        rollout.settle = null;
-        resolve(false);
-      }, this.reloadTimeout);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        rollout.settle = rollout.cancel = null;
+        resolve(ok);
+      };
+      const timer = setTimeout(() => done(false), this.reloadTimeout);
       rollout.settle = () => {
         if (rollout.errors.length === 0 && !ids.every((id) => rollout.acked.has(id))) return;
-        clearTimeout(timer);
-        rollout.settle = null;
-        resolve(true);
+        done(true);
       };
+      rollout.cancel = () => done(false);
       this.post(msg);
     });
   }
@@ -318,6 +335,7 @@ export class Gateway {
   }
 
   private post(msg: GatewayMessage): void {
+    if (this.channelClosed) return; // stopped: no loop listens any more
     this.channel.postMessage(msg);
   }
 
@@ -338,9 +356,11 @@ export class Gateway {
     this.stopped = true;
     this.unwatch?.();
     this.unwatch = null;
+    this.rollout?.cancel?.();
     await Promise.all(this.listeners.map((e) => e.stop(deadline === undefined ? {} : { deadline })));
     await this.admin?.stop({ deadline: 1000 });
     await this.logs?.stop();
+    this.channelClosed = true;
     this.channel.close();
   }
 }

@@ -10,8 +10,8 @@ export interface PathOptions {
   /** Merge runs of `/` into one (default true). */
   mergeSlashes: boolean;
   /**
-   * What to do with an encoded slash (`%2F`), which some upstreams decode into a segment separator:
-   * `refuse` answers 400 (the default), `keep` leaves it encoded (it then stays inside its segment).
+   * What to do with an encoded slash (`%2F`) or backslash (`%5C`), which some upstreams decode into a
+   * segment separator: `refuse` answers 400 (the default), `keep` leaves it encoded (inside its segment).
    */
   encodedSlashes: 'refuse' | 'keep';
 }
@@ -56,9 +56,10 @@ export function normalizePath(path: string, options: PathOptions): string {
   let plain = true;
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i);
+    // Not a path character (RFC 3986), and some upstreams read it as `/`: `/x\..\admin` would miss /admin.
+    if (c === 0x5c) throw new PathError('a backslash in the path');
     if (c === 0x25 || (c === 0x2f && (path.charCodeAt(i + 1) === 0x2f || path.charCodeAt(i + 1) === 0x2e))) {
-      plain = false;
-      break;
+      plain = false; // (the scan goes on: a backslash anywhere is refused)
     }
   }
   if (plain) return path;
@@ -76,8 +77,8 @@ export function normalizePath(path: string, options: PathOptions): string {
     const byte = hi * 16 + lo;
     if (unreserved(byte)) decoded += String.fromCharCode(byte);
     else {
-      if (byte === 0x2f && options.encodedSlashes === 'refuse')
-        throw new PathError('an encoded slash (%2F) in the path');
+      if ((byte === 0x2f || byte === 0x5c) && options.encodedSlashes === 'refuse')
+        throw new PathError(`an encoded ${byte === 0x2f ? 'slash (%2F)' : 'backslash (%5C)'} in the path`);
       decoded += `%${HEX[hi]}${HEX[lo]}`;
     }
     i += 2;

@@ -112,12 +112,21 @@ export class TargetPool {
 
   /** Forgets a requester still waiting (its request was abandoned); true if it was waiting. */
   withdraw(requester: PoolRequester): boolean {
+    const size = this.queue.length;
     for (let k = 0; k < this.count; k++) {
-      const i = (this.head + k) % this.queue.length;
-      if (this.queue[i] === requester) {
-        this.queue[i] = null; // skipped when it comes up
-        return true;
+      const i = (this.head + k) % size;
+      if (this.queue[i] !== requester) continue;
+      // Closes the gap (the ones behind move up), so the place counts toward maxQueue no more.
+      for (let m = k; m < this.count - 1; m++) {
+        const to = (this.head + m) % size;
+        const from = (to + 1) % size;
+        this.queue[to] = this.queue[from]!;
+        this.deadlines[to] = this.deadlines[from]!;
       }
+      const last = (this.head + this.count - 1) % size;
+      this.queue[last] = null;
+      this.count--;
+      return true;
     }
     return false;
   }

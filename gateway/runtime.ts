@@ -83,9 +83,10 @@ export function rewriter(rule: RouteConfig['rewrite']): ((path: string) => strin
     const to = rule.replacePrefix.to;
     return (path) => {
       if (!under(path, from)) return path;
-      const rest = from === '/' ? path.slice(1) : path.slice(from.length).replace(/^\//, '');
+      // What follows the prefix: empty, or from a `/` on (a trailing slash is kept: /api/ -> /v2/).
+      const rest = from === '/' ? path : path.slice(from.length);
       if (rest === '') return to;
-      return to.endsWith('/') ? to + rest : `${to}/${rest}`;
+      return to.endsWith('/') ? to + rest.slice(1) : to + rest;
     };
   }
   const target = rule.replace;

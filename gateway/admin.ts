@@ -32,8 +32,13 @@ function allowedHosts(config: NonNullable<GatewayConfig['admin']>): Set<string> 
 /** Splits a Host value into its name (lower case) and port (-1 when absent). */
 function splitHost(host: string): { name: string; port: number } {
   const colon = host.lastIndexOf(':');
-  if (colon === -1 || host.endsWith(']')) return { name: host.toLowerCase(), port: -1 };
-  return { name: host.slice(0, colon).toLowerCase(), port: Number(host.slice(colon + 1)) };
+  const bracketed = colon === -1 || host.endsWith(']');
+  const name = (bracketed ? host : host.slice(0, colon)).toLowerCase();
+  // A fully qualified `localhost.` is `localhost`.
+  return {
+    name: name.endsWith('.') ? name.slice(0, -1) : name,
+    port: bracketed ? -1 : Number(host.slice(colon + 1)),
+  };
 }
 
 function sameSecret(given: string, expected: string): boolean {

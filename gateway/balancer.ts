@@ -126,10 +126,13 @@ export class ConsistentHash<T extends BalancedTarget> implements Balancer<T> {
   private readonly owners: T[];
   private readonly fallback: RoundRobin<T>;
 
-  constructor(targets: readonly T[]) {
+  /** `weights`: each target's weight in this ring (default: its `weight` now; the ring keeps it). */
+  constructor(targets: readonly T[], weights?: readonly number[]) {
     const entries: [number, T][] = [];
-    for (const t of targets) {
-      for (let v = 0; v < VNODES_PER_WEIGHT * t.weight; v++) entries.push([hash32(`${t.address}#${v}`), t]);
+    for (let i = 0; i < targets.length; i++) {
+      const t = targets[i]!;
+      const weight = weights?.[i] ?? t.weight;
+      for (let v = 0; v < VNODES_PER_WEIGHT * weight; v++) entries.push([hash32(`${t.address}#${v}`), t]);
     }
     entries.sort((a, b) => a[0] - b[0]);
     this.points = Uint32Array.from(entries, (e) => e[0]);
@@ -160,9 +163,14 @@ export class ConsistentHash<T extends BalancedTarget> implements Balancer<T> {
 
 export type BalanceKind = 'round_robin' | 'weighted_round_robin' | 'least_connections' | 'consistent_hash';
 
+/**
+ * A balancer of `kind` over `targets`. The weighted kinds read each target's `weight` as they pick, except
+ * consistent hashing, which builds its ring once from `weights` (default: the targets' weights now).
+ */
 export function createBalancer<T extends BalancedTarget>(
   kind: BalanceKind,
   targets: readonly T[],
+  weights?: readonly number[],
 ): Balancer<T> {
   switch (kind) {
     case 'round_robin':
@@ -172,7 +180,7 @@ export function createBalancer<T extends BalancedTarget>(
     case 'least_connections':
       return new LeastConnections(targets);
     case 'consistent_hash':
-      return new ConsistentHash(targets);
+      return new ConsistentHash(targets, weights);
   }
 }
 

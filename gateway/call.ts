@@ -23,7 +23,11 @@ import { CompletionRecord, type FailureKind } from './completion.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
 import type { PoolError, PoolRequester } from './pool.ts';
-import { forwardHead } from './response-head.ts';
+import { forwardHead, ResponseFilterError } from './response-head.ts';
+
+/** Methods whose responses are framed differently (no body, a tunnel): a filter may not switch to or from them. */
+const FRAMING_METHODS: ReadonlySet<string> = new Set(['HEAD', 'CONNECT']);
+
 import type { RouteRuntime } from './runtime.ts';
 import { newRequestId, nextTraceparent } from './tracing.ts';
 import type { Upstream, UpstreamTarget } from './upstream.ts';
@@ -346,6 +350,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       } else {
         const strings = headAsStrings(this, head, address, req.method, targetText);
         for (const f of route.onUpstreamRequest) f.onUpstreamRequest!(this, strings);
+        // HEAD and CONNECT change how the response is framed: the client's answer would not match its request.
+        const method = strings.method;
+        if (method !== req.method && (FRAMING_METHODS.has(method) || FRAMING_METHODS.has(req.method)))
+          throw new Error(`a filter may not change the method ${req.method} to ${method}`);
         // Framing, Host and hop-by-hop fields are the gateway's: a filter's own would duplicate them.
         const headers = strings.headers.filter(([name]) => {
           const ok = !HOP_OR_FRAMING.has(name.toLowerCase());
@@ -433,16 +441,32 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.record.firstByteMs = this.loop.now() - this.startedMs;
     const client = this.client!;
     client.conn.setDeadline(this.remaining());
+    let answered: boolean;
     try {
-      forwardHead(this, this.route, response, this.res, this.requestId);
+      answered = forwardHead(this, this.route, response, this.res, this.requestId);
     } catch (err) {
-      // An upstream head we cannot forward (a status we do not speak...): a bad gateway, not a crash.
-      this.loop.log.warn('upstream response not forwarded', { route: this.route.name, error: err });
       this.client = null;
       client.abort(err as Error);
       this.target!.active--;
+      if (err instanceof ResponseFilterError) {
+        // The user's filter failed: the upstream answered well and is not blamed.
+        this.upstream.answered(this.target!, response.status);
+        this.filterFailed(err.cause);
+        return;
+      }
+      // An upstream head we cannot forward (a status we do not speak...): a bad gateway, not a crash.
+      this.loop.log.warn('upstream response not forwarded', { route: this.route.name, error: err });
       this.upstream.failed(this.target!, 'bad-response');
       this.fail('bad-response', 502, 'invalid response from upstream');
+      return;
+    }
+    if (answered) {
+      // A response filter answered instead: the upstream's body is not wanted (its connection goes).
+      this.client = null;
+      client.abort(new Error('answered by an onUpstreamResponse filter'));
+      this.target!.active--;
+      this.upstream.answered(this.target!, response.status);
+      this.answeredByFilter();
     }
   }
 

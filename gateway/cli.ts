@@ -51,6 +51,14 @@ if (values.check === true) {
   }
 }
 
+// A signal while the gateway starts stops it as soon as it is up (the default action would exit 143 and
+// leave the loops' listeners to the process's end).
+let signalled = false;
+const early = () => {
+  signalled = true;
+};
+process.on('SIGTERM', early);
+process.on('SIGINT', early);
 let gateway: Awaited<ReturnType<typeof startGateway>>;
 try {
   const accessLog = values['access-log'];
@@ -89,7 +97,16 @@ const stop = () => {
   stopping = true;
   // Exits once drained, and at the latest shortly after the deadline whatever still holds the process.
   setTimeout(() => process.exit(0), 6000).unref();
-  void gateway.stop(5000).then(() => process.exit(0));
+  gateway.stop(5000).then(
+    () => process.exit(0),
+    (err: Error) => {
+      process.stderr.write(`netloom gateway: stop failed: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
 };
+process.off('SIGTERM', early);
+process.off('SIGINT', early);
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+if (signalled) stop();

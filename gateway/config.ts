@@ -37,6 +37,12 @@ const requestPath = z
   .startsWith('/', 'a path starts with /')
   .regex(/^[\x21-\x7e]*$/, 'a path is visible ASCII (no spaces, control or non-ASCII characters)');
 
+/** A path a rewrite produces: the client's query is appended to it, so it has none of its own (nor `#`). */
+const rewritePath = requestPath.regex(
+  /^[^?#]*$/,
+  "a rewritten path has no '?' or '#' (the client's query is kept)",
+);
+
 /** A record keyed by header names, each key checked with the same message as elsewhere. */
 function headerRecord<V extends z.ZodType>(value: V) {
   return z.record(z.string(), value).superRefine((obj, ctx) => {
@@ -187,9 +193,9 @@ const route = z
     upstream: z.string().min(1),
     rewrite: z
       .union([
-        z.object({ stripPrefix: requestPath }).strict(),
-        z.object({ replacePrefix: z.object({ from: requestPath, to: requestPath }).strict() }).strict(),
-        z.object({ replace: requestPath }).strict(),
+        z.object({ stripPrefix: rewritePath }).strict(),
+        z.object({ replacePrefix: z.object({ from: rewritePath, to: rewritePath }).strict() }).strict(),
+        z.object({ replace: rewritePath }).strict(),
       ])
       .optional(),
     requestHeaders: headerRules.optional(),
@@ -262,6 +268,11 @@ export const configSchema = z
         /** Milliseconds a client has to send its whole request body. Default 5 minutes. */
         requestTimeout: duration.min(1).default(300_000),
         keepAliveTimeout: duration.min(1).default(5_000),
+        /**
+         * A client's FIN while its request is proxied: `abort` (the default, as nginx and node:http do) ends
+         * the call and frees the upstream connection; `serve` answers half-closed clients.
+         */
+        clientHalfClose: z.enum(['serve', 'abort']).default('abort'),
         /** Access records through each loop's logger (the log ring when one is configured). */
         accessLog: z.boolean().default(false),
         /** How request paths are normalised before routing (see gateway/paths.ts). */
@@ -279,6 +290,7 @@ export const configSchema = z
         headersTimeout: 10_000,
         requestTimeout: 300_000,
         keepAliveTimeout: 5_000,
+        clientHalfClose: 'abort',
         accessLog: false,
         paths: { mergeSlashes: true, encodedSlashes: 'refuse' },
       }),
@@ -483,8 +495,8 @@ export async function loadFilters(specifiers: readonly string[], source = ''): P
 }
 
 /**
- * Reads, parses and validates a configuration file with the filters its plugins (and `extraPlugins`, module
- * specifiers) define. Resolves with the configuration and the plugin specifiers in force.
+ * Reads, parses and validates a configuration file with the filters its plugins (and `extraPlugins`: module
+ * specifiers, or paths relative to the working directory) define. Resolves with the configuration and the plugin specifiers in force.
  */
 export async function loadConfig(
   path: string,
@@ -495,7 +507,12 @@ export async function loadConfig(
   const listed = Array.isArray((input as { plugins?: unknown })?.plugins)
     ? ((input as { plugins: unknown[] }).plugins.filter((p) => typeof p === 'string') as string[])
     : [];
-  const plugins = [...pluginSpecifiers(listed, dirname(resolve(path))), ...extraPlugins];
+  // The file's plugins are relative to the file; extra ones (--plugins) to the working directory, as
+  // startGateway reads them.
+  const plugins = [
+    ...pluginSpecifiers(listed, dirname(resolve(path))),
+    ...pluginSpecifiers(extraPlugins, process.cwd()),
+  ];
   const filters = await loadFilters(plugins, path);
   return { config: validateConfig(input, path, filters), plugins, filters };
 }

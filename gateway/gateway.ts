@@ -88,16 +88,36 @@ interface Rollout {
  * read again when it ends. Methods may be called from the thread that started the gateway.
  */
 export class Gateway {
-  /** The configuration version in force on every loop. */
-  version = 1;
-  /** The configuration in force. */
-  config: GatewayConfig;
-  loadedAt = Date.now();
+  private versionInForce = 1;
+  private configInForce: GatewayConfig;
+  private loadedAtMs = Date.now();
+  private adminEngine: Engine | null = null;
+  private shipper: LogShipper | null = null;
+  /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
+  /** One engine per listener of the configuration. */
   readonly listeners: Engine[] = [];
-  admin: Engine | null = null;
+
+  /** The configuration version in force on every loop. */
+  get version(): number {
+    return this.versionInForce;
+  }
+  /** The configuration in force. */
+  get config(): GatewayConfig {
+    return this.configInForce;
+  }
+  /** When the configuration in force was committed (ms since the epoch). */
+  get loadedAt(): number {
+    return this.loadedAtMs;
+  }
+  /** The admin endpoint's engine, when the configuration has one. */
+  get admin(): Engine | null {
+    return this.adminEngine;
+  }
   /** The log shipper, when `log` was given. */
-  logs: LogShipper | null = null;
+  get logs(): LogShipper | null {
+    return this.shipper;
+  }
   /** The filters the configuration may use (stock and plugins'). */
   readonly filters: FilterRegistry;
   /** Plugin module specifiers in force (the configuration's, then the options'). */
@@ -123,7 +143,7 @@ export class Gateway {
     plugins: readonly string[],
   ) {
     this.source = source;
-    this.config = config;
+    this.configInForce = config;
     this.filters = filters;
     this.plugins = plugins;
     this.channelName = `netloom-gateway-${process.pid}-${Math.random().toString(36).slice(2)}`;
@@ -136,7 +156,7 @@ export class Gateway {
   async start(options: GatewayOptions): Promise<void> {
     if (options.reloadTimeout !== undefined) this.reloadTimeout = options.reloadTimeout;
     const module = options.handlerModule ?? HANDLER;
-    if (options.log !== undefined) this.logs = await startLogShipper(options.log);
+    if (options.log !== undefined) this.shipper = await startLogShipper(options.log);
     for (const [i, listener] of this.config.listeners.entries()) {
       const data: GatewayLoopData = {
         channel: this.channelName,
@@ -156,7 +176,7 @@ export class Gateway {
       this.listeners.push(engine);
     }
     if (this.config.admin !== undefined)
-      this.admin = await serve(adminHandler(this), { address: this.config.admin.address, loops: 1 });
+      this.adminEngine = await serve(adminHandler(this), { address: this.config.admin.address, loops: 1 });
     if (options.watch ?? true) {
       this.unwatch = this.source.watch(() => {
         this.reload().catch((err: unknown) => {
@@ -266,9 +286,9 @@ export class Gateway {
         return problems;
       }
       // In force from here: a loop that syncs from now on (restarted, or it missed the commit) gets this one.
-      this.version = version;
-      this.config = config;
-      this.loadedAt = Date.now();
+      this.versionInForce = version;
+      this.configInForce = config;
+      this.loadedAtMs = Date.now();
       rollout.phase = 'commit';
       rollout.acked.clear();
       if (!(await this.collect(rollout, ids, { type: 'commit', version }))) {

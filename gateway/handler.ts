@@ -24,6 +24,7 @@ export async function createGatewayHandler(loop: EventLoop): Promise<EventHandle
     headersTimeout: settings.headersTimeout,
     requestTimeout: settings.requestTimeout,
     keepAliveTimeout: settings.keepAliveTimeout,
+    clientHalfClose: settings.clientHalfClose,
     accessLog: settings.accessLog,
   });
   return {

@@ -32,6 +32,7 @@ export {
   validateConfig,
 } from './config.ts';
 export { type ConfigSource, FileConfigSource, StaticConfigSource } from './config-source.ts';
+export type { LoopSnapshot } from './dispatcher.ts';
 export { GatewayError, type GatewayErrorCode } from './errors.ts';
 export {
   defineFilter,

@@ -58,6 +58,8 @@ export function normalizePath(path: string, options: PathOptions): string {
     const c = path.charCodeAt(i);
     // Not a path character (RFC 3986), and some upstreams read it as `/`: `/x\..\admin` would miss /admin.
     if (c === 0x5c) throw new PathError('a backslash in the path');
+    // Origin-form has no fragment (RFC 9112 §3.2); upstreams' URL parsers cut it, so `/admin#` is `/admin`.
+    if (c === 0x23) throw new PathError('a fragment (#) in the request target');
     if (c === 0x25 || (c === 0x2f && (path.charCodeAt(i + 1) === 0x2f || path.charCodeAt(i + 1) === 0x2e))) {
       plain = false; // (the scan goes on: a backslash anywhere is refused)
     }
@@ -89,6 +91,8 @@ export function normalizePath(path: string, options: PathOptions): string {
   const last = parts.length - 1;
   for (let k = 1; k <= last; k++) {
     const seg = parts[k]!;
+    // `..;x` is a dot segment to servlet containers (path parameters): `/x/..;/admin` is their `/admin`.
+    if (seg.startsWith('.;') || seg.startsWith('..;')) throw new PathError('a dot segment with parameters');
     if (seg === '.' || seg === '..') {
       if (seg === '..' && out.length > 0) out.pop();
       if (k === last) out.push(''); // `/a/.` and `/a/..` keep their trailing slash

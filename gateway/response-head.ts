@@ -37,9 +37,19 @@ function lengthOf(response: ClientResponse): number {
   return response.contentLength >= 0 && status !== 204 && status !== 304 ? response.contentLength : -1;
 }
 
+/** An `onUpstreamResponse` filter threw (its error is the `cause`): the filter's fault, not the upstream's. */
+export class ResponseFilterError extends Error {
+  constructor(cause: unknown) {
+    super('an onUpstreamResponse filter failed', { cause });
+    this.name = 'ResponseFilterError';
+  }
+}
+
 /**
  * Writes the client's response head from the upstream's. `requestId` is echoed when the route adds one and
- * the upstream did not send its own. Throws what `res` throws for a head it cannot send.
+ * the upstream did not send its own. Returns true when an `onUpstreamResponse` filter answered the client
+ * itself (the upstream's head was not sent). Throws {@link ResponseFilterError} when such a filter threw, and
+ * what `res` throws for a head it cannot send.
  */
 export function forwardHead(
   ctx: RequestContext,
@@ -47,10 +57,9 @@ export function forwardHead(
   response: ClientResponse,
   res: Response,
   requestId: string,
-): void {
+): boolean {
   if (route.onUpstreamResponse.length > 0) {
-    forwardAsStrings(ctx, route.onUpstreamResponse, route, response, res, requestId);
-    return;
+    return forwardAsStrings(ctx, route.onUpstreamResponse, route, response, res, requestId);
   }
   const listed = connectionTokens(response.header('connection'));
   const count = response.headerCount;
@@ -80,6 +89,7 @@ export function forwardHead(
   } finally {
     raw.response = null;
   }
+  return false;
 }
 
 function forwardAsStrings(
@@ -89,7 +99,7 @@ function forwardAsStrings(
   response: ClientResponse,
   res: Response,
   requestId: string,
-): void {
+): boolean {
   const listed = connectionTokens(response.header('connection'));
   const head: ResponseHead = { status: response.status, headers: [] };
   for (let k = 0; k < response.headerCount; k++) {
@@ -108,7 +118,14 @@ function forwardAsStrings(
   for (const pair of route.responseAdd) head.headers.push([pair[0], pair[1]]);
   if (route.addRequestId && response.header('x-request-id') === undefined)
     head.headers.push(['x-request-id', requestId]);
-  for (const f of filters) f.onUpstreamResponse!(ctx, head);
+  for (const f of filters) {
+    try {
+      f.onUpstreamResponse!(ctx, head);
+    } catch (err) {
+      throw new ResponseFilterError(err);
+    }
+    if (res.headersSent) return true; // the filter answered (ctx.respond)
+  }
   res.status(head.status);
   for (const [name, value] of head.headers) {
     // Framing is the server's to write: a filter's Content-Length or Transfer-Encoding would contradict it.
@@ -116,4 +133,5 @@ function forwardAsStrings(
     res.appendHeader(name, value);
   }
   res.sendHead(lengthOf(response));
+  return false;
 }

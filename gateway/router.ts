@@ -166,7 +166,10 @@ function splitHost(host: string): [string, string | null] {
     return [h.slice(0, close + 1), h[close + 1] === ':' ? h.slice(close + 2) : null];
   }
   const colon = h.lastIndexOf(':');
-  return colon === -1 ? [h, null] : [h.slice(0, colon), h.slice(colon + 1)];
+  const name = colon === -1 ? h : h.slice(0, colon);
+  // `admin.example.com.` is the same name, fully qualified (RFC 1034 §3.1): it must not miss its routes.
+  const bare = name.endsWith('.') ? name.slice(0, -1) : name;
+  return [bare, colon === -1 ? null : h.slice(colon + 1)];
 }
 
 /** The compiled routing table. */

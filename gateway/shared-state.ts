@@ -15,9 +15,21 @@ const KIND_BUCKET = 2n;
 export function createSharedMemory(slots = SHARED_SLOTS): SharedArrayBuffer {
   // One more word: the creation time, so every loop measures bucket time from the same origin.
   const buffer = new SharedArrayBuffer((slots * WORDS + 1) * 8);
-  new BigInt64Array(buffer)[slots * WORDS] = BigInt(Date.now());
+  new Float64Array(buffer)[slots * WORDS] = monotonicMs();
   return buffer;
 }
+
+/**
+ * Milliseconds on a clock every thread of the process reads alike and wall-clock steps do not move once a
+ * thread runs (its time origin plus its monotonic clock).
+ */
+function monotonicMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Reinterprets a word's bits as a float64 and back (one thread at a time: no await in between). */
+const scratchFloat = new Float64Array(1);
+const scratchBits = new BigInt64Array(scratchFloat.buffer);
 
 /** FNV-1a, 64 bits (never 0: 0 marks an empty slot). */
 function hash64(name: string): bigint {
@@ -52,7 +64,7 @@ export class SharedState {
   constructor(buffer: SharedArrayBuffer) {
     this.cells = new BigInt64Array(buffer);
     this.slots = Math.floor((this.cells.length - 1) / WORDS);
-    this.origin = Number(this.cells[this.slots * WORDS]);
+    this.origin = new Float64Array(buffer)[this.slots * WORDS]!;
   }
 
   /** The slot of `name` (claimed for `kind` if new); throws when the table is full or the kind differs. */
@@ -83,44 +95,53 @@ export class SharedState {
     const at = this.slot(name, KIND_COUNTER) + 2;
     const cells = this.cells;
     return {
-      add: (n = 1) => Number(Atomics.add(cells, at, BigInt(n))) + n,
+      add: (n = 1) => {
+        if (!Number.isSafeInteger(n)) throw new RangeError(`add(n) needs an integer, got ${n}`);
+        return Number(Atomics.add(cells, at, BigInt(n))) + n;
+      },
       get: () => Number(Atomics.load(cells, at)),
     };
   }
 
   /**
-   * The token bucket named `name` (full at first). Its state is one word, milli-tokens and the time of the
-   * last refill packed together, so taking is one compare-and-swap (retried only when another loop won it).
+   * The token bucket named `name` (full at first), kept as one word: the bucket's "theoretical arrival
+   * time" (GCRA), a float64 of microseconds since the shared origin. Taking `n` tokens moves it `n / rate`
+   * seconds on (from now, if it lies in the past) and is refused when that puts it more than `burst / rate`
+   * ahead of now; one compare-and-swap, retried only when another loop won it. No field wraps: the clock is
+   * monotonic and a float64 keeps sub-microsecond steps for centuries of uptime.
    */
   tokenBucket(name: string, rate: number, burst: number): SharedTokenBucket {
-    if (!(rate > 0) || !(burst >= 1)) throw new RangeError('a token bucket needs rate > 0 and burst >= 1');
+    if (!(rate > 0) || !Number.isFinite(rate) || !(burst >= 1) || !Number.isFinite(burst)) {
+      throw new RangeError('a token bucket needs a finite rate > 0 and a finite burst >= 1');
+    }
     const at = this.slot(name, KIND_BUCKET) + 2;
     const cells = this.cells;
-    const cap = Math.round(burst * 1000);
-    const perMs = rate; // milli-tokens per millisecond = tokens per second
+    const interval = 1e6 / rate; // microseconds per token
+    const tolerance = burst * interval;
     const origin = this.origin;
-    // Word layout: high 32 bits the refill time (ms since the origin), low 32 bits milli-tokens + 1 (0 = new).
-    const unpack = (word: bigint, now: number): number => {
-      if (word === 0n) return cap;
-      const t = Number(BigInt.asUintN(64, word) >> 32n);
-      const milli = Number(word & 0xffffffffn) - 1;
-      return Math.min(cap, milli + Math.max(0, now - t) * perMs);
+    const clock = () => (monotonicMs() - origin) * 1000;
+    const tatOf = (word: bigint): number => {
+      scratchBits[0] = word;
+      return scratchFloat[0]!; // a new slot reads 0: full since the origin
     };
-    const pack = (milli: number, now: number) =>
-      BigInt.asIntN(64, (BigInt(now) << 32n) | BigInt(Math.floor(milli) + 1));
+    const wordOf = (tat: number): bigint => {
+      scratchFloat[0] = tat;
+      return scratchBits[0]!;
+    };
     return {
       take(n = 1) {
-        const want = n * 1000;
+        if (!(n > 0) || !Number.isFinite(n)) throw new RangeError(`take(n) needs a finite n > 0, got ${n}`);
         for (;;) {
-          const now = Date.now() - origin;
+          const now = clock();
           const word = Atomics.load(cells, at);
-          const have = unpack(word, now);
-          if (have < want) return false;
-          if (Atomics.compareExchange(cells, at, word, pack(have - want, now)) === word) return true;
+          const next = Math.max(tatOf(word), now) + n * interval;
+          if (next - now > tolerance) return false;
+          if (Atomics.compareExchange(cells, at, word, wordOf(next)) === word) return true;
         }
       },
       available() {
-        return unpack(Atomics.load(cells, at), Date.now() - origin) / 1000;
+        const now = clock();
+        return Math.max(0, tolerance - (Math.max(tatOf(Atomics.load(cells, at)), now) - now)) / interval;
       },
     };
   }

@@ -51,16 +51,17 @@ export class TargetRegistry {
     this.loop = loop;
   }
 
-  /** The target for `upstream`'s `address`, reused when a reload keeps it. */
+  /**
+   * The target for `upstream`'s `address`, reused when a reload keeps it. A kept target's weight and pool
+   * settings are not touched here: the version being prepared may still be rolled back, so `apply` sets
+   * them when it comes into force.
+   */
   target(upstream: string, config: UpstreamConfig, address: string, weight: number): UpstreamTarget {
     const key = `${upstream}|${address}`;
     let t = this.targets.get(key);
     if (t === undefined) {
       t = new UpstreamTarget(address, weight, new TargetPool(this.loop, address, config.pool as PoolOptions));
       this.targets.set(key, t);
-    } else {
-      t.weight = weight;
-      t.pool.options = config.pool as PoolOptions;
     }
     return t;
   }
@@ -73,8 +74,12 @@ export class TargetRegistry {
   apply(used: ReadonlyMap<string, { config: UpstreamConfig; targets: readonly UpstreamTarget[] }>): void {
     const keep = new Set<UpstreamTarget>();
     for (const [name, { config, targets }] of used) {
-      for (const t of targets) {
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[i]!;
         keep.add(t);
+        // The version in force says the weight and pool settings (a prepared one that was rolled back did not).
+        t.weight = config.targets[i]!.weight;
+        t.pool.options = config.pool as PoolOptions;
         const hc = config.healthCheck;
         if (hc === undefined) {
           if (t.checker !== null) {
@@ -134,7 +139,11 @@ export class Upstream {
     this.name = name;
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));
-    this.balancer = createBalancer(config.balance, this.targets);
+    this.balancer = createBalancer(
+      config.balance,
+      this.targets,
+      config.targets.map((t) => t.weight),
+    );
     this.failingStatuses = new Set(config.passive.statuses);
   }
 

@@ -623,6 +623,11 @@ export class Exchange implements BodySink {
   /** The client closed its sending side. */
   onEof(): void {
     this.peerEnded = true;
+    if (this.state === RESPONDING && this.server.options.clientHalfClose === 'abort') {
+      this.abandon(closedError());
+      this.conn.close();
+      return;
+    }
     if (this.state === BODY || this.state === DISCARDING) {
       // Bytes still undecoded in the buffer may complete the body: it is judged once they are (see run()),
       // or now where the count settles it (a Content-Length body that fewer bytes than its rest wait for).

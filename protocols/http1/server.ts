@@ -42,6 +42,14 @@ export interface ServerOptions {
   requestTimeout?: number;
   /** Milliseconds an idle keep-alive connection is kept. Default 5 s. */
   keepAliveTimeout?: number;
+  /**
+   * What a client's FIN (it stopped sending) means while its request is being answered: `serve` answers it
+   * and every complete request buffered before the FIN, then closes (RFC 9112 §9.6 allows half-closed
+   * clients); `abort` takes the client as gone, as node:http and nginx do: the request is abandoned
+   * (`req.signal` aborts with `ERR_HTTP_CLOSED`) and the connection closed. Default `serve`; the gateway
+   * uses `abort`, so a client that leaves frees its upstream connection at once.
+   */
+  clientHalfClose?: 'serve' | 'abort';
   /** Called when each response ends (access logs, metrics). Runs on the loop thread; keep it cheap. */
   onResponse?: (req: Request, res: Response, exchange: Exchange) => void;
   /**
@@ -66,6 +74,7 @@ const DEFAULTS: Required<Omit<ServerOptions, 'onResponse' | 'accessLog'>> = {
   headersTimeout: 10_000,
   requestTimeout: 60_000,
   keepAliveTimeout: 5_000,
+  clientHalfClose: 'serve',
 };
 
 /** @internal What every connection's exchange shares. */
@@ -140,8 +149,13 @@ function positiveInt(name: string, value: unknown): number {
 export function server(handler: RequestHandler, options: ServerOptions = {}): EventHandler<Exchange | null> {
   const o = { ...DEFAULTS, ...definedOptions(options) };
   for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
-    if (key !== 'requireHost') positiveInt(key, o[key]);
+    if (key !== 'requireHost' && key !== 'clientHalfClose') positiveInt(key, o[key]);
   }
+  if (o.clientHalfClose !== 'serve' && o.clientHalfClose !== 'abort')
+    throw netloomError(
+      'ERR_NETLOOM_OPTION',
+      `http1 option clientHalfClose must be "serve" or "abort", got ${String(o.clientHalfClose)}`,
+    );
   if (typeof o.requireHost !== 'boolean')
     throw netloomError(
       'ERR_NETLOOM_OPTION',

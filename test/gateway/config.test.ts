@@ -205,6 +205,22 @@ describe('invalid configurations name each problem by path', () => {
     ]);
   });
 
+  test("a rewrite with its own query or fragment is refused (the client's query is appended to it)", () => {
+    const c = mutate((c) => {
+      (c.routes[0] as Record<string, unknown>).rewrite = { replace: '/v2?x=1' };
+      c.routes.push({
+        name: 'b',
+        match: { path: '/b' },
+        upstream: 'users',
+        rewrite: { replacePrefix: { from: '/b', to: '/c#f' } },
+      } as never);
+    });
+    assert.deepEqual(problems(c), [
+      "routes.0.rewrite.replace: a rewritten path has no '?' or '#' (the client's query is kept)",
+      "routes.1.rewrite.replacePrefix.to: a rewritten path has no '?' or '#' (the client's query is kept)",
+    ]);
+  });
+
   test('several problems at once are all reported', () => {
     const c = mutate((c) => {
       c.upstreams.users!.targets = [];

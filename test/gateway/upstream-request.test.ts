@@ -124,7 +124,11 @@ test('CR, LF, SP, TAB or a character above U+00FF in rewrite and health-check pa
     ['upstreams.u.healthCheck.path', (s) => config({}, { path: s })],
   ];
   for (const [path, make] of cases) {
-    assert.doesNotThrow(() => validateConfig(make('/fine/path?x=1')), path);
+    // A health-check path may carry a query; a rewrite's query would clash with the client's (refused).
+    assert.doesNotThrow(
+      () => validateConfig(make(path.includes('rewrite') ? '/fine/path' : '/fine/path?x=1')),
+      path,
+    );
     for (const s of bad) {
       let problems: readonly string[] = [];
       try {

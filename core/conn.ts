@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { type PeerCertificate, TLSSocket } from 'node:tls';
 import { type NetloomError, netloomError } from './errors.ts';
 import { QUEUED, WRITTEN, type WriteOwner, writeError } from './handle-write.ts';
 import type { EventHandler } from './handler.ts';
@@ -35,6 +36,34 @@ const F_READING_PAUSED = 256; // the socket is not being read
 const F_SOCKET_QUEUE = 512; // bytes were written through socket.write and may still wait in its queue
 const F_LENDING = 1024; // inside the onTraffic turn: views of the inbound buffer may be held
 const F_SETTLE_DUE = 2048; // emptied outside a turn: the slab goes back once the current callback returns
+const F_TLS = 4096; // the socket is a TLSSocket: one direct write in flight at a time (TLSWrap's rule)
+const F_FLUSH_WAITING = 8192; // a flush came while a TLS write was in flight: it runs when that completes
+const F_END_DEFERRED = 16384; // close() came while TLS bytes were in flight: the FIN follows them
+
+/** What a TLS connection negotiated ({@link Conn.tls}). */
+export interface TlsInfo {
+  /** `TLSv1.3` or `TLSv1.2`. */
+  protocol: string;
+  /** The cipher suite's IANA name (for example `TLS_AES_128_GCM_SHA256`). */
+  cipher: string;
+  /** The server name the client asked for (SNI), or null. */
+  servername: string | null;
+  /** The ALPN protocol chosen, or null. */
+  alpnProtocol: string | null;
+  /** Whether the handshake resumed a session (a ticket) instead of a full key exchange. */
+  resumed: boolean;
+  /**
+   * On an accepted connection: whether the client's certificate verified (mutual TLS; false without one).
+   * On a dial: whether the server's verified.
+   */
+  authorized: boolean;
+  /** Why the peer's certificate did not verify (OpenSSL's code, e.g. `CERT_HAS_EXPIRED`), or null. */
+  authorizationError: string | null;
+  /** The peer's certificate (a client certificate on an accepted connection), or null when it sent none. */
+  peerCertificate(): PeerCertificate | null;
+  /** The session to resume with later (a dial's `tls.session`), or null. */
+  session(): Buffer | null;
+}
 
 /** @internal Connection states. */
 export const CONNECTING = 0;
@@ -118,6 +147,39 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   /** @internal */ wheelNext: WheelNode | null = null;
   /** @internal */ wheelSlot = -1;
 
+  /**
+   * What TLS negotiated, or null on a plain connection. A fresh object per call: read it once per
+   * connection (in `onOpen`), not per request.
+   */
+  get tls(): TlsInfo | null {
+    const s = this.socket;
+    if (!(s instanceof TLSSocket)) return null;
+    const cipher = s.getCipher();
+    return {
+      protocol: s.getProtocol() ?? '',
+      cipher: cipher?.standardName ?? cipher?.name ?? '',
+      servername: typeof s.servername === 'string' && s.servername !== '' ? s.servername.toLowerCase() : null,
+      alpnProtocol: typeof s.alpnProtocol === 'string' ? s.alpnProtocol : null,
+      resumed: s.isSessionReused(),
+      authorized: s.authorized,
+      authorizationError:
+        s.authorizationError === undefined || s.authorizationError === null
+          ? null
+          : String(s.authorizationError),
+      peerCertificate: () => {
+        const cert = s.getPeerCertificate();
+        return cert === null || Object.keys(cert).length === 0 ? null : cert;
+      },
+      session: () => s.getSession() ?? null,
+    };
+  }
+
+  /** The protocol ALPN chose (`h2`, `http/1.1`...), or null (plain TCP, or no ALPN). Cheap: no object made. */
+  get alpnProtocol(): string | null {
+    const s = this.socket;
+    return s instanceof TLSSocket && typeof s.alpnProtocol === 'string' ? s.alpnProtocol : null;
+  }
+
   /** @internal Whether the connection was ever open (a failed dial never was). */
   get opened(): boolean {
     return (this.flags & F_OPENED) !== 0;
@@ -156,6 +218,7 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     this.dialed = dialed;
     this.state = dialed ? CONNECTING : OPEN;
     if (!dialed) this.flags = F_OPENED;
+    if (socket instanceof TLSSocket) this.flags |= F_TLS;
     this.lastActive = loop.clock;
   }
 
@@ -523,6 +586,16 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
         handle = socketHandle(socket);
       }
     }
+    if (handle !== null && (this.flags & F_TLS) !== 0 && this.queuedDirect > 0) {
+      // TLSWrap takes one write at a time (a second one aborts the process): these bytes stay staged and
+      // go, with whatever joins them, when the write in flight completes (writeDone).
+      this.staged = n;
+      loop.stats.writes--;
+      this.flags |= F_FLUSH_WAITING;
+      const pending = n + this.queuedDirect;
+      if (pending > loop.options.highWaterMark) this.pressure(pending);
+      return;
+    }
     if (handle !== null) {
       // Straight to the handle: nothing of ours waits in the socket's own queue, so order is kept.
       let outcome: number;
@@ -647,8 +720,20 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     const group = this.held?.shift();
     if (group !== undefined) for (const slab of group) this.loop.arena.give(slab);
     if (this.state === CLOSED) return;
-    if (status < 0) this.destroyForWrite(status);
-    else this.onWritten();
+    if (status < 0) {
+      this.destroyForWrite(status);
+      return;
+    }
+    if ((this.flags & F_FLUSH_WAITING) !== 0) {
+      this.flags &= ~F_FLUSH_WAITING;
+      this.flush();
+      if (this.state === CLOSED) return;
+    }
+    if ((this.flags & F_END_DEFERRED) !== 0 && this.queuedDirect === 0 && this.staged === 0) {
+      this.flags &= ~F_END_DEFERRED;
+      this.socket.end();
+    }
+    this.onWritten();
   }
 
   /** A failed write ends the connection with the error Node's own write path would report. */
@@ -860,7 +945,10 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
       this.flags &= ~F_READING_PAUSED;
       this.socket.resume();
     }
-    this.socket.end();
+    // TLSWrap shuts down at once, ahead of a write it still holds: the FIN (and close_notify) wait for it.
+    if ((this.flags & F_TLS) !== 0 && (this.queuedDirect > 0 || this.staged > 0))
+      this.flags |= F_END_DEFERRED;
+    else this.socket.end();
     this.lingerProgress();
     this.expireAt = Date.now() + this.loop.options.lingerTimeout;
     this.loop.rearm(this);

@@ -9,6 +9,8 @@ import { EventLoop } from './loop.ts';
 import { type IoPath, verifyIoPath } from './node-internals.ts';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import { countRestart, createStatsBuffer, type EngineStats, readStats, settleCrashedLoop } from './stats.ts';
+import { tlsError } from './tls/certificates.ts';
+import { createTicketKeys, rotateTicketKeys } from './tls/ticket-keys.ts';
 
 /** @internal What a loop worker receives as `workerData`. */
 export interface WorkerInit {
@@ -19,6 +21,7 @@ export interface WorkerInit {
   statsBuffer: SharedArrayBuffer;
   port: number | undefined;
   io: IoPath;
+  tlsKeys: SharedArrayBuffer | undefined;
 }
 
 /** @internal Messages from a loop worker to the engine. */
@@ -26,7 +29,8 @@ export type WorkerMessage =
   | { type: 'ready'; port: number }
   | { type: 'boot-failed'; error: unknown }
   | { type: 'shutdown' }
-  | { type: 'stopped' };
+  | { type: 'stopped' }
+  | { type: 'tls-reloaded'; id: number; problems: string[] };
 
 /** Options of {@link Engine.stop}. */
 export interface StopOptions {
@@ -134,6 +138,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   private stopping: Promise<void> | null = null;
   private resolveDone!: () => void;
   private io: IoPath | null = null;
+  /** Session-ticket keys every loop shares, rotated by `keyTimer` (TLS listeners only). */
+  private readonly tlsKeys: SharedArrayBuffer | undefined;
+  private keyTimer: NodeJS.Timeout | null = null;
+  private nextReload = 1;
+  private readonly reloads = new Map<
+    number,
+    { left: number; problems: string[]; done: (p: string[]) => void }
+  >();
 
   /** @internal Use {@link serve}. */
   constructor(handler: string | URL | HandlerExport, options: ResolvedOptions, loops: number) {
@@ -144,6 +156,12 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.statsBuffer = createStatsBuffer(loops);
     this.specifier = typeof handler === 'string' || handler instanceof URL ? handlerSpecifier(handler) : null;
     this.inline = this.specifier === null ? (handler as HandlerExport) : null;
+    if (options.tls !== null) {
+      this.tlsKeys = createTicketKeys();
+      const keys = this.tlsKeys;
+      this.keyTimer = setInterval(() => rotateTicketKeys(keys), options.tls.ticketKeyRotation);
+      this.keyTimer.unref();
+    }
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -167,6 +185,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         statsBuffer: this.statsBuffer,
         requestShutdown: () => void this.stop(),
         io,
+        tlsKeys: this.tlsKeys,
       });
       this.loop = loop;
       try {
@@ -209,6 +228,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       statsBuffer: this.statsBuffer,
       port,
       io: this.io!,
+      tlsKeys: this.tlsKeys,
     };
     const worker = new Worker(WORKER_URL, { workerData: init, name: `netloom-loop-${index}` });
     slot.worker = worker;
@@ -238,6 +258,8 @@ export class Engine extends EventEmitter<EngineEvents> {
           void this.stop();
         } else if (msg.type === 'stopped') {
           current.stopped = true;
+        } else if (msg.type === 'tls-reloaded') {
+          this.reloaded(msg.id, msg.problems);
         }
       });
       worker.on('error', (err) => {
@@ -251,6 +273,50 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.emit('loopError', err, index);
       });
     });
+  }
+
+  /**
+   * Re-reads every certificate of a TLS listener on every loop now (rotation without waiting for the file
+   * watch): new handshakes use what loaded; a certificate that does not load keeps the previous one and
+   * makes the promise reject with `ERR_NETLOOM_TLS`, naming each problem. Established connections keep
+   * theirs.
+   */
+  async reloadCertificates(): Promise<void> {
+    if (this.options.tls === null) throw tlsError('the listener has no tls option');
+    let problems: string[];
+    if (this.loop !== null) problems = await this.loop.reloadCertificates();
+    else {
+      const workers = this.slots.map((s) => s.worker).filter((w): w is Worker => w !== null);
+      const id = this.nextReload++;
+      problems = await new Promise<string[]>((done) => {
+        // A loop that crashed meanwhile never answers: give up on it after a while.
+        const timer = setTimeout(
+          () => this.reloaded(id, ['a loop did not answer within 10 s'], true),
+          10_000,
+        );
+        timer.unref();
+        this.reloads.set(id, {
+          left: workers.length,
+          problems: [],
+          done: (p) => {
+            clearTimeout(timer);
+            done(p);
+          },
+        });
+        for (const w of workers) w.postMessage({ type: 'tls-reload', id });
+      });
+    }
+    const unique = [...new Set(problems)];
+    if (unique.length > 0) throw tlsError(`certificates not reloaded: ${unique.join('; ')}`);
+  }
+
+  private reloaded(id: number, problems: string[], last = false): void {
+    const r = this.reloads.get(id);
+    if (r === undefined) return;
+    r.problems.push(...problems);
+    if (--r.left > 0 && !last) return;
+    this.reloads.delete(id);
+    r.done(r.problems);
   }
 
   /** A loop's worker died: account for its connections and start a new one. */
@@ -281,6 +347,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   stop(options: StopOptions = {}): Promise<void> {
     if (this.stopping !== null) return this.stopping;
     const deadline = options.deadline ?? this.options.shutdownDeadline;
+    if (this.keyTimer !== null) clearInterval(this.keyTimer);
+    this.keyTimer = null;
+    for (const [id, r] of this.reloads) {
+      this.reloads.delete(id);
+      r.done([...r.problems, 'the engine is stopping']);
+    }
     this.stopping = (async () => {
       if (this.loop !== null) {
         await this.loop.stop(deadline);

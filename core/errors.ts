@@ -15,7 +15,8 @@ export type NetloomErrorCode =
   | 'ERR_NETLOOM_DIAL_TIMEOUT'
   | 'ERR_NETLOOM_SHUTDOWN'
   | 'ERR_NETLOOM_HANDLER'
-  | 'ERR_NETLOOM_LOOP';
+  | 'ERR_NETLOOM_LOOP'
+  | 'ERR_NETLOOM_TLS';
 
 /** Base class of every error the engine raises or passes to `onClose`. */
 export class NetloomError extends Error {

@@ -5,7 +5,7 @@
  * @packageDocumentation
  */
 export { type Address, formatAddress, parseAddress } from './address.ts';
-export { COPY_LIMIT, Conn } from './conn.ts';
+export { COPY_LIMIT, Conn, type TlsInfo } from './conn.ts';
 export { Engine, type EngineEvents, type StopOptions, serve } from './engine.ts';
 export { NetloomError, type NetloomErrorCode, netloomError } from './errors.ts';
 export { Action, type EventHandler, type HandlerExport } from './handler.ts';
@@ -17,3 +17,12 @@ export { MemoryPipe } from './memory-pipe.ts';
 export { type IoPath, latin1, writeLatin1, writeUtf8 } from './node-internals.ts';
 export { DEFAULT_OPTIONS, definedOptions, type EngineOptions, type ResolvedOptions } from './options.ts';
 export type { EngineStats, LoopStats } from './stats.ts';
+export type {
+  CertificatePair,
+  CertificateSource,
+  DialTlsOptions,
+  LoadedCertificate,
+  Pem,
+  ResolvedTls,
+  TlsOptions,
+} from './tls/options.ts';

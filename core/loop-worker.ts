@@ -21,6 +21,7 @@ const loop = new EventLoop({
   statsBuffer: init.statsBuffer,
   requestShutdown: () => post({ type: 'shutdown' }),
   io: init.io,
+  tlsKeys: init.tlsKeys,
 });
 
 let booted: Promise<boolean> = (async () => {
@@ -34,7 +35,12 @@ let booted: Promise<boolean> = (async () => {
   }
 })();
 
-port.on('message', async (msg: { type: 'stop'; deadline: number }) => {
+port.on('message', async (msg: { type: 'stop'; deadline: number } | { type: 'tls-reload'; id: number }) => {
+  if (msg.type === 'tls-reload') {
+    const problems = (await booted) ? await loop.reloadCertificates() : [];
+    post({ type: 'tls-reloaded', id: msg.id, problems });
+    return;
+  }
   if (msg.type !== 'stop') return;
   const ok = await booted;
   booted = Promise.resolve(false);

@@ -1,5 +1,6 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { type Address, formatAddress, parseAddress } from './address.ts';
 import { Arena } from './arena.ts';
 import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
@@ -20,6 +21,11 @@ import {
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
 import { TimerWheel } from './timer-wheel.ts';
+import { TlsAcceptor } from './tls/acceptor.ts';
+import { CertificateStore } from './tls/certificates.ts';
+import { dialTlsOptions } from './tls/dial.ts';
+import type { CertificateSource, DialTlsOptions } from './tls/options.ts';
+import { createTicketKeys } from './tls/ticket-keys.ts';
 
 const kConn = Symbol('netloom.conn');
 type ConnSocket = net.Socket & { [kConn]: Conn };
@@ -73,6 +79,12 @@ export interface DialOptions<Ctx = unknown> {
   noDelay?: boolean;
   /** Initial `context` of the new connection. */
   context?: Ctx;
+  /**
+   * Dial over TLS: the certificate is verified (chain and name) unless `rejectUnauthorized: false`;
+   * `handler.onOpen` runs once the handshake is done, and a failed verification closes the connection with
+   * `ERR_NETLOOM_DIAL` (the OpenSSL reason in its message and `cause`).
+   */
+  tls?: DialTlsOptions;
 }
 
 /** @internal What the engine hands a loop. */
@@ -85,6 +97,8 @@ export interface LoopInit {
   /** How this loop moves bytes (the engine's verified path; default: this thread's). */
   io?: IoPath;
   log?: Logger;
+  /** The session-ticket keys every loop shares (see tls/ticket-keys.ts), when the listener has TLS. */
+  tlsKeys?: SharedArrayBuffer;
 }
 
 /**
@@ -149,6 +163,9 @@ export class EventLoop {
   private sweepTimer: NodeJS.Timeout | null = null;
   private forceTimer: NodeJS.Timeout | null = null;
   private readonly publishTimer: NodeJS.Timeout;
+  private readonly tlsKeys: SharedArrayBuffer | null;
+  /** The TLS handshakes of the listener, when it has TLS. */
+  private tls: TlsAcceptor | null = null;
 
   /** @internal Loops are made by the engine. */
   constructor(init: LoopInit) {
@@ -162,6 +179,7 @@ export class EventLoop {
         ? new RingLogger(init.options.logRing, init.index, true)
         : stderrLogger(init.index));
     this.requestShutdown = init.requestShutdown;
+    this.tlsKeys = init.tlsKeys ?? null;
     this.io = init.io ?? ioPath();
     this.writer = this.io.write === 'handle' ? threadHandleWriter() : null;
     this.arena = new Arena(64, init.options.poisonViews);
@@ -214,6 +232,7 @@ export class EventLoop {
   /** @internal Starts listening; `port` overrides the address's port (loops after the first share it). */
   async listen(address: Address, port?: number): Promise<number> {
     const opts = this.options;
+    if (opts.tls !== null) await this.startTls();
     const server = net.createServer({
       allowHalfOpen: true,
       noDelay: opts.noDelay,
@@ -283,10 +302,49 @@ export class EventLoop {
     this.stats.add(OPEN_COUNT, 1);
   }
 
+  /** Loads the listener's certificates (a bad one fails the start) and makes its handshake acceptor. */
+  private async startTls(): Promise<void> {
+    const options = this.options.tls!;
+    let source: CertificateSource | null = null;
+    if (options.certificateSource !== undefined) {
+      const mod = (await import(options.certificateSource)) as {
+        default?: CertificateSource;
+        certificateSource?: CertificateSource;
+      };
+      source = mod.default ?? mod.certificateSource ?? null;
+      if (source === null || typeof source.load !== 'function') {
+        throw netloomError(
+          'ERR_NETLOOM_OPTION',
+          `tls.certificateSource ${options.certificateSource} exports no CertificateSource (default or certificateSource)`,
+        );
+      }
+    }
+    const store = new CertificateStore(options, this.log, source);
+    await store.init();
+    this.tls = new TlsAcceptor(this, options, store, this.tlsKeys ?? createTicketKeys());
+  }
+
+  /** @internal A TLS connection finished its handshake: it is served like any accepted connection. */
+  admitSecure(socket: tls.TLSSocket): void {
+    this.admit(socket, true);
+  }
+
+  /**
+   * Re-reads every certificate of the listener now (files, the directory's cached pairs); resolves with the
+   * problems found, in words (empty when all loaded). A certificate that does not load keeps the previous one.
+   */
+  reloadCertificates(): Promise<string[]> {
+    return this.tls === null ? Promise.resolve([]) : this.tls.reload();
+  }
+
   /** A connection from the `connection` event (the path without internal 5). */
   private accept(raw: net.Socket): void {
     if (this.full()) {
       raw.destroy();
+      return;
+    }
+    if (this.tls !== null) {
+      this.tls.accept(raw);
       return;
     }
     const socket = this.adopt(raw);
@@ -301,6 +359,18 @@ export class EventLoop {
     }
     const opts = this.options;
     if (opts.noDelay) handle.setNoDelay?.(true);
+    if (this.tls !== null) {
+      // TLS reads through OpenSSL, not into the shared buffer: a plain socket that the handshake wraps.
+      const raw = new net.Socket({
+        handle,
+        allowHalfOpen: true,
+        readable: true,
+        writable: true,
+      } as unknown as net.SocketConstructorOpts);
+      if (opts.keepAlive !== false) raw.setKeepAlive(true, opts.keepAlive);
+      this.tls.accept(raw);
+      return;
+    }
     const socket = socketOfHandle(handle, this.onread);
     if (opts.keepAlive !== false) socket.setKeepAlive(true, opts.keepAlive);
     this.admit(socket, false);
@@ -309,7 +379,7 @@ export class EventLoop {
   /** At `maxConnections`: the new connection is refused (and counted). */
   private full(): boolean {
     const max = this.options.maxConnections;
-    if (max > 0 && this.accepted >= max) {
+    if (max > 0 && this.accepted + (this.tls?.handshaking ?? 0) >= max) {
       this.stats.add(REJECTED, 1);
       return true;
     }
@@ -359,8 +429,10 @@ export class EventLoop {
         `dial option timeout must be an integer >= 1, got ${String(timeout)}`,
       );
     }
-    const socket =
-      addr.kind === 'unix'
+    const secure = options.tls !== undefined;
+    const socket = secure
+      ? tls.connect(dialTlsOptions(addr, options.tls!, options.noDelay ?? this.options.noDelay))
+      : addr.kind === 'unix'
         ? net.connect({ path: addr.path, allowHalfOpen: true, onread: this.onread })
         : net.connect({
             host: addr.host,
@@ -374,8 +446,8 @@ export class EventLoop {
     this.clock = Date.now();
     const conn = new Conn<Ctx>(this.nextId++, this, socket, handler, true);
     conn.context = options.context;
-    this.register(conn as Conn, socket, false);
-    socket.once('connect', onSocketConnect);
+    this.register(conn as Conn, socket, secure);
+    socket.once(secure ? 'secureConnect' : 'connect', onSocketConnect);
     this.stats.add(DIALED, 1);
     conn.expireAt = this.clock + timeout;
     this.rearm(conn as Conn);
@@ -705,6 +777,7 @@ export class EventLoop {
     if (this.tickTimer !== null) clearInterval(this.tickTimer);
     this.tickTimer = null;
     this.server?.close();
+    this.tls?.close();
     if (this.unixPath !== null && existsSync(this.unixPath)) {
       try {
         unlinkSync(this.unixPath);

@@ -22,6 +22,9 @@
  *    accepted handle. Taking it over lets the loop make the one socket it keeps (with `onread`) straight from
  *    the handle, instead of Node making a socket that adoption (1) destroys at once: half the objects per
  *    accept, and no garbage socket for the collector. Without it the `connection` event and (1) serve.
+ * 6. A server-side `TLSSocket`'s `_handle.verifyError()` (the peer certificate's verification result, which
+ *    `tls.Server` reads to set `authorized`): the engine runs its own handshakes on `TLSSocket`s, so it reads it
+ *    the same way. Without it a listener that asks for client certificates refuses to start.
  */
 import net from 'node:net';
 
@@ -166,6 +169,18 @@ export function socketOfHandle(handle: ClientHandle, onread: net.OnReadOpts): ne
 export function handleQueueSize(socket: net.Socket): number {
   const size = (socket as HandleSocket)._handle?.writeQueueSize;
   return typeof size === 'number' ? size : -1;
+}
+
+// ---- 6. TLS peer verification --------------------------------------------------------------------------------
+
+/**
+ * The verification error of a server-side TLS socket's peer certificate (null when it verified), or
+ * `undefined` where Node does not expose it (internal 6).
+ */
+export function tlsVerifyError(socket: import('node:tls').TLSSocket): Error | null | undefined {
+  const handle = (socket as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+  if (typeof handle?.verifyError !== 'function') return undefined;
+  return handle.verifyError();
 }
 
 // ---- 4. string codecs -------------------------------------------------------------------------------------

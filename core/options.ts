@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { netloomError } from './errors.ts';
+import { type ResolvedTls, resolveTls, type TlsOptions } from './tls/options.ts';
 
 /**
  * Options of {@link serve}. Every option is documented here, where it is declared; defaults are in
@@ -107,13 +108,22 @@ export interface EngineOptions {
    * lock-free, instead of to stderr.
    */
   logRing?: SharedArrayBuffer | null;
+
+  /**
+   * Serve TLS on the listener (see {@link TlsOptions}): certificates by SNI, rotation by file watch,
+   * session tickets shared by every loop, ALPN, client certificates. Connections reach the handler once their
+   * handshake is done; `conn.tls` and `conn.alpnProtocol` say what was negotiated.
+   */
+  tls?: TlsOptions | null;
 }
 
 /** Options with every default applied. */
-export interface ResolvedOptions extends Required<Omit<EngineOptions, 'loops' | 'data' | 'logRing'>> {
+export interface ResolvedOptions extends Required<Omit<EngineOptions, 'loops' | 'data' | 'logRing' | 'tls'>> {
   loops: number;
   data: unknown;
   logRing: SharedArrayBuffer | null;
+  /** The `tls` option with its defaults, or null for plain TCP. */
+  tls: ResolvedTls | null;
 }
 
 /** The defaults of {@link EngineOptions}. */
@@ -140,6 +150,7 @@ export const DEFAULT_OPTIONS: Readonly<ResolvedOptions> = Object.freeze({
   poisonViews: false,
   data: undefined,
   logRing: null,
+  tls: null,
 });
 
 function integer(name: string, value: unknown, min: number): number {
@@ -197,6 +208,7 @@ export function resolveOptions(given: EngineOptions = {}): ResolvedOptions {
     poisonViews: boolean('poisonViews', o.poisonViews),
     data: o.data,
     logRing: o.logRing ?? null,
+    tls: o.tls === undefined || o.tls === null ? null : resolveTls(o.tls),
   };
   if (resolved.logRing !== null && !(resolved.logRing instanceof SharedArrayBuffer)) {
     throw netloomError('ERR_NETLOOM_OPTION', 'option logRing must be the SharedArrayBuffer of a log shipper');

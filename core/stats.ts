@@ -15,6 +15,11 @@ const FIELDS = [
   'restarts',
   'rejected',
   'writes',
+  'tlsHandshakes',
+  'tlsResumed',
+  'tlsFailed',
+  'tlsTimedOut',
+  'tlsPlaintext',
 ] as const;
 const STRIDE = 16;
 
@@ -38,6 +43,16 @@ export interface LoopStats {
   rejected: number;
   /** Socket writes made (each flush of a connection's staged bytes is one `write`/`writev` call). */
   writes: number;
+  /** TLS handshakes completed. */
+  tlsHandshakes: number;
+  /** Of those, handshakes that resumed a session (a ticket), with no full key exchange. */
+  tlsResumed: number;
+  /** TLS handshakes that failed (an alert, a refused name or client certificate, the peer leaving). */
+  tlsFailed: number;
+  /** TLS handshakes closed at `tls.handshakeTimeout`. */
+  tlsTimedOut: number;
+  /** Connections to a TLS listener whose first bytes were not a TLS handshake (plaintext HTTP, garbage). */
+  tlsPlaintext: number;
 }
 
 /** Engine-wide counters: one row per loop and their sum, and the I/O path the loops use. */
@@ -57,6 +72,11 @@ export const BYTES_OUT = 5;
 export const RESTARTS = 6;
 export const REJECTED = 7;
 export const WRITES = 8;
+export const TLS_HANDSHAKES = 9;
+export const TLS_RESUMED = 10;
+export const TLS_FAILED = 11;
+export const TLS_TIMED_OUT = 12;
+export const TLS_PLAINTEXT = 13;
 
 /** Allocates the shared block for `loops` loops. */
 export function createStatsBuffer(loops: number): SharedArrayBuffer {
@@ -153,5 +173,10 @@ function emptyStats(): LoopStats {
     restarts: 0,
     rejected: 0,
     writes: 0,
+    tlsHandshakes: 0,
+    tlsResumed: 0,
+    tlsFailed: 0,
+    tlsTimedOut: 0,
+    tlsPlaintext: 0,
   };
 }

@@ -1,0 +1,384 @@
+import { constants } from 'node:crypto';
+import { type FSWatcher, watch } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import tls from 'node:tls';
+import { type NetloomError, netloomError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { CertificatePair, CertificateSource, LoadedCertificate, Pem, ResolvedTls } from './options.ts';
+
+const HOST = /^([a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}$/;
+/** Changes to watched files are applied this long after the last event (a cert and its key land apart). */
+const SETTLE_MS = 100;
+
+/** The PEM bytes of a pair, read from files where it names them. */
+async function readPair(pair: CertificatePair): Promise<LoadedCertificate> {
+  const cert = pair.certFile !== undefined ? await readFile(pair.certFile) : pair.cert!;
+  const key = pair.keyFile !== undefined ? await readFile(pair.keyFile) : pair.key!;
+  return { cert, key, passphrase: pair.passphrase };
+}
+
+function pemBuffer(pem: Pem): Buffer | string {
+  return typeof pem === 'string' ? pem : Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength);
+}
+
+/** Why a context could not be made, in words (OpenSSL's reason, without its stack). */
+function reason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code === 'ENOENT') return `no such file ${e.path ?? ''}`.trim();
+  return e?.message ?? String(err);
+}
+
+/**
+ * A loop's certificates: the default one, the named ones, and the contexts made for server names on demand
+ * (from the directory or the source), in an LRU. Rotation: files are watched (their directories, so a file
+ * replaced by a rename is seen too); a change re-reads the pair and swaps the context if it loads, or logs and
+ * keeps the previous one. Loop thread only.
+ */
+export class CertificateStore {
+  private readonly tls: ResolvedTls;
+  private readonly log: Logger;
+  private readonly source: CertificateSource | null;
+  /** Called after the default certificate changed (the acceptor rebuilds its session contexts). */
+  onDefaultChange: (() => void) | null = null;
+  private defaultPair: CertificatePair | null;
+  private defaultCtx: tls.SecureContext | null = null;
+  /** The default pair's PEM, read (session contexts are made from it synchronously). */
+  private defaultLoaded: LoadedCertificate | null = null;
+  /** Named certificates given in the options: exact and `*.` names. */
+  private readonly named = new Map<string, tls.SecureContext>();
+  /** Contexts loaded on demand, keyed by certificate name (`a.example.com`, `*.example.com`), LRU order. */
+  private readonly cache = new Map<string, tls.SecureContext>();
+  /** Names known to have no certificate (bounded like the cache). */
+  private readonly missing = new Map<string, true>();
+  private readonly loading = new Map<string, Promise<tls.SecureContext | null>>();
+  private readonly watchers: FSWatcher[] = [];
+  private stopSource: (() => void) | null = null;
+  private readonly due = new Set<string>();
+  private dueTimer: NodeJS.Timeout | null = null;
+  /** Watched file path -> what to reload when it changes ('' = the default pair, else a named one). */
+  private readonly fileOwners = new Map<string, string>();
+
+  constructor(options: ResolvedTls, log: Logger, source: CertificateSource | null) {
+    this.tls = options;
+    this.log = log;
+    this.source = source;
+    this.defaultPair = options.cert !== undefined || options.certFile !== undefined ? options : null;
+  }
+
+  /** Loads the default and named certificates (a bad one fails the start) and starts watching. */
+  async init(): Promise<void> {
+    if (this.defaultPair !== null) await this.loadDefault();
+    await this.clientCa();
+    for (const [name, pair] of Object.entries(this.tls.certificates)) {
+      this.named.set(name, await this.contextOf(pair, `tls.certificates["${name}"]`));
+    }
+    this.watchFiles();
+    if (this.source?.watch !== undefined) {
+      this.stopSource = this.source.watch((name) => this.forget(name.toLowerCase()));
+    }
+  }
+
+  /** The context for handshakes without a name, or with an unknown one (null: there is none). */
+  get defaultContext(): tls.SecureContext | null {
+    return this.defaultCtx;
+  }
+
+  private async loadDefault(): Promise<void> {
+    let loaded: LoadedCertificate;
+    try {
+      loaded = await readPair(this.defaultPair!);
+    } catch (err) {
+      throw tlsError(`tls: the default certificate does not load (${reason(err)})`, err);
+    }
+    this.defaultCtx = await this.contextOf(loaded, 'tls');
+    this.defaultLoaded = loaded;
+  }
+
+  /**
+   * A new context with the default certificate (or none) for a handshake to start on: the acceptor keeps one
+   * per ticket key, since OpenSSL seals and opens tickets with the context a handshake started on, whatever
+   * context SNI switches it to.
+   */
+  sessionContext(): tls.SecureContext {
+    const d = this.defaultLoaded;
+    return tls.createSecureContext({
+      ...this.baseOptions(),
+      ...(this.caCache ?? {}),
+      ...(d === null ? {} : { cert: pemBuffer(d.cert), key: pemBuffer(d.key), passphrase: d.passphrase }),
+    });
+  }
+
+  /** Options every context shares (protocol versions, ciphers, client-certificate CAs). */
+  baseOptions(): tls.SecureContextOptions {
+    const t = this.tls;
+    return {
+      minVersion: t.minVersion,
+      maxVersion: t.maxVersion,
+      ciphers: t.ciphers,
+      ecdhCurve: t.ecdhCurve,
+      secureOptions: t.sessionTickets ? 0 : constants.SSL_OP_NO_TICKET,
+    };
+  }
+
+  /** Makes a context for `pair`; throws `ERR_NETLOOM_TLS` naming `what` when it does not load. */
+  async contextOf(pair: CertificatePair | LoadedCertificate, what: string): Promise<tls.SecureContext> {
+    try {
+      const loaded = await readPair(pair);
+      return tls.createSecureContext({
+        ...this.baseOptions(),
+        ...(await this.clientCa()),
+        cert: pemBuffer(loaded.cert),
+        key: pemBuffer(loaded.key),
+        passphrase: loaded.passphrase,
+      });
+    } catch (err) {
+      throw tlsError(`${what}: the certificate does not load (${reason(err)})`, err);
+    }
+  }
+
+  private caCache: { ca: Buffer | string } | null = null;
+  /** The client-certificate CAs every context verifies against (mutual TLS), read once. */
+  async clientCa(): Promise<{ ca?: Buffer | string }> {
+    const cc = this.tls.clientCertificates;
+    if (cc === undefined) return {};
+    if (this.caCache === null) {
+      try {
+        this.caCache = { ca: cc.caFile !== undefined ? await readFile(cc.caFile) : pemBuffer(cc.ca!) };
+      } catch (err) {
+        throw tlsError(`tls.clientCertificates: the CA does not load (${reason(err)})`, err);
+      }
+    }
+    return this.caCache;
+  }
+
+  /**
+   * The context for `servername` (lowercased): sync when known, a promise when it must be loaded; null
+   * when no certificate names it (the caller falls back to the default, or refuses).
+   */
+  lookup(servername: string): tls.SecureContext | null | Promise<tls.SecureContext | null> {
+    // Only plausible host names: labels of letters, digits, '-' and '_' (a name becomes a file name below).
+    if (servername.length > 253 || !HOST.test(servername)) return null;
+    const exact = this.named.get(servername);
+    if (exact !== undefined) return exact;
+    const dot = servername.indexOf('.');
+    const wildcard = dot > 0 ? `*${servername.slice(dot)}` : '';
+    if (wildcard !== '') {
+      const w = this.named.get(wildcard);
+      if (w !== undefined) return w;
+    }
+    if (this.tls.certificateDirectory === undefined && this.source === null) return null;
+    const hit = this.cached(servername);
+    if (hit !== undefined) {
+      if (hit !== null || wildcard === '') return hit;
+      const w = this.cached(wildcard);
+      if (w !== undefined) return w;
+      return this.load(wildcard);
+    }
+    return this.load(servername).then((ctx) => {
+      if (ctx !== null || wildcard === '') return ctx;
+      const w = this.cached(wildcard);
+      return w !== undefined ? w : this.load(wildcard);
+    });
+  }
+
+  /** A cached context, null for a name known to have none, undefined when not known. */
+  private cached(name: string): tls.SecureContext | null | undefined {
+    const ctx = this.cache.get(name);
+    if (ctx !== undefined) {
+      this.cache.delete(name);
+      this.cache.set(name, ctx);
+      return ctx;
+    }
+    return this.missing.has(name) ? null : undefined;
+  }
+
+  /** Loads `name` (an exact name or a `*.` one) from the directory, then the source; one load per name. */
+  private load(name: string): Promise<tls.SecureContext | null> {
+    let pending = this.loading.get(name);
+    if (pending !== undefined) return pending;
+    pending = this.fetch(name).then(
+      (ctx) => {
+        this.loading.delete(name);
+        this.remember(name, ctx);
+        return ctx;
+      },
+      (err: NetloomError) => {
+        this.loading.delete(name);
+        this.log.error('tls: certificate refused', { servername: name, error: err.message });
+        this.remember(name, null);
+        return null;
+      },
+    );
+    this.loading.set(name, pending);
+    return pending;
+  }
+
+  private async fetch(name: string): Promise<tls.SecureContext | null> {
+    const dir = this.tls.certificateDirectory;
+    if (dir !== undefined) {
+      const base = join(dir, fileBase(name));
+      const pair = { certFile: `${base}.crt`, keyFile: `${base}.key` };
+      try {
+        return await this.contextOf(pair, `${dir}: ${fileBase(name)}`);
+      } catch (err) {
+        const cause = (err as NetloomError).cause as NodeJS.ErrnoException | undefined;
+        // A name without files is simply not in the directory; anything else is a broken pair.
+        if (cause?.code !== 'ENOENT') throw err;
+      }
+    }
+    if (this.source !== null) {
+      let found: LoadedCertificate | null;
+      try {
+        found = await this.source.load(name);
+      } catch (err) {
+        throw tlsError(`certificate source failed for ${name} (${reason(err)})`, err);
+      }
+      if (found !== null && found !== undefined) return this.contextOf(found, `certificate source: ${name}`);
+    }
+    return null;
+  }
+
+  private remember(name: string, ctx: tls.SecureContext | null): void {
+    const map: Map<string, unknown> = ctx === null ? this.missing : this.cache;
+    map.delete(name);
+    map.set(name, ctx ?? true);
+    if (map.size > this.tls.contextCacheSize) map.delete(map.keys().next().value!);
+  }
+
+  /** Drops what is known of `name` (a changed certificate): the next handshake naming it loads it again. */
+  forget(name: string): void {
+    this.missing.delete(name);
+    if (this.cache.has(name)) this.schedule(`cache:${name}`);
+  }
+
+  /** Re-reads every certificate now (the engine's `reloadCertificates`); the problems found, in words. */
+  async reload(): Promise<string[]> {
+    const problems: string[] = [];
+    this.missing.clear();
+    const keys = [
+      'default',
+      ...[...this.named.keys()].map((n) => `named:${n}`),
+      ...[...this.cache.keys()].map((n) => `cache:${n}`),
+    ];
+    for (const key of keys) {
+      const problem = await this.refresh(key);
+      if (problem !== null) problems.push(problem);
+    }
+    return problems;
+  }
+
+  /** Reloads one certificate (`default`, `named:<name>` or `cache:<name>`); a problem keeps the old one. */
+  private async refresh(key: string): Promise<string | null> {
+    try {
+      if (key === 'default') {
+        if (this.defaultPair === null) return null;
+        await this.loadDefault();
+        this.onDefaultChange?.();
+      } else if (key.startsWith('named:')) {
+        const name = key.slice(6);
+        this.named.set(
+          name,
+          await this.contextOf(this.tls.certificates[name]!, `tls.certificates["${name}"]`),
+        );
+      } else {
+        const name = key.slice(6);
+        const ctx = await this.fetch(name);
+        if (ctx === null) {
+          this.cache.delete(name);
+          this.remember(name, null);
+        } else if (this.cache.has(name)) this.cache.set(name, ctx);
+      }
+      return null;
+    } catch (err) {
+      const message = `${(err as Error).message}; the previous certificate stays`;
+      this.log.error('tls: new certificate refused', { error: message });
+      return message;
+    }
+  }
+
+  private schedule(key: string): void {
+    this.due.add(key);
+    if (this.dueTimer !== null) clearTimeout(this.dueTimer);
+    this.dueTimer = setTimeout(() => {
+      this.dueTimer = null;
+      const keys = [...this.due];
+      this.due.clear();
+      void (async () => {
+        for (const k of keys) {
+          const problem = await this.refresh(k);
+          if (problem === null) this.log.info('tls: certificate reloaded', { certificate: k });
+        }
+      })();
+    }, SETTLE_MS);
+    this.dueTimer.unref();
+  }
+
+  /** Watches the directories of every certificate file, the certificate directory, and schedules reloads. */
+  private watchFiles(): void {
+    const dirs = new Set<string>();
+    const own = (path: string | undefined, key: string) => {
+      if (path === undefined) return;
+      this.fileOwners.set(path, key);
+      dirs.add(dirname(path));
+    };
+    if (this.defaultPair !== null) {
+      own(this.defaultPair.certFile, 'default');
+      own(this.defaultPair.keyFile, 'default');
+    }
+    for (const [name, pair] of Object.entries(this.tls.certificates)) {
+      own(pair.certFile, `named:${name}`);
+      own(pair.keyFile, `named:${name}`);
+    }
+    const certDir = this.tls.certificateDirectory;
+    if (certDir !== undefined) dirs.add(certDir);
+    for (const dir of dirs) {
+      try {
+        const watcher = watch(dir, { persistent: false }, (_event, file) => {
+          if (file === null) return;
+          const path = join(dir, file);
+          const owner = this.fileOwners.get(path);
+          if (owner !== undefined) this.schedule(owner);
+          if (dir === certDir) {
+            const name = nameOfFile(basename(file));
+            if (name !== null) this.forget(name);
+          }
+        });
+        watcher.on('error', (err) =>
+          this.log.error('tls: watching certificates failed', { dir, error: err }),
+        );
+        this.watchers.push(watcher);
+      } catch (err) {
+        this.log.error('tls: cannot watch certificates; rotation needs reloadCertificates()', {
+          dir,
+          error: err,
+        });
+      }
+    }
+  }
+
+  /** Stops watching (the loop stops). */
+  dispose(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers.length = 0;
+    this.stopSource?.();
+    if (this.dueTimer !== null) clearTimeout(this.dueTimer);
+  }
+}
+
+/** The file base of a certificate name in a certificate directory (`*.` is written `_wildcard.`). */
+function fileBase(name: string): string {
+  return name.startsWith('*.') ? `_wildcard${name.slice(1)}` : name;
+}
+
+/** The certificate name of a directory file (`x.crt`/`x.key`), or null for other files. */
+function nameOfFile(file: string): string | null {
+  const m = /^(.+)\.(crt|key)$/.exec(file.toLowerCase());
+  if (m === null) return null;
+  return m[1]!.startsWith('_wildcard.') ? `*${m[1]!.slice(9)}` : m[1]!;
+}
+
+/** The TLS layer's error: code `ERR_NETLOOM_TLS`. */
+export function tlsError(message: string, cause?: unknown): NetloomError {
+  return netloomError('ERR_NETLOOM_TLS', message, cause);
+}

@@ -174,6 +174,11 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     };
   }
 
+  /** Whether the connection runs over TLS. Cheap (a flag): fine per request. */
+  get secure(): boolean {
+    return (this.flags & F_TLS) !== 0;
+  }
+
   /** The protocol ALPN chose (`h2`, `http/1.1`...), or null (plain TCP, or no ALPN). Cheap: no object made. */
   get alpnProtocol(): string | null {
     const s = this.socket;

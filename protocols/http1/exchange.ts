@@ -243,7 +243,7 @@ export class Exchange implements BodySink {
     this.clearResponseHeaders();
     this.keepAlive =
       (head.minor === 1 ? !head.connectionClose : head.connectionKeepAlive && !head.connectionClose) &&
-      !this.server.shuttingDown;
+      !this.conn.loop.shuttingDown;
     this.consumer = null;
     this.reader = READER_NONE;
     this.abortListener = null;
@@ -305,7 +305,7 @@ export class Exchange implements BodySink {
 
   /** @internal Called by the response right before its head is serialized: last chance to decide keep-alive. */
   beforeHead(): void {
-    if (this.server.shuttingDown) this.keepAlive = false;
+    if (this.conn.loop.shuttingDown) this.keepAlive = false;
     if (this.state !== BODY) return;
     if (this.reader === READER_CONSUMER) {
       // Answered while a reader still streams the body (a proxy whose upstream answered early): the rest of

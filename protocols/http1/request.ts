@@ -233,6 +233,11 @@ export class Request {
     return this.conn.remoteAddress;
   }
 
+  /** Whether the request came over TLS (`conn.tls` says what was negotiated). */
+  get secure(): boolean {
+    return this.conn.secure;
+  }
+
   /**
    * Aborted when the request ends before the handler answered it: the client went away (the reason is an
    * `HttpError` with code `ERR_HTTP_CLOSED`), or the server answered an error in its place (a body timeout:

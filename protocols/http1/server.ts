@@ -86,7 +86,6 @@ export interface ServerCore {
   readonly headLimits: HeadLimits;
   readonly bodyLimits: BodyLimits;
   readonly onResponse: ServerOptions['onResponse'];
-  shuttingDown: boolean;
   /** Exchanges of idle connections, for the next connection that has bytes (one thread: no locking). */
   readonly pool: Exchange[];
   /** Most exchanges kept in the pool. */
@@ -178,7 +177,6 @@ export function server(handler: RequestHandler, options: ServerOptions = {}): Ev
     },
     onResponse: accessLogger(options),
     timing: options.accessLog !== undefined && options.accessLog !== false,
-    shuttingDown: false,
     pool: [],
     poolSize: POOL_SIZE,
   };
@@ -220,8 +218,8 @@ export function server(handler: RequestHandler, options: ServerOptions = {}): Ev
       if (ex.onClosed(err) && core.pool.length < core.poolSize) core.pool.push(ex);
     },
     onShutdown(_loop: EventLoop) {
-      // Responses from now on carry `connection: close`; the engine closes idle connections itself.
-      core.shuttingDown = true;
+      // Responses from now on carry `connection: close` (the exchange reads loop.shuttingDown); the engine
+      // closes idle connections itself. One handler object may serve engine after engine.
     },
   };
 }

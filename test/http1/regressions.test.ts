@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { type EventHandler, serve, startLogShipper } from 'netloom';
 import { server } from 'netloom/http1';
 import { waitFor } from '../helpers.ts';
-import { raw, responses, startHttp } from './support.ts';
+import { get, raw, responses, startHttp } from './support.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -534,4 +534,19 @@ describe('empty lines between requests', () => {
       await engine.stop({ deadline: 100 });
     }
   });
+});
+
+test('one server() handler object serves engine after engine: keep-alive survives the first engine stopping', async () => {
+  const app = server((_req, res) => res.end('ok'));
+  const first = await serve(app, { loops: 1 });
+  await first.stop();
+  const second = await serve(app, { loops: 1 });
+  try {
+    const r = await raw(second.port, `${get('/a')}${get('/b')}`);
+    const out = responses(r.text);
+    assert.equal(out.length, 2);
+    assert.equal(out[0]!.headers.connection, undefined, 'not closed as if the second engine were stopping');
+  } finally {
+    await second.stop();
+  }
 });

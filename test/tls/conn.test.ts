@@ -17,7 +17,7 @@ const TLS = { cert: cert.cert, key: cert.key };
 function exchange(port: number, payload: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const s = tls.connect({ port, host: '127.0.0.1', servername: 'conn.test', ca: pki.ca.cert, allowHalfOpen: true }, () => {
+    const s = tls.connect({ port, host: '127.0.0.1', servername: 'conn.test', ca: pki.ca.cert }, () => {
       s.end(payload);
     });
     s.on('data', (d: Buffer) => chunks.push(d));
@@ -62,5 +62,8 @@ test('a 4 MiB echo with backpressure both ways (high-water mark 64 KiB) is byte-
   const payload = randomBytes(4 * 1024 * 1024);
   const got = await exchange(port, payload);
   assert.equal(got.length, payload.length);
-  assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  assert.equal(
+    createHash('sha256').update(got).digest('hex'),
+    createHash('sha256').update(payload).digest('hex'),
+  );
 });

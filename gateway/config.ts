@@ -7,6 +7,7 @@ import { parseAddress } from '../core/index.ts';
 import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
 import { stockFilters } from './stock-filters.ts';
+import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
 
 /**
  * The gateway's declarative configuration: listeners, an admin endpoint, upstreams, routes and the plugin
@@ -53,6 +54,13 @@ function headerRecord<V extends z.ZodType>(value: V) {
   });
 }
 
+/** A target: an address, `https://` before it for TLS (and `http://`, which changes nothing). */
+const targetAddress = z.string().superRefine((a, ctx) => {
+  const r = address.safeParse(splitScheme(a).address);
+  if (!r.success)
+    for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+});
+
 const headerRules = z
   .object({
     add: headerRecord(headerValue).default({}),
@@ -62,7 +70,7 @@ const headerRules = z
 
 const target = z
   .object({
-    address: address.describe('host:port of the target'),
+    address: targetAddress.describe('host:port of the target, https://host:port for TLS'),
     weight: z.number().int().min(1).max(1000).default(1),
   })
   .strict();
@@ -128,6 +136,8 @@ const upstream = z
       .strict()
       .default({ firstByte: 30_000, total: 60_000 }),
     retries: z.number().int().min(0).max(5).default(1),
+    /** TLS to every target (verified against `caFile` or Node's roots); `https://` targets use it too. */
+    tls: upstreamTls.optional(),
     healthCheck: healthCheck.optional(),
     /**
      * Passive health: a target is ejected for `ejectTime` after `consecutiveFailures` failed exchanges in a
@@ -229,7 +239,12 @@ export const configSchema = z
     listeners: z
       .array(
         z
-          .object({ address, loops: z.union([z.number().int().min(1), z.literal('auto')]).default(1) })
+          .object({
+            address,
+            loops: z.union([z.number().int().min(1), z.literal('auto')]).default(1),
+            /** HTTPS on this listener: certificates (watched for rotation), SNI, client certificates. */
+            tls: listenerTls.optional(),
+          })
           .strict(),
       )
       .min(1),

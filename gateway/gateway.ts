@@ -14,6 +14,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import type { FilterRegistry } from './filter.ts';
 import { createSharedMemory } from './shared-state.ts';
+import { engineTls } from './tls-config.ts';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -170,6 +171,7 @@ export class Gateway {
         ...options.engine,
         address: listener.address,
         loops: listener.loops,
+        tls: listener.tls === undefined ? undefined : engineTls(listener.tls),
         data,
         logRing: this.logs?.ring ?? null,
       });

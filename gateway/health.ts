@@ -65,7 +65,7 @@ export class HealthChecker {
       if (this.timer !== null) this.result(ok);
     };
     const conn = this.loop.dial<ClientConnection>(
-      t.address,
+      t.pool.address,
       clientHandler({
         onOpen: (client) => {
           client.request(
@@ -94,7 +94,7 @@ export class HealthChecker {
         },
         onClose: () => settle(false),
       }),
-      { timeout: hc.timeout },
+      { timeout: hc.timeout, tls: t.pool.tls },
     );
     conn.context = new ClientConnection(conn);
     conn.setDeadline(hc.timeout);

@@ -1,4 +1,4 @@
-import type { EventLoop, LoopTimer } from '../core/index.ts';
+import type { DialTlsOptions, EventLoop, LoopTimer } from '../core/index.ts';
 import { ClientConnection, clientHandler } from '../protocols/http1/index.ts';
 
 /** Pool settings of one upstream (see the `pool` section of the configuration). */
@@ -52,8 +52,11 @@ const KEEP_ALIVE_MARGIN_MS = 500;
  * (`Keep-Alive: timeout=N`), or beyond `maxIdle`.
  */
 export class TargetPool {
+  /** Where connections are dialed (`host:port`, no scheme). */
   readonly address: string;
   options: PoolOptions;
+  /** TLS for every connection of this pool, or undefined for plain TCP. */
+  readonly tls: DialTlsOptions | undefined;
   private readonly loop: EventLoop;
   private readonly idle: ClientConnection[] = [];
   /** The wait queue: a ring of requesters with their deadlines. */
@@ -74,10 +77,11 @@ export class TargetPool {
   });
   private readonly pending = new Map<ClientConnection, PoolRequester>();
 
-  constructor(loop: EventLoop, address: string, options: PoolOptions) {
+  constructor(loop: EventLoop, address: string, options: PoolOptions, tls?: DialTlsOptions) {
     this.loop = loop;
     this.address = address;
     this.options = options;
+    this.tls = tls;
   }
 
   /**
@@ -225,6 +229,7 @@ export class TargetPool {
     this.created++;
     const conn = this.loop.dial<ClientConnection>(this.address, this.handler, {
       timeout: this.options.connectTimeout,
+      tls: this.tls,
     });
     const client = new ClientConnection(conn);
     conn.context = client;

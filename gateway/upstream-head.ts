@@ -38,6 +38,8 @@ export interface PreparedHead {
   forwarded: string | undefined;
   /** The route's and filters' own lines, as one string. */
   extra: string;
+  /** The client's scheme, for X-Forwarded-Proto and Forwarded: `https` when it came over TLS. */
+  proto: 'http' | 'https';
   /** An upper bound of the bytes `copy` writes. */
   size: number;
 }
@@ -124,6 +126,7 @@ export function prepareHead(input: HeadInput, targetHost: string, clientAddress:
   const host = route.preserveHost && clientHost !== undefined ? clientHost : targetHost;
   size +=
     TAIL_FIXED +
+    2 + // `https` rather than `http`, twice
     2 * clientAddress.length +
     (xff?.length ?? 0) +
     (forwarded?.length ?? 0) +
@@ -131,7 +134,7 @@ export function prepareHead(input: HeadInput, targetHost: string, clientAddress:
     input.requestId.length +
     input.traceparent.length +
     extra.length;
-  return { host, clientHost, xff, forwarded, extra, size };
+  return { host, clientHost, xff, forwarded, extra, size, proto: req.secure ? 'https' : 'http' };
 }
 
 /** Writes latin1 text (checked field values, or the proxy's own ASCII) as bytes. */
@@ -212,7 +215,11 @@ function putForwarded(buf: Buffer, p: number, client: string, head: PreparedHead
     p = putText(buf, p, ', ');
   }
   p = putText(buf, p, client);
-  p = putText(buf, p, '\r\nx-forwarded-proto: http\r\n');
+  p = putText(
+    buf,
+    p,
+    head.proto === 'https' ? '\r\nx-forwarded-proto: https\r\n' : '\r\nx-forwarded-proto: http\r\n',
+  );
   if (clientHost !== undefined) {
     p = putText(buf, p, 'x-forwarded-host: ');
     p = putText(buf, p, clientHost);
@@ -232,7 +239,7 @@ function putForwarded(buf: Buffer, p: number, client: string, head: PreparedHead
   } else {
     p = putText(buf, p, client);
   }
-  p = putText(buf, p, ';proto=http');
+  p = putText(buf, p, head.proto === 'https' ? ';proto=https' : ';proto=http');
   // Only a well-formed host goes into Forwarded (a quote in it could forge a node the upstream trusts).
   if (clientHost !== undefined && isValidHost(clientHost)) {
     p = putText(buf, p, ';host="');
@@ -262,11 +269,11 @@ export function headAsStrings(
   if (route.addForwarded) {
     const { xff, forwarded, clientHost } = head;
     headers.push(['x-forwarded-for', xff === undefined ? clientAddress : `${xff}, ${clientAddress}`]);
-    headers.push(['x-forwarded-proto', 'http']);
+    headers.push(['x-forwarded-proto', head.proto]);
     if (clientHost !== undefined) headers.push(['x-forwarded-host', clientHost]);
     const node = clientAddress.includes(':') ? `"[${clientAddress}]"` : clientAddress;
     const hostPart = clientHost !== undefined && isValidHost(clientHost) ? `;host="${clientHost}"` : '';
-    const own = `for=${node};proto=http${hostPart}`;
+    const own = `for=${node};proto=${head.proto}${hostPart}`;
     headers.push(['forwarded', forwarded === undefined ? own : `${forwarded}, ${own}`]);
   }
   if (route.addRequestId) headers.push(['x-request-id', input.requestId]);

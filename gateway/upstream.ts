@@ -5,10 +5,11 @@ import type { FailureKind } from './completion.ts';
 import type { UpstreamConfig } from './config.ts';
 import { HealthChecker } from './health.ts';
 import { type PoolOptions, TargetPool } from './pool.ts';
+import { dialTls, splitScheme } from './tls-config.ts';
 
 /** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
 export function hostOf(address: string): string {
-  const a = parseAddress(address);
+  const a = parseAddress(splitScheme(address).address);
   if (a.kind === 'unix') return 'localhost';
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
@@ -57,10 +58,17 @@ export class TargetRegistry {
    * them when it comes into force.
    */
   target(upstream: string, config: UpstreamConfig, address: string, weight: number): UpstreamTarget {
-    const key = `${upstream}|${address}`;
+    // TLS settings are part of the key: a target whose TLS changed is a new one (new pool, fresh health).
+    const key = `${upstream}|${address}|${config.tls === undefined ? '' : JSON.stringify(config.tls)}`;
     let t = this.targets.get(key);
     if (t === undefined) {
-      t = new UpstreamTarget(address, weight, new TargetPool(this.loop, address, config.pool as PoolOptions));
+      const { address: dialAddress, https } = splitScheme(address);
+      const tls = dialTls(config.tls, https);
+      t = new UpstreamTarget(
+        address,
+        weight,
+        new TargetPool(this.loop, dialAddress, config.pool as PoolOptions, tls),
+      );
       this.targets.set(key, t);
     }
     return t;

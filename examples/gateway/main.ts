@@ -1,9 +1,13 @@
 // The reference gateway: node --conditions=netloom-source examples/gateway/main.ts [--config PATH]
+//   [--cert FILE --key FILE]
 // Starts demo user and video services, then the gateway from examples/gateway/gateway.yaml, and prints
-// what to curl. SIGHUP reloads the configuration; SIGTERM or SIGINT drains and exits 0.
+// what to curl. With --cert and --key the first listener serves HTTPS with that certificate (watched, so a
+// renewed file applies without a restart); the config's own `listeners[].tls` does the same, with SNI
+// (`certificates`, `certificateDirectory`). SIGHUP reloads the configuration; SIGTERM or SIGINT drains and
+// exits 0.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, startGateway } from 'netloom/gateway';
+import { type ConfigSource, FileConfigSource, loadConfigFile, startGateway } from 'netloom/gateway';
 import { startServices } from './services.ts';
 
 const { values } = parseArgs({
@@ -12,8 +16,30 @@ const { values } = parseArgs({
     'no-services': { type: 'boolean', default: false },
     /** Ship logs and access records to this file (NDJSON, zstd-compressed batches, rotated at 64 MiB). */
     'access-log': { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
   },
 });
+if ((values.cert === undefined) !== (values.key === undefined)) {
+  console.error('--cert and --key go together');
+  process.exit(2);
+}
+
+/** The config file, with --cert/--key put on its first listener at every read (so reloads keep them). */
+function withTls(path: string, certFile: string, keyFile: string): ConfigSource {
+  const file = new FileConfigSource(path);
+  return {
+    description: `${file.description} (HTTPS with ${certFile})`,
+    directory: file.directory,
+    async load() {
+      const config = (await file.load()) as { listeners?: Record<string, unknown>[] };
+      const first = config.listeners?.[0];
+      if (first !== undefined) first.tls = { ...(first.tls as object), certFile, keyFile };
+      return config;
+    },
+    watch: (onChange) => file.watch(onChange),
+  };
+}
 
 const config = await loadConfigFile(values.config);
 const services = values['no-services']
@@ -26,12 +52,12 @@ const services = values['no-services']
 
 const accessLog = values['access-log'];
 const gateway = await startGateway({
-  source: values.config,
+  source: values.cert === undefined ? values.config : withTls(values.config, values.cert, values.key!),
   ...(accessLog === undefined
     ? {}
     : { log: { sink: { type: 'file', path: accessLog }, compression: 'gzip' } }),
 });
-const base = `http://${config.listeners[0]!.address}`;
+const base = `${values.cert === undefined && config.listeners[0]!.tls === undefined ? 'http' : 'https'}://${config.listeners[0]!.address}`;
 console.log(`listening ${gateway.port()}`);
 console.log(`netloom gateway (config version ${gateway.version}, ${values.config})
   try:

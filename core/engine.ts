@@ -10,6 +10,7 @@ import { type IoPath, verifyIoPath } from './node-internals.ts';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import { countRestart, createStatsBuffer, type EngineStats, readStats, settleCrashedLoop } from './stats.ts';
 import { tlsError } from './tls/certificates.ts';
+import { type ResolvedTls, resolveTls, type TlsOptions } from './tls/options.ts';
 import { createTicketKeys, rotateTicketKeys } from './tls/ticket-keys.ts';
 
 /** @internal What a loop worker receives as `workerData`. */
@@ -140,6 +141,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private io: IoPath | null = null;
   /** Session-ticket keys every loop shares, rotated by `keyTimer` (TLS listeners only). */
   private readonly tlsKeys: SharedArrayBuffer | undefined;
+  /** The TLS settings in force (`updateTls` changes them; a restarted loop starts with them). */
+  private tlsOptions: ResolvedTls | null;
   private keyTimer: NodeJS.Timeout | null = null;
   private nextReload = 1;
   private readonly reloads = new Map<
@@ -156,6 +159,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.statsBuffer = createStatsBuffer(loops);
     this.specifier = typeof handler === 'string' || handler instanceof URL ? handlerSpecifier(handler) : null;
     this.inline = this.specifier === null ? (handler as HandlerExport) : null;
+    this.tlsOptions = options.tls;
     if (options.tls !== null) {
       this.tlsKeys = createTicketKeys();
       const keys = this.tlsKeys;
@@ -224,7 +228,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       handlerModule: this.specifier!,
       index,
       loops: this.loops,
-      options: this.options,
+      options: { ...this.options, tls: this.tlsOptions },
       statsBuffer: this.statsBuffer,
       port,
       io: this.io!,
@@ -282,32 +286,51 @@ export class Engine extends EventEmitter<EngineEvents> {
    * theirs.
    */
   async reloadCertificates(): Promise<void> {
-    if (this.options.tls === null) throw tlsError('the listener has no tls option');
-    let problems: string[];
-    if (this.loop !== null) problems = await this.loop.reloadCertificates();
-    else {
-      const workers = this.slots.map((s) => s.worker).filter((w): w is Worker => w !== null);
-      const id = this.nextReload++;
-      problems = await new Promise<string[]>((done) => {
-        // A loop that crashed meanwhile never answers: give up on it after a while.
-        const timer = setTimeout(
-          () => this.reloaded(id, ['a loop did not answer within 10 s'], true),
-          10_000,
-        );
-        timer.unref();
-        this.reloads.set(id, {
-          left: workers.length,
-          problems: [],
-          done: (p) => {
-            clearTimeout(timer);
-            done(p);
-          },
-        });
-        for (const w of workers) w.postMessage({ type: 'tls-reload', id });
+    if (this.tlsOptions === null) throw tlsError('the listener has no tls option');
+    const problems = await this.askLoops({ type: 'tls-reload' }, (loop) => loop.reloadCertificates());
+    if (problems.length > 0) throw tlsError(`certificates not reloaded: ${problems.join('; ')}`);
+  }
+
+  /**
+   * Replaces the listener's TLS settings on every loop (certificates, SNI, versions, client certificates),
+   * keeping the shared ticket keys: new handshakes use them, handshakes in progress and established
+   * connections keep what they had. Rejects with `ERR_NETLOOM_OPTION` for bad options (nothing changed) and
+   * `ERR_NETLOOM_TLS` naming each loop's problem when certificates do not load (those loops keep the old
+   * settings). A listener without TLS cannot gain it here (that is a new listener).
+   */
+  async updateTls(options: TlsOptions): Promise<void> {
+    if (this.tlsOptions === null) throw tlsError('the listener has no tls option; TLS needs a new listener');
+    const resolved = resolveTls(options);
+    const problems = await this.askLoops({ type: 'tls-update', tls: resolved }, (loop) =>
+      loop.updateTls(resolved),
+    );
+    if (problems.length > 0) throw tlsError(`TLS settings not applied: ${problems.join('; ')}`);
+    this.tlsOptions = resolved; // loops restarted after a crash start with these
+  }
+
+  /** Runs `local` on the inline loop, or posts `msg` to every worker and gathers their problems. */
+  private async askLoops(
+    msg: { type: 'tls-reload' } | { type: 'tls-update'; tls: ResolvedTls },
+    local: (loop: EventLoop) => Promise<string[]>,
+  ): Promise<string[]> {
+    if (this.loop !== null) return [...new Set(await local(this.loop))];
+    const workers = this.slots.map((s) => s.worker).filter((w): w is Worker => w !== null);
+    const id = this.nextReload++;
+    const problems = await new Promise<string[]>((done) => {
+      // A loop that crashed meanwhile never answers: give up on it after a while.
+      const timer = setTimeout(() => this.reloaded(id, ['a loop did not answer within 10 s'], true), 10_000);
+      timer.unref();
+      this.reloads.set(id, {
+        left: workers.length,
+        problems: [],
+        done: (p) => {
+          clearTimeout(timer);
+          done(p);
+        },
       });
-    }
-    const unique = [...new Set(problems)];
-    if (unique.length > 0) throw tlsError(`certificates not reloaded: ${unique.join('; ')}`);
+      for (const w of workers) w.postMessage({ ...msg, id });
+    });
+    return [...new Set(problems)];
   }
 
   private reloaded(id: number, problems: string[], last = false): void {

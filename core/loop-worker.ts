@@ -7,6 +7,7 @@ import { parseAddress } from './address.ts';
 import { importHandler, type WorkerInit, type WorkerMessage } from './engine.ts';
 import { EventLoop } from './loop.ts';
 import { useIoPath } from './node-internals.ts';
+import type { ResolvedTls } from './tls/options.ts';
 
 const init = workerData as WorkerInit;
 // The main thread verified the I/O path; this thread's own modules (the HTTP codec's strings) follow it.
@@ -35,9 +36,16 @@ let booted: Promise<boolean> = (async () => {
   }
 })();
 
-port.on('message', async (msg: { type: 'stop'; deadline: number } | { type: 'tls-reload'; id: number }) => {
-  if (msg.type === 'tls-reload') {
-    const problems = (await booted) ? await loop.reloadCertificates() : [];
+type EngineMessage =
+  | { type: 'stop'; deadline: number }
+  | { type: 'tls-reload'; id: number }
+  | { type: 'tls-update'; id: number; tls: ResolvedTls };
+
+port.on('message', async (msg: EngineMessage) => {
+  if (msg.type === 'tls-reload' || msg.type === 'tls-update') {
+    let problems: string[] = [];
+    if (await booted)
+      problems = await (msg.type === 'tls-reload' ? loop.reloadCertificates() : loop.updateTls(msg.tls));
     post({ type: 'tls-reloaded', id: msg.id, problems });
     return;
   }

@@ -24,7 +24,7 @@ import { TimerWheel } from './timer-wheel.ts';
 import { TlsAcceptor } from './tls/acceptor.ts';
 import { CertificateStore } from './tls/certificates.ts';
 import { dialTlsOptions } from './tls/dial.ts';
-import type { CertificateSource, DialTlsOptions } from './tls/options.ts';
+import type { CertificateSource, DialTlsOptions, ResolvedTls } from './tls/options.ts';
 import { createTicketKeys } from './tls/ticket-keys.ts';
 
 const kConn = Symbol('netloom.conn');
@@ -166,6 +166,7 @@ export class EventLoop {
   private readonly tlsKeys: SharedArrayBuffer | null;
   /** The TLS handshakes of the listener, when it has TLS. */
   private tls: TlsAcceptor | null = null;
+  private ownKeys: SharedArrayBuffer | null = null;
 
   /** @internal Loops are made by the engine. */
   constructor(init: LoopInit) {
@@ -304,7 +305,28 @@ export class EventLoop {
 
   /** Loads the listener's certificates (a bad one fails the start) and makes its handshake acceptor. */
   private async startTls(): Promise<void> {
-    const options = this.options.tls!;
+    this.tls = await this.makeAcceptor(this.options.tls!);
+  }
+
+  /**
+   * @internal New TLS settings (see `Engine.updateTls`): a new acceptor takes the next handshakes; those in
+   * progress finish on the old one. Resolves with the problems (the old settings stay when there are any).
+   */
+  async updateTls(options: ResolvedTls): Promise<string[]> {
+    if (this.tls === null) return ['this loop has no TLS listener'];
+    let next: TlsAcceptor;
+    try {
+      next = await this.makeAcceptor(options);
+    } catch (err) {
+      return [(err as Error).message];
+    }
+    const old = this.tls;
+    this.tls = next;
+    old.retire();
+    return [];
+  }
+
+  private async makeAcceptor(options: ResolvedTls): Promise<TlsAcceptor> {
     let source: CertificateSource | null = null;
     if (options.certificateSource !== undefined) {
       const mod = (await import(options.certificateSource)) as {
@@ -321,7 +343,9 @@ export class EventLoop {
     }
     const store = new CertificateStore(options, this.log, source);
     await store.init();
-    this.tls = new TlsAcceptor(this, options, store, this.tlsKeys ?? createTicketKeys());
+    // Inline engines share theirs too (one loop, but updateTls must keep the keys).
+    this.ownKeys ??= this.tlsKeys ?? createTicketKeys();
+    return new TlsAcceptor(this, options, store, this.ownKeys);
   }
 
   /** @internal A TLS connection finished its handshake: it is served like any accepted connection. */

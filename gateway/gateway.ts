@@ -223,7 +223,19 @@ export class Gateway {
       return { ok: false, version: this.version, problems };
     }
     const restartRequired: string[] = [];
+    // A listener whose TLS settings alone changed takes them live (certificates, SNI, client CAs...).
+    const tlsChanged = this.tlsOnlyChanges(next.listeners);
+    if (tlsChanged !== null && tlsChanged.length > 0) {
+      const problems = await this.applyTls(next.listeners, tlsChanged);
+      if (problems.length > 0) {
+        process.stderr.write(
+          `netloom gateway: reload refused, keeping version ${this.version}:\n  ${problems.join('\n  ')}\n`,
+        );
+        return { ok: false, version: this.version, problems };
+      }
+    }
     for (const key of RESTART_ONLY) {
+      if (key === 'listeners' && tlsChanged !== null) continue;
       if (JSON.stringify(next[key]) === JSON.stringify(this.config[key])) continue;
       restartRequired.push(key);
       next = { ...next, [key]: this.config[key] };
@@ -240,12 +252,46 @@ export class Gateway {
     const version = this.attempted;
     const problems = await this.rollOut(version, next);
     if (problems.length > 0) {
+      // The TLS settings go back with the rest.
+      if (tlsChanged !== null && tlsChanged.length > 0)
+        await this.applyTls(this.config.listeners, tlsChanged);
       process.stderr.write(
         `netloom gateway: reload rolled back, keeping version ${this.version}:\n  ${problems.join('\n  ')}\n`,
       );
       return { ok: false, version: this.version, problems };
     }
     return { ok: true, version, changed: true, restartRequired };
+  }
+
+  /**
+   * The listeners whose `tls` alone differs in `next` (the rest equal, TLS on before and after), or null when
+   * the listeners differ in anything else (a restart applies those).
+   */
+  private tlsOnlyChanges(next: GatewayConfig['listeners']): number[] | null {
+    const current = this.config.listeners;
+    if (next.length !== current.length) return null;
+    const changed: number[] = [];
+    for (let i = 0; i < next.length; i++) {
+      const { tls: a, ...restA } = current[i]!;
+      const { tls: b, ...restB } = next[i]!;
+      if (JSON.stringify(restA) !== JSON.stringify(restB) || (a === undefined) !== (b === undefined))
+        return null;
+      if (JSON.stringify(a) !== JSON.stringify(b)) changed.push(i);
+    }
+    return changed;
+  }
+
+  /** Gives listeners `indices` the TLS settings of `listeners`; the problems, by path. */
+  private async applyTls(listeners: GatewayConfig['listeners'], indices: number[]): Promise<string[]> {
+    const problems: string[] = [];
+    for (const i of indices) {
+      try {
+        await this.listeners[i]!.updateTls(engineTls(listeners[i]!.tls!));
+      } catch (err) {
+        problems.push(`listeners.${i}.tls: ${(err as Error).message}`);
+      }
+    }
+    return problems;
   }
 
   private stoppingResult(): ReloadResult {

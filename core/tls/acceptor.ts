@@ -253,6 +253,14 @@ export class TlsAcceptor {
     return this.store.reload();
   }
 
+  /**
+   * Replaced by an acceptor with new settings: handshakes in progress finish here (their deadline still
+   * holds), and the certificates stop being watched.
+   */
+  retire(): void {
+    this.store.dispose();
+  }
+
   /** The loop stops: handshakes in progress are closed, nothing new is accepted. */
   close(): void {
     this.closed = true;

@@ -204,3 +204,52 @@ test('TLS files are checked with the configuration, each problem at its path', (
     /not an address/,
   );
 });
+
+test('a reload that changes only a listener’s TLS applies it live on every loop; a bad one is refused', async (t) => {
+  const up = await httpUpstream(echoHandler('app'));
+  t.after(() => up.close());
+  const api = pki.issue('api-reload', ['api.gw.test']);
+  const make = (tls: Record<string, unknown>) => {
+    const c = gatewayConfig({ app: upstreamOf([up.address]) }, [
+      { name: 'all', match: { path: '/' }, upstream: 'app' },
+    ]);
+    (c.listeners as Record<string, unknown>[])[0] = { address: '127.0.0.1:0', loops: 2, tls };
+    return c;
+  };
+  const base = { certFile: front.certFile, keyFile: front.keyFile };
+  const gw = await startTestGateway(make(base));
+  t.after(() => gw.stop());
+  const cn = async (name: string) => {
+    const r = await run(
+      'openssl',
+      ['s_client', '-connect', `127.0.0.1:${gw.port}`, '-servername', name],
+      '',
+      3000,
+    );
+    return /subject=.*?CN\s*=\s*([^,\n]+)/.exec(r.stdout)?.[1]?.trim();
+  };
+  assert.equal(await cn('api.gw.test'), 'gw.test');
+  gw.source.set(
+    make({ ...base, certificates: { 'api.gw.test': { certFile: api.certFile, keyFile: api.keyFile } } }),
+  );
+  const result = await gw.gateway.reload();
+  assert.equal(result.ok, true, JSON.stringify(result));
+  assert.deepEqual((result as { restartRequired: readonly string[] }).restartRequired, []);
+  for (let i = 0; i < 8; i++) assert.equal(await cn('api.gw.test'), 'api.gw.test', `handshake ${i}`);
+  // A certificate that does not exist: refused by validation, the running TLS stays.
+  gw.source.set(
+    make({
+      ...base,
+      certificates: { 'api.gw.test': { certFile: '/nonexistent.crt', keyFile: api.keyFile } },
+    }),
+  );
+  const refused = await gw.gateway.reload();
+  assert.equal(refused.ok, false);
+  assert.equal(await cn('api.gw.test'), 'api.gw.test');
+  // Turning TLS off is a new listener: it waits for a restart.
+  const plain = make(base);
+  (plain.listeners as Record<string, unknown>[])[0] = { address: '127.0.0.1:0', loops: 2 };
+  gw.source.set(plain);
+  const later = await gw.gateway.reload();
+  assert.deepEqual((later as { restartRequired?: readonly string[] }).restartRequired, ['listeners']);
+});

@@ -166,3 +166,24 @@ test('a CertificateSource module: one load per name however many handshakes wait
   assert.equal((await sClient(engine.port, ['-servername', 'broken.source.test'])).servedCN, 'fallback.test');
   assert.equal((await sClient(engine.port, ['-servername', 'src.test'])).servedCN, 'src.test');
 });
+
+test('engine.updateTls: new settings on every loop (an SNI certificate added, TLS 1.3 only); bad ones change nothing', async (t) => {
+  const base = pki.issue('upd-base', ['upd.test']);
+  const extra = pki.issue('upd-extra', ['extra.upd.test']);
+  const engine = await serve(HANDLER, { loops: 2, tls: { cert: base.cert, key: base.key } });
+  t.after(() => engine.stop());
+  assert.equal((await sClient(engine.port, ['-servername', 'extra.upd.test'])).servedCN, 'upd.test');
+  await engine.updateTls({
+    cert: base.cert,
+    key: base.key,
+    minVersion: 'TLSv1.3',
+    certificates: { 'extra.upd.test': { cert: extra.cert, key: extra.key } },
+  });
+  for (let i = 0; i < 6; i++) {
+    assert.equal((await sClient(engine.port, ['-servername', 'extra.upd.test'])).servedCN, 'extra.upd.test');
+  }
+  assert.equal((await sClient(engine.port, ['-tls1_2'])).answer, null, 'TLS 1.2 is refused now');
+  await assert.rejects(engine.updateTls({ cert: base.cert }), { code: 'ERR_NETLOOM_OPTION' });
+  await assert.rejects(engine.updateTls({ cert: base.cert, key: extra.key }), { code: 'ERR_NETLOOM_TLS' });
+  assert.equal((await sClient(engine.port, ['-servername', 'extra.upd.test'])).servedCN, 'extra.upd.test');
+});

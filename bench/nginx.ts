@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, type RunningServer, requireTools, startServer, which } from './harness.ts';
 
-/** Starts nginx with `http { server { ... } }` bodies given as `serverBlock` (listen is added). */
+/** Starts nginx with `http { server { ... } }` bodies given as `serverBlock` (listen is added; `ssl` for TLS). */
 export async function startNginx(
   name: string,
   serverBlock: string,
   httpExtra = '',
   workerConnections = 4096,
+  listen: { ssl?: boolean } = {},
 ): Promise<RunningServer> {
   requireTools(['nginx']);
   const dir = mkdtempSync(join(tmpdir(), 'netloom-nginx-'));
@@ -29,7 +30,7 @@ http {
   proxy_temp_path ${dir}/proxy;
   ${httpExtra}
   server {
-    listen 127.0.0.1:${port} reuseport;
+    listen 127.0.0.1:${port} reuseport${listen.ssl === true ? ' ssl' : ''};
     ${serverBlock}
   }
 }`;

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 const WORKLOADS: Record<string, string> = {
   echo: 'netloom echo vs a plain node:net echo server',
   http1: 'netloom hello vs node:http, fastify, nginx and a no-parse ceiling (wrk)',
+  https: 'netloom hello over TLS vs node:https and nginx: keep-alive, new and resumed handshakes',
   'http1-parse': 'tinybench: our HTTP/1.1 parser vs llhttp (small GET, browser GET, chunked POST)',
   logring: 'log ring records/s and producer latency vs pino with a thread-stream transport',
   proxy: 'netloom gateway vs nginx, haproxy, a node:http proxy and an undici proxy (wrk)',

@@ -8,6 +8,10 @@ export interface WrkOptions {
   /** A Lua script from bench/wrk (e.g. pipelining). */
   script?: string;
   path?: string;
+  /** `https` for TLS servers (wrk's OpenSSL; no session resumption between its connections). */
+  scheme?: 'http' | 'https';
+  /** Extra request headers (`Name: value`), e.g. `Connection: close` for a new connection per request. */
+  headers?: string[];
 }
 
 /** Runs wrk against `port` and returns requests/s, latency and error counts. */
@@ -15,7 +19,8 @@ export async function wrk(port: number, o: WrkOptions): Promise<Sample> {
   requireTools(['wrk']);
   const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency'];
   if (o.script !== undefined) args.push('-s', join(BENCH_DIR, 'wrk', o.script));
-  args.push(`http://127.0.0.1:${port}${o.path ?? '/'}`);
+  for (const h of o.headers ?? []) args.push('-H', h);
+  args.push(`${o.scheme ?? 'http'}://127.0.0.1:${port}${o.path ?? '/'}`);
   const out = await runLoad('wrk', args);
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);

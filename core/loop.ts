@@ -166,6 +166,8 @@ export class EventLoop {
   private readonly tlsKeys: SharedArrayBuffer | null;
   /** The TLS handshakes of the listener, when it has TLS. */
   private tls: TlsAcceptor | null = null;
+  /** Acceptors replaced by `updateTls` whose handshakes still run (they count, and stop closes them). */
+  private retired: TlsAcceptor[] = [];
   private ownKeys: SharedArrayBuffer | null = null;
 
   /** @internal Loops are made by the engine. */
@@ -323,6 +325,8 @@ export class EventLoop {
     const old = this.tls;
     this.tls = next;
     old.retire();
+    this.retired = this.retired.filter((a) => a.handshaking > 0);
+    if (old.handshaking > 0) this.retired.push(old);
     return [];
   }
 
@@ -350,7 +354,18 @@ export class EventLoop {
 
   /** @internal A TLS connection finished its handshake: it is served like any accepted connection. */
   admitSecure(socket: tls.TLSSocket): void {
+    if (this.shuttingDown) {
+      socket.destroy(); // a handshake that finished after stop began: nothing serves it any more
+      return;
+    }
     this.admit(socket, true);
+  }
+
+  /** Handshakes in progress on this loop (they count toward `maxConnections`). */
+  private handshaking(): number {
+    let n = this.tls?.handshaking ?? 0;
+    for (const a of this.retired) n += a.handshaking;
+    return n;
   }
 
   /**
@@ -403,7 +418,7 @@ export class EventLoop {
   /** At `maxConnections`: the new connection is refused (and counted). */
   private full(): boolean {
     const max = this.options.maxConnections;
-    if (max > 0 && this.accepted + (this.tls?.handshaking ?? 0) >= max) {
+    if (max > 0 && this.accepted + this.handshaking() >= max) {
       this.stats.add(REJECTED, 1);
       return true;
     }
@@ -802,6 +817,8 @@ export class EventLoop {
     this.tickTimer = null;
     this.server?.close();
     this.tls?.close();
+    for (const a of this.retired) a.close();
+    this.retired = [];
     if (this.unixPath !== null && existsSync(this.unixPath)) {
       try {
         unlinkSync(this.unixPath);

@@ -15,7 +15,8 @@
  *    is allow-listed for userland; under `--pending-deprecation` it warns, so it is not used then. Without it
  *    writes go through `socket.write` (Node's `Writable`, a `WriteWrap` and a `nextTick` per write).
  * 3. A stream handle's `writeQueueSize` (bytes libuv still holds), which lets a lingering close see progress
- *    of its last write. Without it the socket's `writableLength` stands in.
+ *    of its last write (on TLS, that of the TCP handle under the TLSWrap, its `_parent`). Without it the
+ *    socket's `writableLength` stands in.
  * 4. `Buffer#latin1Slice(start, end)`, `#latin1Write(text, offset)` and `#utf8Write(text, offset, length)`:
  *    the string codecs without `toString`/`write`'s argument handling. Without them, `toString`/`write`.
  * 5. A listening `net.Server`'s `_handle.onconnection(status, clientHandle)`, which Node calls with each
@@ -165,9 +166,17 @@ export function socketOfHandle(handle: ClientHandle, onread: net.OnReadOpts): ne
   } as unknown as net.SocketConstructorOpts);
 }
 
-/** Bytes libuv still holds for `socket` (internal 3), or -1 where the handle does not say. */
+/**
+ * Bytes libuv still holds for `socket` (internal 3), or -1 where the handle does not say. A TLS socket's
+ * TLSWrap reports only what it held at its last write; the TCP handle under it (`_parent`) drains live, so
+ * a large TLS write shows progress there.
+ */
 export function handleQueueSize(socket: net.Socket): number {
-  const size = (socket as HandleSocket)._handle?.writeQueueSize;
+  const handle = (socket as HandleSocket)._handle as
+    | (StreamHandle & { _parent?: StreamHandle })
+    | null
+    | undefined;
+  const size = (handle?._parent ?? handle)?.writeQueueSize;
   return typeof size === 'number' ? size : -1;
 }
 

@@ -14,7 +14,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import type { FilterRegistry } from './filter.ts';
 import { createSharedMemory } from './shared-state.ts';
-import { engineTls } from './tls-config.ts';
+import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -90,6 +90,8 @@ interface Rollout {
  */
 export class Gateway {
   private versionInForce = 1;
+  /** What the upstream TLS files in force held (see `upstreamTlsFingerprint`). */
+  private tlsFiles = '';
   private configInForce: GatewayConfig;
   private loadedAtMs = Date.now();
   private adminEngine: Engine | null = null;
@@ -145,6 +147,7 @@ export class Gateway {
   ) {
     this.source = source;
     this.configInForce = config;
+    this.tlsFiles = upstreamTlsFingerprint(config);
     this.filters = filters;
     this.plugins = plugins;
     this.channelName = `netloom-gateway-${process.pid}-${Math.random().toString(36).slice(2)}`;
@@ -245,7 +248,10 @@ export class Gateway {
         `netloom gateway: ${restartRequired.join(', ')} changed: that applies at the next start; applying the rest\n`,
       );
     }
-    if (JSON.stringify(next) === JSON.stringify(this.config))
+    // Upstream TLS files (a CA, a client certificate) renewed at the same paths count as a change: the loops
+    // read them again when they build the version.
+    const files = upstreamTlsFingerprint(next);
+    if (JSON.stringify(next) === JSON.stringify(this.config) && files === this.tlsFiles)
       return { ok: true, version: this.version, changed: false, restartRequired };
     // A number never used before: loops that prepared a version rolled back must not take it for this one.
     this.attempted = Math.max(this.attempted, this.version) + 1;
@@ -260,6 +266,7 @@ export class Gateway {
       );
       return { ok: false, version: this.version, problems };
     }
+    this.tlsFiles = files;
     return { ok: true, version, changed: true, restartRequired };
   }
 

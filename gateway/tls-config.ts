@@ -4,6 +4,7 @@
  * and checked while the configuration is validated, so a certificate a loop could not load is a
  * configuration error at its path, never a failure inside one loop.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import tls from 'node:tls';
 import { z } from 'zod';
@@ -177,4 +178,21 @@ export function dialTls(upstream: UpstreamTls | undefined, https: boolean): Dial
     key: t?.keyFile === undefined ? undefined : readFileSync(t.keyFile, 'utf8'),
     alpnProtocols: ['http/1.1'],
   };
+}
+
+/** A hash of every upstream TLS file's contents (a file that cannot be read counts as its error). */
+export function upstreamTlsFingerprint(config: { upstreams: Record<string, { tls?: UpstreamTls }> }): string {
+  const hash = createHash('sha256');
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    for (const path of [u.tls?.caFile, u.tls?.certFile, u.tls?.keyFile]) {
+      if (path === undefined) continue;
+      hash.update(`${name}\0${path}\0`);
+      try {
+        hash.update(readFileSync(path));
+      } catch (err) {
+        hash.update(String((err as NodeJS.ErrnoException).code));
+      }
+    }
+  }
+  return hash.digest('hex');
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { type EventLoop, parseAddress } from '../core/index.ts';
 import type { Request } from '../protocols/http1/index.ts';
 import { type BalancedTarget, type Balancer, createBalancer } from './balancer.ts';
@@ -58,12 +59,14 @@ export class TargetRegistry {
    * them when it comes into force.
    */
   target(upstream: string, config: UpstreamConfig, address: string, weight: number): UpstreamTarget {
-    // TLS settings are part of the key: a target whose TLS changed is a new one (new pool, fresh health).
-    const key = `${upstream}|${address}|${config.tls === undefined ? '' : JSON.stringify(config.tls)}`;
+    // TLS is part of the key, files' contents included: a target whose TLS changed (a renewed client
+    // certificate at the same path, read again at a reload) is a new one (new pool, fresh health).
+    const { address: dialAddress, https } = splitScheme(address);
+    const tls = dialTls(config.tls, https);
+    const tlsKey = tls === undefined ? '' : createHash('sha256').update(JSON.stringify(tls)).digest('hex');
+    const key = `${upstream}|${address}|${tlsKey}`;
     let t = this.targets.get(key);
     if (t === undefined) {
-      const { address: dialAddress, https } = splitScheme(address);
-      const tls = dialTls(config.tls, https);
       t = new UpstreamTarget(
         address,
         weight,

@@ -139,7 +139,8 @@ export class TlsAcceptor {
       this.drop(hs);
       return;
     }
-    if (info.servername === '' && this.tls.unknownServername === 'refuse') {
+    // A ClientHello split over records may name a server beyond the first: OpenSSL judges that one.
+    if (info.complete && info.servername === '' && this.tls.unknownServername === 'refuse') {
       this.host.stats.add(TLS_FAILED, 1);
       this.drop(hs);
       return;
@@ -193,6 +194,12 @@ export class TlsAcceptor {
     socket.removeAllListeners('error');
     socket.removeAllListeners('close');
     const stats = this.host.stats;
+    if (this.tls.unknownServername === 'refuse' && !socket.servername) {
+      // No server name at all (the SNI callback never ran): refused like an unknown one.
+      stats.add(TLS_FAILED, 1);
+      socket.destroy();
+      return;
+    }
     const cc = this.tls.clientCertificates;
     if (cc !== undefined) {
       // What tls.Server does on 'secure': the verdict on the client's certificate, refused when required.

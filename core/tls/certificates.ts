@@ -1,4 +1,4 @@
-import { constants } from 'node:crypto';
+import { constants, createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -8,6 +8,8 @@ import type { Logger } from '../logger.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate, Pem, ResolvedTls } from './options.ts';
 
 const HOST = /^([a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}$/;
+/** A name whose certificate failed to load is asked for again after this long. */
+const FAILED_RETRY_MS = 5000;
 /** Changes to watched files are applied this long after the last event (a cert and its key land apart). */
 const SETTLE_MS = 100;
 
@@ -52,12 +54,20 @@ export class CertificateStore {
   /** Names known to have no certificate (bounded like the cache). */
   private readonly missing = new Map<string, true>();
   private readonly loading = new Map<string, Promise<tls.SecureContext | null>>();
+  /** Bumped by `reload`: loads begun before it do not record what they found. */
+  private generation = 0;
+  /** Names whose load failed (not "no such certificate"), with when to try again. */
+  private readonly failed = new Map<string, number>();
   private readonly watchers: FSWatcher[] = [];
   private stopSource: (() => void) | null = null;
   private readonly due = new Set<string>();
   private dueTimer: NodeJS.Timeout | null = null;
-  /** Watched file path -> what to reload when it changes ('' = the default pair, else a named one). */
+  /** Watched file path -> what to reload when it changes ('default', or `named:<name>`). */
   private readonly fileOwners = new Map<string, string>();
+  /** Watched directory -> what its files feed (a symlink swap there names none of the files). */
+  private readonly dirOwners = new Map<string, Set<string>>();
+  /** What each certificate in force was made from (a hash of its PEM), by refresh key. */
+  private readonly fingerprints = new Map<string, string>();
 
   constructor(options: ResolvedTls, log: Logger, source: CertificateSource | null) {
     this.tls = options;
@@ -68,10 +78,16 @@ export class CertificateStore {
 
   /** Loads the default and named certificates (a bad one fails the start) and starts watching. */
   async init(): Promise<void> {
-    if (this.defaultPair !== null) await this.loadDefault();
+    if (this.defaultPair !== null) {
+      await this.loadDefault();
+      this.fingerprints.set('default', fingerprint(this.defaultLoaded!));
+    }
     await this.clientCa();
     for (const [name, pair] of Object.entries(this.tls.certificates)) {
-      this.named.set(name, await this.contextOf(pair, `tls.certificates["${name}"]`));
+      const what = `tls.certificates["${name}"]`;
+      const loaded = await this.readOwned(pair, what);
+      this.named.set(name, await this.contextOf(loaded, what));
+      this.fingerprints.set(`named:${name}`, fingerprint(loaded));
     }
     this.watchFiles();
     if (this.source?.watch !== undefined) {
@@ -190,23 +206,38 @@ export class CertificateStore {
       this.cache.set(name, ctx);
       return ctx;
     }
-    return this.missing.has(name) ? null : undefined;
+    if (this.missing.has(name)) return null;
+    const retryAt = this.failed.get(name);
+    if (retryAt !== undefined) {
+      if (Date.now() < retryAt) return null;
+      this.failed.delete(name);
+    }
+    return undefined;
   }
 
   /** Loads `name` (an exact name or a `*.` one) from the directory, then the source; one load per name. */
   private load(name: string): Promise<tls.SecureContext | null> {
     let pending = this.loading.get(name);
     if (pending !== undefined) return pending;
+    // A load from before a reload settles into nothing: what it learned may be stale.
+    const generation = this.generation;
+    const current = () => generation === this.generation && this.loading.get(name) === pending;
     pending = this.fetch(name).then(
       (ctx) => {
-        this.loading.delete(name);
-        this.remember(name, ctx);
+        if (current()) {
+          this.loading.delete(name);
+          this.remember(name, ctx);
+        }
         return ctx;
       },
       (err: NetloomError) => {
-        this.loading.delete(name);
         this.log.error('tls: certificate refused', { servername: name, error: err.message });
-        this.remember(name, null);
+        if (!current()) return null;
+        this.loading.delete(name);
+        // Asked again after a short while (a source may recover), not at every handshake meanwhile.
+        this.failed.set(name, Date.now() + FAILED_RETRY_MS);
+        if (this.failed.size > this.tls.contextCacheSize)
+          this.failed.delete(this.failed.keys().next().value!);
         return null;
       },
     );
@@ -229,10 +260,19 @@ export class CertificateStore {
     }
     if (this.source !== null) {
       let found: LoadedCertificate | null;
+      let timer: NodeJS.Timeout | undefined;
       try {
-        found = await this.source.load(name);
+        // A source that never answers must not hold this name's handshakes (nor its later ones) forever.
+        const limit = new Promise<never>((_, reject) => {
+          // Half the handshake's time: the handshake waiting on it still gets the default certificate.
+          const ms = Math.max(1, Math.floor(this.tls.handshakeTimeout / 2));
+          timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+        });
+        found = await Promise.race([this.source.load(name), limit]);
       } catch (err) {
         throw tlsError(`certificate source failed for ${name} (${reason(err)})`, err);
+      } finally {
+        clearTimeout(timer);
       }
       if (found !== null && found !== undefined) return this.contextOf(found, `certificate source: ${name}`);
     }
@@ -256,6 +296,9 @@ export class CertificateStore {
   async reload(): Promise<string[]> {
     const problems: string[] = [];
     this.missing.clear();
+    this.failed.clear();
+    this.loading.clear(); // a load that hangs is not waited for again
+    this.generation++;
     const keys = [
       'default',
       ...[...this.named.keys()].map((n) => `named:${n}`),
@@ -273,14 +316,19 @@ export class CertificateStore {
     try {
       if (key === 'default') {
         if (this.defaultPair === null) return null;
-        await this.loadDefault();
+        const loaded = await this.readOwned(this.defaultPair, 'tls');
+        if (!this.changed(key, loaded)) return null;
+        this.defaultCtx = await this.contextOf(loaded, 'tls');
+        this.defaultLoaded = loaded;
+        this.fingerprints.set(key, fingerprint(loaded));
         this.onDefaultChange?.();
       } else if (key.startsWith('named:')) {
         const name = key.slice(6);
-        this.named.set(
-          name,
-          await this.contextOf(this.tls.certificates[name]!, `tls.certificates["${name}"]`),
-        );
+        const what = `tls.certificates["${name}"]`;
+        const loaded = await this.readOwned(this.tls.certificates[name]!, what);
+        if (!this.changed(key, loaded)) return null;
+        this.named.set(name, await this.contextOf(loaded, what));
+        this.fingerprints.set(key, fingerprint(loaded));
       } else {
         const name = key.slice(6);
         const ctx = await this.fetch(name);
@@ -295,6 +343,20 @@ export class CertificateStore {
       this.log.error('tls: new certificate refused', { error: message });
       return message;
     }
+  }
+
+  /** Reads a pair's PEM (files where it names them); a read failure is `ERR_NETLOOM_TLS` naming `what`. */
+  private async readOwned(pair: CertificatePair, what: string): Promise<LoadedCertificate> {
+    try {
+      return await readPair(pair);
+    } catch (err) {
+      throw tlsError(`${what}: the certificate does not load (${reason(err)})`, err);
+    }
+  }
+
+  /** Whether `loaded` differs from what `key` serves now (an event for an unchanged file changes nothing). */
+  private changed(key: string, loaded: LoadedCertificate): boolean {
+    return this.fingerprints.get(key) !== fingerprint(loaded);
   }
 
   private schedule(key: string): void {
@@ -320,7 +382,14 @@ export class CertificateStore {
     const own = (path: string | undefined, key: string) => {
       if (path === undefined) return;
       this.fileOwners.set(path, key);
-      dirs.add(dirname(path));
+      const dir = dirname(path);
+      dirs.add(dir);
+      let owners = this.dirOwners.get(dir);
+      if (owners === undefined) {
+        owners = new Set();
+        this.dirOwners.set(dir, owners);
+      }
+      owners.add(key);
     };
     if (this.defaultPair !== null) {
       own(this.defaultPair.certFile, 'default');
@@ -339,9 +408,16 @@ export class CertificateStore {
           const path = join(dir, file);
           const owner = this.fileOwners.get(path);
           if (owner !== undefined) this.schedule(owner);
+          // Another entry changed (Kubernetes swaps a `..data` symlink under unchanged names): every pair
+          // read from here is read again, and swapped only if its bytes differ.
+          else for (const key of this.dirOwners.get(dir) ?? []) this.schedule(key);
           if (dir === certDir) {
             const name = nameOfFile(basename(file));
             if (name !== null) this.forget(name);
+            else {
+              this.missing.clear();
+              for (const cached of this.cache.keys()) this.schedule(`cache:${cached}`);
+            }
           }
         });
         watcher.on('error', (err) =>
@@ -362,8 +438,18 @@ export class CertificateStore {
     for (const w of this.watchers) w.close();
     this.watchers.length = 0;
     this.stopSource?.();
+    this.stopSource = null;
     if (this.dueTimer !== null) clearTimeout(this.dueTimer);
   }
+}
+
+/** A hash of a pair's PEM bytes. */
+function fingerprint(loaded: LoadedCertificate): string {
+  return createHash('sha256')
+    .update(typeof loaded.cert === 'string' ? loaded.cert : Buffer.from(loaded.cert))
+    .update('\0')
+    .update(typeof loaded.key === 'string' ? loaded.key : Buffer.from(loaded.key))
+    .digest('hex');
 }
 
 /** The file base of a certificate name in a certificate directory (`*.` is written `_wildcard.`). */

@@ -26,10 +26,22 @@ export interface ClientHelloInfo {
   servername: string;
   /** The first 16 bytes of the first ticket offered (OpenSSL's key name), or null. */
   ticketKeyName: Uint8Array | null;
+  /** Whether the whole ClientHello was in the first record (else what it says may be missing). */
+  complete: boolean;
 }
 
-const MORE: ClientHelloInfo = Object.freeze({ kind: 'more', servername: '', ticketKeyName: null });
-const NOT_TLS: ClientHelloInfo = Object.freeze({ kind: 'not-tls', servername: '', ticketKeyName: null });
+const MORE: ClientHelloInfo = Object.freeze({
+  kind: 'more',
+  servername: '',
+  ticketKeyName: null,
+  complete: false,
+});
+const NOT_TLS: ClientHelloInfo = Object.freeze({
+  kind: 'not-tls',
+  servername: '',
+  ticketKeyName: null,
+  complete: false,
+});
 
 /** Judges `buf` (the bytes read so far); it never throws on malformed input. */
 export function readClientHello(buf: Uint8Array): ClientHelloInfo {
@@ -41,7 +53,7 @@ export function readClientHello(buf: Uint8Array): ClientHelloInfo {
   const recordLength = (buf[3]! << 8) | buf[4]!;
   if (recordLength === 0 || recordLength > 1 << 14) return NOT_TLS;
   if (buf.length < 5 + recordLength) return MORE;
-  const info: ClientHelloInfo = { kind: 'tls', servername: '', ticketKeyName: null };
+  const info: ClientHelloInfo = { kind: 'tls', servername: '', ticketKeyName: null, complete: false };
   parseHello(buf.subarray(5, 5 + recordLength), info);
   return info;
 }
@@ -49,6 +61,7 @@ export function readClientHello(buf: Uint8Array): ClientHelloInfo {
 /** Fills `info` from a handshake fragment; stops quietly at the first thing that does not fit. */
 function parseHello(b: Uint8Array, info: ClientHelloInfo): void {
   if (b.length < 4 || b[0] !== CLIENT_HELLO) return;
+  info.complete = 4 + ((b[1]! << 16) | (b[2]! << 8) | b[3]!) <= b.length;
   let p = 4; // msg_type(1) length(3)
   p += 2 + 32; // legacy_version, random
   if (p + 1 > b.length) return;

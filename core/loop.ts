@@ -17,6 +17,7 @@ import {
   ioPath,
   socketOfHandle,
   takeAccepts,
+  tlsReadInto,
 } from './node-internals.ts';
 import type { ResolvedOptions } from './options.ts';
 import { ACCEPTED, CLOSED as CLOSED_COUNT, DIALED, OPEN as OPEN_COUNT, REJECTED, StatsRow } from './stats.ts';
@@ -358,7 +359,19 @@ export class EventLoop {
       socket.destroy(); // a handshake that finished after stop began: nothing serves it any more
       return;
     }
-    this.admit(socket, true);
+    // Decrypted bytes into the shared buffer, like TCP reads (internal 7), else `data` events. Bytes the
+    // socket decrypted before this point (sent with the client's Finished) are handed over first.
+    const shared = this.io.read === 'onread' && tlsReadInto(socket, this.onread);
+    const early: Buffer[] = [];
+    if (shared) {
+      let chunk: Buffer | null = socket.read() as Buffer | null;
+      while (chunk !== null) {
+        early.push(chunk);
+        chunk = socket.read() as Buffer | null;
+      }
+    }
+    const conn = this.admit(socket, !shared);
+    for (const chunk of early) if (!conn.closed) this.onData(conn, chunk, chunk.length);
   }
 
   /** Handshakes in progress on this loop (they count toward `maxConnections`). */
@@ -426,7 +439,7 @@ export class EventLoop {
   }
 
   /** Serves an accepted socket; `streamed`: it reads through `data` events (paused until now). */
-  private admit(socket: net.Socket, streamed: boolean): void {
+  private admit(socket: net.Socket, streamed: boolean): Conn {
     this.clock = Date.now();
     const conn = new Conn(this.nextId++, this, socket, this.handler, false);
     conn.fromListener = true;
@@ -437,6 +450,7 @@ export class EventLoop {
     this.stats.add(ACCEPTED, 1);
     if (this.options.idleTimeout > 0) this.rearm(conn);
     this.dispatchOpen(conn);
+    return conn;
   }
 
   /**

@@ -23,6 +23,10 @@
  *    accepted handle. Taking it over lets the loop make the one socket it keeps (with `onread`) straight from
  *    the handle, instead of Node making a socket that adoption (1) destroys at once: half the objects per
  *    accept, and no garbage socket for the collector. Without it the `connection` event and (1) serve.
+ * 7. `net.Socket`'s private `onread` symbols (`kBuffer`, `kBufferCb`, found by value on a probe socket) and a
+ *    stream handle's `useUserBuffer(buf)`: set on a `TLSSocket` after its handshake, its decrypted bytes land
+ *    in the loop's shared buffer like a TCP socket's (Node honours `onread` only for sockets it makes itself).
+ *    Without them TLS reads arrive as `data` events.
  * 6. A server-side `TLSSocket`'s `_handle.verifyError()` (the peer certificate's verification result, which
  *    `tls.Server` reads to set `authorized`): the engine runs its own handshakes on `TLSSocket`s, so it reads it
  *    the same way. Without it a listener that asks for client certificates refuses to start.
@@ -178,6 +182,45 @@ export function handleQueueSize(socket: net.Socket): number {
     | undefined;
   const size = (handle?._parent ?? handle)?.writeQueueSize;
   return typeof size === 'number' ? size : -1;
+}
+
+// ---- 7. TLS reads into the shared buffer -----------------------------------------------------------------
+
+/** net.Socket's private symbols for `onread`, read off a probe socket, or null where they are not found. */
+const onreadSymbols: { kBuffer: symbol; kBufferCb: symbol } | null = (() => {
+  if (forcedPortable) return null;
+  try {
+    const buffer = Buffer.alloc(1);
+    const callback = () => true;
+    const probe = new net.Socket({ onread: { buffer, callback } } as net.SocketConstructorOpts);
+    let kBuffer: symbol | null = null;
+    let kBufferCb: symbol | null = null;
+    for (const sym of Object.getOwnPropertySymbols(probe)) {
+      const value = (probe as unknown as Record<symbol, unknown>)[sym];
+      if (value === buffer) kBuffer = sym;
+      else if (value === callback) kBufferCb = sym;
+    }
+    probe.destroy();
+    return kBuffer !== null && kBufferCb !== null ? { kBuffer, kBufferCb } : null;
+  } catch {
+    return null;
+  }
+})();
+
+/**
+ * Makes a TLS socket read into `onread.buffer` through `onread.callback` from now on (internal 7); false,
+ * with nothing changed, where Node does not allow it (the socket keeps emitting `data`).
+ */
+export function tlsReadInto(socket: import('node:tls').TLSSocket, onread: net.OnReadOpts): boolean {
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (buf: Uint8Array) => void } })._handle;
+  if (onreadSymbols === null || typeof handle?.useUserBuffer !== 'function') return false;
+  const buffer = typeof onread.buffer === 'function' ? null : onread.buffer;
+  if (buffer === null) return false;
+  handle.useUserBuffer(buffer);
+  const fields = socket as unknown as Record<symbol, unknown>;
+  fields[onreadSymbols.kBuffer] = buffer;
+  fields[onreadSymbols.kBufferCb] = onread.callback;
+  return true;
 }
 
 // ---- 6. TLS peer verification --------------------------------------------------------------------------------

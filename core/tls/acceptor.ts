@@ -63,6 +63,10 @@ export class TlsAcceptor {
     cb: (err: Error | null, ctx?: tls.SecureContext) => void,
   ) => void;
   private closed = false;
+  /** Whether any server name could get another certificate than the default (else no SNI callback). */
+  private readonly sniNeeded: boolean;
+  /** The ALPN list in its wire format, made once (Node would convert an array for every socket). */
+  private readonly alpnWire: Buffer | undefined;
 
   constructor(host: AcceptorHost, options: ResolvedTls, store: CertificateStore, keys: SharedArrayBuffer) {
     this.host = host;
@@ -72,6 +76,12 @@ export class TlsAcceptor {
     this.rebuild();
     store.onDefaultChange = () => this.rebuild();
     this.sniCallback = (name, cb) => this.sni(name, cb);
+    this.sniNeeded =
+      Object.keys(options.certificates).length > 0 ||
+      options.certificateDirectory !== undefined ||
+      options.certificateSource !== undefined ||
+      options.unknownServername === 'refuse';
+    this.alpnWire = alpnWire(options.alpnProtocols);
   }
 
   /** Handshakes in progress (they count toward `maxConnections`). */
@@ -155,8 +165,9 @@ export class TlsAcceptor {
     const socket = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: ctx,
-      SNICallback: this.sniCallback,
-      ALPNProtocols: this.tls.alpnProtocols.length > 0 ? this.tls.alpnProtocols : undefined,
+      // Without named certificates every name gets the default: no callback into JavaScript per handshake.
+      SNICallback: this.sniNeeded ? this.sniCallback : undefined,
+      ALPNProtocols: this.alpnWire,
       requestCert: cc !== undefined,
       rejectUnauthorized: cc !== undefined && cc.required !== false,
     });
@@ -276,6 +287,14 @@ export class TlsAcceptor {
     this.sweepTimer = null;
     this.store.dispose();
   }
+}
+
+/** ALPN protocol names as the TLS extension writes them: each prefixed with its length (RFC 7301 §3.1). */
+function alpnWire(protocols: readonly string[]): Buffer | undefined {
+  if (protocols.length === 0) return undefined;
+  return Buffer.concat(
+    protocols.map((p) => Buffer.concat([Buffer.from([Buffer.byteLength(p)]), Buffer.from(p)])),
+  );
 }
 
 function equalKeyName(name: Uint8Array, keys: Buffer): boolean {

@@ -23,7 +23,7 @@ function slowRead(s: net.Socket): Promise<number> {
     s.on('data', (d: Buffer) => {
       got += d.length;
       s.pause();
-      setTimeout(() => s.resume(), 4);
+      setTimeout(() => s.resume(), 12);
     });
     s.on('error', () => {});
     s.on('close', () => resolve(got));
@@ -39,7 +39,7 @@ const handler = {
 };
 
 test('plain TCP control: every byte reaches a slow reader after close()', async (t) => {
-  const { engine, port } = await serveInline(handler, { lingerTimeout: 300 });
+  const { engine, port } = await serveInline(handler, { lingerTimeout: 1000 });
   t.after(() => engine.stop());
   const s = net.connect(port, '127.0.0.1', () => s.write('go'));
   s.setNoDelay(true);
@@ -53,7 +53,7 @@ test('TLS: every byte reaches a slow (but steadily reading) client after close()
       : false,
 }, async (t) => {
   const { engine, port } = await serveInline(handler, {
-    lingerTimeout: 300,
+    lingerTimeout: 1000,
     tls: { cert: cert.cert, key: cert.key },
   });
   t.after(() => engine.stop());

@@ -131,3 +131,12 @@ export async function serveInline(handler: EventHandler, options: Parameters<typ
   );
   return { engine, loop, port: engine.port };
 }
+
+/** A TCP port free on 127.0.0.1 a moment ago (for configurations that name their ports). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers.ts';
 import { echoHandler, httpUpstream, send, type TestUpstream, waitUntil } from './support.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -19,14 +20,6 @@ function tempFile(name: string, text: string): string {
   const file = join(mkdtempSync(join(tmpdir(), 'netloom-cli-')), name);
   writeFileSync(file, text);
   return file;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 /** Runs a child and collects its output; resolves on exit (killed after `ms`). */

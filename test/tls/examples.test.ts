@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers.ts';
 import { TestPki } from './certs.ts';
 import { run, sleep } from './support.ts';
 
@@ -15,14 +15,6 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const pki = new TestPki();
 after(() => pki.cleanup());
 const cert = pki.issue('example', ['example.test']);
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Starts `script` with Node and the source condition; resolves once it printed `listening <port>`. */
 async function startExample(script: string, args: string[]) {

@@ -39,6 +39,7 @@ const F_SETTLE_DUE = 2048; // emptied outside a turn: the slab goes back once th
 const F_TLS = 4096; // the socket is a TLSSocket: one direct write in flight at a time (TLSWrap's rule)
 const F_FLUSH_WAITING = 8192; // a flush came while a TLS write was in flight: it runs when that completes
 const F_END_DEFERRED = 16384; // close() came while TLS bytes were in flight: the FIN follows them
+const F_HELD = 32768; // bytes arrived while reading was paused (TLS decrypts a whole read's records): dispatched at resume
 
 /** What a TLS connection negotiated ({@link Conn.tls}). */
 export interface TlsInfo {
@@ -827,10 +828,23 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if (want && (this.flags & F_READING_PAUSED) !== 0) {
       this.flags &= ~F_READING_PAUSED;
       this.socket.resume();
+      if ((this.flags & F_HELD) !== 0) {
+        this.flags &= ~F_HELD;
+        this.wake(); // the handler has not seen what came in while paused
+      }
     } else if (!want && (this.flags & F_READING_PAUSED) === 0 && this.state !== CLOSING) {
       this.flags |= F_READING_PAUSED;
       this.socket.pause();
     }
+  }
+
+  /**
+   * @internal Bytes came in while reading was paused (a TLS read decrypts every record it holds, after a
+   * pause too): they are kept, copied out of the shared buffer, and `onTraffic` sees them at `resume`.
+   */
+  holdWhilePaused(): void {
+    this.settleInbound();
+    this.flags |= F_HELD;
   }
 
   /**

@@ -555,7 +555,10 @@ export class EventLoop {
   /** @internal */
   onData(conn: Conn, buf: Buffer, n: number): void {
     if (conn.state !== OPEN) return; // closing: read and discard until the peer's FIN
-    if (conn.receive(buf, n)) this.traffic(conn);
+    if (conn.receive(buf, n)) {
+      if (conn.reading) this.traffic(conn);
+      else conn.holdWhilePaused();
+    }
     // libuv reads up to 32 buffers per readiness before the check-phase flush: hand a connection's writes to
     // the socket now once they pass the high-water mark, so backpressure stops reading after this read.
     if (conn.dirty && conn.outboundBuffered > this.options.highWaterMark) conn.flush();

@@ -40,6 +40,7 @@ const F_TLS = 4096; // the socket is a TLSSocket: one direct write in flight at 
 const F_FLUSH_WAITING = 8192; // a flush came while a TLS write was in flight: it runs when that completes
 const F_END_DEFERRED = 16384; // close() came while TLS bytes were in flight: the FIN follows them
 const F_HELD = 32768; // bytes arrived while reading was paused (TLS decrypts a whole read's records): dispatched at resume
+const F_EOF_DEFERRED = 65536; // the peer's end came behind held bytes: onEof waits until the handler saw them
 
 /** What a TLS connection negotiated ({@link Conn.tls}). */
 export interface TlsInfo {
@@ -828,9 +829,9 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if (want && (this.flags & F_READING_PAUSED) !== 0) {
       this.flags &= ~F_READING_PAUSED;
       this.socket.resume();
-      if ((this.flags & F_HELD) !== 0) {
+      if ((this.flags & (F_HELD | F_EOF_DEFERRED)) !== 0) {
         this.flags &= ~F_HELD;
-        this.wake(); // the handler has not seen what came in while paused
+        this.wake(); // the handler has not seen what came in while paused (nor the end behind it)
       }
     } else if (!want && (this.flags & F_READING_PAUSED) === 0 && this.state !== CLOSING) {
       this.flags |= F_READING_PAUSED;
@@ -845,6 +846,30 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   holdWhilePaused(): void {
     this.settleInbound();
     this.flags |= F_HELD;
+  }
+
+  /** @internal Whether bytes held while paused still wait for the handler (the peer's end must wait too). */
+  get holding(): boolean {
+    return (
+      (this.flags & F_HELD) !== 0 || ((this.flags & F_READING_PAUSED) !== 0 && this.inEnd > this.inStart)
+    );
+  }
+
+  /** @internal The peer ended behind held bytes: its end is delivered once they were offered. */
+  deferEof(): void {
+    this.flags |= F_EOF_DEFERRED;
+  }
+
+  /** @internal Whether an end waits (see {@link deferEof}). */
+  get eofDeferred(): boolean {
+    return (this.flags & F_EOF_DEFERRED) !== 0;
+  }
+
+  /** @internal Takes the deferred end, once reading runs again. */
+  takeDeferredEof(): boolean {
+    if ((this.flags & F_EOF_DEFERRED) === 0 || (this.flags & F_READING_PAUSED) !== 0) return false;
+    this.flags &= ~F_EOF_DEFERRED;
+    return true;
   }
 
   /**

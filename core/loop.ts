@@ -594,6 +594,11 @@ export class EventLoop {
       return;
     }
     if (conn.state !== OPEN) return;
+    // A TLS read can carry the peer's end behind records held while paused: they go first (at resume).
+    if (conn.holding) {
+      conn.deferEof();
+      return;
+    }
     const h = conn.handler;
     if (h.onEof === undefined) {
       conn.close();
@@ -743,7 +748,9 @@ export class EventLoop {
       const wakes = this.wakes.splice(0);
       for (const conn of wakes) {
         conn.woken = false;
-        if (conn.state === OPEN) this.traffic(conn);
+        if (conn.state !== OPEN) continue;
+        if (!conn.eofDeferred || conn.inboundBuffered > 0) this.traffic(conn);
+        if (conn.state === OPEN && conn.takeDeferredEof()) this.onEnd(conn);
       }
     }
     if (this.dirty.length !== 0) this.flushDirty();

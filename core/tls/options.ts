@@ -208,8 +208,11 @@ export function resolveTls(given: TlsOptions): ResolvedTls {
   const maxVersion = version('maxVersion', given.maxVersion, 'TLSv1.3');
   if (minVersion > maxVersion) fail('option tls.minVersion must not be above tls.maxVersion');
   const alpn = given.alpnProtocols ?? [];
-  if (!Array.isArray(alpn) || alpn.some((p) => typeof p !== 'string' || p.length === 0 || p.length > 255)) {
-    fail('option tls.alpnProtocols must be an array of protocol names (1 to 255 characters)');
+  if (
+    !Array.isArray(alpn) ||
+    alpn.some((p) => typeof p !== 'string' || Buffer.byteLength(p) === 0 || Buffer.byteLength(p) > 255)
+  ) {
+    fail('option tls.alpnProtocols must be an array of protocol names (1 to 255 bytes each)');
   }
   if (given.unknownServername !== undefined && !['default', 'refuse'].includes(given.unknownServername)) {
     fail(

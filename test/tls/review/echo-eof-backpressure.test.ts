@@ -2,7 +2,7 @@
 // slowly: backpressure pauses reading in the middle of a TCP read, the records after the pause are held
 // (6be52c0), the close_notify decrypted in that same read becomes onEof at once, close() drops what was held.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, test } from 'node:test';
 import tls from 'node:tls';

@@ -20,21 +20,26 @@ function coalescingProxy(target: number, holdMs: number): Promise<{ port: number
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     const up = net.connect({ port: target, host: '127.0.0.1', allowHalfOpen: true });
     let held: Buffer[] = [];
-    let timer: NodeJS.Timeout | null = null;
+    let scheduled = false;
     let ended = false;
+    const schedule = () => {
+      if (scheduled) return;
+      scheduled = true;
+      setTimeout(flush, holdMs);
+    };
     const flush = () => {
-      timer = null;
+      scheduled = false;
       if (held.length) up.write(Buffer.concat(held));
       held = [];
       if (ended) up.end();
     };
     client.on('data', (d) => {
       held.push(d);
-      timer ??= setTimeout(flush, holdMs);
+      schedule();
     });
     client.on('end', () => {
       ended = true;
-      timer ??= setTimeout(flush, holdMs);
+      schedule();
     });
     up.on('data', (d) => client.write(d));
     up.on('end', () => client.end());

@@ -295,8 +295,8 @@ export class Engine extends EventEmitter<EngineEvents> {
    * Replaces the listener's TLS settings on every loop (certificates, SNI, versions, client certificates),
    * keeping the shared ticket keys: new handshakes use them, handshakes in progress and established
    * connections keep what they had. Rejects with `ERR_NETLOOM_OPTION` for bad options (nothing changed) and
-   * `ERR_NETLOOM_TLS` naming each loop's problem when certificates do not load (those loops keep the old
-   * settings). A listener without TLS cannot gain it here (that is a new listener).
+   * `ERR_NETLOOM_TLS` naming each loop's problem when certificates do not load (every loop then goes back to
+   * the settings in force). A listener without TLS cannot gain it here (that is a new listener).
    */
   async updateTls(options: TlsOptions): Promise<void> {
     if (this.tlsOptions === null) throw tlsError('the listener has no tls option; TLS needs a new listener');

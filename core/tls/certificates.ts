@@ -1,5 +1,5 @@
 import { constants, createHash } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import tls from 'node:tls';
@@ -8,6 +8,8 @@ import type { Logger } from '../logger.ts';
 import type { CertificatePair, CertificateSource, LoadedCertificate, Pem, ResolvedTls } from './options.ts';
 
 const HOST = /^([a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}$/;
+/** How often watched directories are checked for having been replaced (their watcher would be deaf). */
+const RECHECK_MS = 2000;
 /** A name whose certificate failed to load is asked for again after this long. */
 const FAILED_RETRY_MS = 5000;
 /** Changes to watched files are applied this long after the last event (a cert and its key land apart). */
@@ -58,7 +60,9 @@ export class CertificateStore {
   private generation = 0;
   /** Names whose load failed (not "no such certificate"), with when to try again. */
   private readonly failed = new Map<string, number>();
-  private readonly watchers: FSWatcher[] = [];
+  /** Watched directories, their watcher (null while it cannot be watched) and inode. */
+  private readonly watchers = new Map<string, { watcher: FSWatcher | null; ino: number }>();
+  private recheck: NodeJS.Timeout | null = null;
   private stopSource: (() => void) | null = null;
   private readonly due = new Set<string>();
   private dueTimer: NodeJS.Timeout | null = null;
@@ -401,42 +405,76 @@ export class CertificateStore {
     }
     const certDir = this.tls.certificateDirectory;
     if (certDir !== undefined) dirs.add(certDir);
-    for (const dir of dirs) {
+    for (const dir of dirs) this.watchDir(dir, certDir);
+    // A watched directory removed and made again (a volume remounted) leaves its watcher deaf: look every
+    // few seconds whether each is still the directory it watches, and watch it again if not.
+    this.recheck = setInterval(() => this.recheckDirs(certDir), RECHECK_MS);
+    this.recheck.unref();
+  }
+
+  /** Watches `dir` (replacing a watcher it had); remembers its inode to notice a replaced directory. */
+  private watchDir(dir: string, certDir: string | undefined): void {
+    this.watchers.get(dir)?.watcher?.close();
+    this.watchers.delete(dir);
+    let ino = -1;
+    try {
+      ino = statSync(dir).ino;
+      const watcher = watch(dir, { persistent: false }, (_event, file) => {
+        if (file === null) return;
+        const path = join(dir, file);
+        const owner = this.fileOwners.get(path);
+        if (owner !== undefined) this.schedule(owner);
+        // Another entry changed (Kubernetes swaps a `..data` symlink under unchanged names): every pair
+        // read from here is read again, and swapped only if its bytes differ.
+        else this.changedDir(dir, certDir);
+        if (dir === certDir) {
+          const name = nameOfFile(basename(file));
+          if (name !== null) this.forget(name);
+        }
+      });
+      watcher.on('error', (err) => this.log.error('tls: watching certificates failed', { dir, error: err }));
+      this.watchers.set(dir, { watcher, ino });
+    } catch (err) {
+      this.log.error('tls: cannot watch certificates now; looking again every few seconds', {
+        dir,
+        error: err,
+      });
+      this.watchers.set(dir, { watcher: null, ino });
+    }
+  }
+
+  /** Everything read from `dir` is read again (swapped only where the bytes differ). */
+  private changedDir(dir: string, certDir: string | undefined): void {
+    for (const key of this.dirOwners.get(dir) ?? []) this.schedule(key);
+    if (dir === certDir) {
+      this.missing.clear();
+      for (const cached of this.cache.keys()) this.schedule(`cache:${cached}`);
+    }
+  }
+
+  private recheckDirs(certDir: string | undefined): void {
+    for (const [dir, w] of [...this.watchers]) {
+      let ino = -1;
       try {
-        const watcher = watch(dir, { persistent: false }, (_event, file) => {
-          if (file === null) return;
-          const path = join(dir, file);
-          const owner = this.fileOwners.get(path);
-          if (owner !== undefined) this.schedule(owner);
-          // Another entry changed (Kubernetes swaps a `..data` symlink under unchanged names): every pair
-          // read from here is read again, and swapped only if its bytes differ.
-          else for (const key of this.dirOwners.get(dir) ?? []) this.schedule(key);
-          if (dir === certDir) {
-            const name = nameOfFile(basename(file));
-            if (name !== null) this.forget(name);
-            else {
-              this.missing.clear();
-              for (const cached of this.cache.keys()) this.schedule(`cache:${cached}`);
-            }
-          }
-        });
-        watcher.on('error', (err) =>
-          this.log.error('tls: watching certificates failed', { dir, error: err }),
-        );
-        this.watchers.push(watcher);
-      } catch (err) {
-        this.log.error('tls: cannot watch certificates; rotation needs reloadCertificates()', {
-          dir,
-          error: err,
-        });
+        ino = statSync(dir).ino;
+      } catch {}
+      if (ino === w.ino && w.watcher !== null) continue;
+      if (ino === -1) {
+        w.watcher?.close();
+        this.watchers.set(dir, { watcher: null, ino: -1 });
+        continue;
       }
+      this.watchDir(dir, certDir);
+      this.changedDir(dir, certDir);
     }
   }
 
   /** Stops watching (the loop stops). */
   dispose(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers.length = 0;
+    for (const w of this.watchers.values()) w.watcher?.close();
+    this.watchers.clear();
+    if (this.recheck !== null) clearInterval(this.recheck);
+    this.recheck = null;
     this.stopSource?.();
     this.stopSource = null;
     if (this.dueTimer !== null) clearTimeout(this.dueTimer);

@@ -187,3 +187,32 @@ test('engine.updateTls: new settings on every loop (an SNI certificate added, TL
   await assert.rejects(engine.updateTls({ cert: base.cert, key: extra.key }), { code: 'ERR_NETLOOM_TLS' });
   assert.equal((await sClient(engine.port, ['-servername', 'extra.upd.test'])).servedCN, 'extra.upd.test');
 });
+
+test('a certificate directory removed and made again (a remount) is watched again: its new pair serves', async (t) => {
+  const parent = join(pki.dir, 'remount');
+  mkdirSync(parent);
+  const dir = join(parent, 'tls');
+  mkdirSync(dir);
+  const v1 = pki.issue('remount-v1', ['remount.test']);
+  const v2 = pki.issue('remount-v2', ['remount.test']);
+  replacePair(dir, 'site', v1);
+  const engine = await serve(HANDLER, {
+    loops: 1,
+    tls: { certFile: join(dir, 'site.crt'), keyFile: join(dir, 'site.key') },
+  });
+  t.after(() => engine.stop());
+  const before = await handshake(engine.port, 'remount.test');
+  const { rmSync } = await import('node:fs');
+  rmSync(dir, { recursive: true });
+  await sleep(300);
+  mkdirSync(dir);
+  replacePair(dir, 'site', v2);
+  // The watcher on the old directory is deaf; the recheck (every 2 s) watches the new one and reads it.
+  const deadline = Date.now() + 6000;
+  let now = before;
+  while (Date.now() < deadline && now === before) {
+    await sleep(200);
+    now = await handshake(engine.port, 'remount.test');
+  }
+  assert.notEqual(now, before, 'the new pair serves');
+});

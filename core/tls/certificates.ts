@@ -60,8 +60,8 @@ export class CertificateStore {
   private generation = 0;
   /** Names whose load failed (not "no such certificate"), with when to try again. */
   private readonly failed = new Map<string, number>();
-  /** Watched directories, their watcher (null while it cannot be watched) and inode. */
-  private readonly watchers = new Map<string, { watcher: FSWatcher | null; ino: number }>();
+  /** Watched directories, their watcher (null while it cannot be watched) and identity (see dirIdentity). */
+  private readonly watchers = new Map<string, { watcher: FSWatcher | null; ino: string }>();
   private recheck: NodeJS.Timeout | null = null;
   private stopSource: (() => void) | null = null;
   private readonly due = new Set<string>();
@@ -416,9 +416,9 @@ export class CertificateStore {
   private watchDir(dir: string, certDir: string | undefined): void {
     this.watchers.get(dir)?.watcher?.close();
     this.watchers.delete(dir);
-    let ino = -1;
+    let ino = '';
     try {
-      ino = statSync(dir).ino;
+      ino = dirIdentity(dir);
       const watcher = watch(dir, { persistent: false }, (_event, file) => {
         if (file === null) return;
         const path = join(dir, file);
@@ -454,14 +454,14 @@ export class CertificateStore {
 
   private recheckDirs(certDir: string | undefined): void {
     for (const [dir, w] of [...this.watchers]) {
-      let ino = -1;
+      let ino = '';
       try {
-        ino = statSync(dir).ino;
+        ino = dirIdentity(dir);
       } catch {}
       if (ino === w.ino && w.watcher !== null) continue;
-      if (ino === -1) {
+      if (ino === '') {
         w.watcher?.close();
-        this.watchers.set(dir, { watcher: null, ino: -1 });
+        this.watchers.set(dir, { watcher: null, ino: '' });
         continue;
       }
       this.watchDir(dir, certDir);
@@ -479,6 +479,12 @@ export class CertificateStore {
     this.stopSource = null;
     if (this.dueTimer !== null) clearTimeout(this.dueTimer);
   }
+}
+
+/** A directory's identity: its inode and birth time (a directory made again may reuse the inode number). */
+function dirIdentity(dir: string): string {
+  const st = statSync(dir);
+  return `${st.ino}:${st.birthtimeMs}`;
 }
 
 /** A hash of a pair's PEM bytes. */

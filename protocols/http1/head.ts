@@ -558,6 +558,9 @@ export class HeadParser {
     if (this.transferEncoding && this.contentLength !== -1) {
       return this.fail(502, 'both Content-Length and Transfer-Encoding in a response');
     }
+    // A coding other than chunked cannot be passed on as it came (bodies are framed again), and decoding it
+    // is not a proxy's job: refused, as nginx does ("upstream sent unknown Transfer-Encoding").
+    if (this.teOther) return this.fail(502, 'a transfer coding other than chunked in a response');
     return this.headLength;
   }
 

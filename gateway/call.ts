@@ -119,6 +119,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.req = req;
     this.res = res;
     this.route = route;
+    route.use.acquire(); // released in complete(): the version's filters stay open while this runs
     this.params = params;
     this.path = path;
     this.loop = loop;
@@ -594,6 +595,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
         this.loop.log.error('gateway filter onComplete failed', { route: this.route.name, error: err });
       }
     }
+    this.route.use.release();
   }
 }
 

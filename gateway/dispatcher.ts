@@ -157,12 +157,17 @@ export class GatewayLoop {
           else this.post({ type: 'sync', loop: this.id, version: this.runtime.version });
           return;
         }
-        for (const v of this.prepared.keys()) if (v <= version) this.prepared.delete(v);
+        for (const [v, older] of this.prepared) {
+          if (v > version) continue;
+          this.prepared.delete(v);
+          if (older !== next) older.use.retire();
+        }
         this.swap(next);
         this.post({ type: 'committed', loop: this.id, version });
         return;
       }
       case 'abort':
+        this.prepared.get(msg.version)?.use.retire();
         this.prepared.delete(msg.version);
         return;
       case 'config': {
@@ -190,7 +195,9 @@ export class GatewayLoop {
 
   /** Swaps a built version in with one assignment; requests in flight keep the objects they started with. */
   private swap(next: GatewayRuntime): void {
+    const old = this.runtime;
     this.runtime = next;
+    if (old !== next) old.use.retire(); // its filters close once its requests in flight are done
     this.registry.apply(next.targetsInUse());
     this.publish();
   }
@@ -267,6 +274,9 @@ export class GatewayLoop {
   }
 
   close(): void {
+    this.runtime.use.retire();
+    for (const p of this.prepared.values()) p.use.retire();
+    this.prepared.clear();
     this.statsTimer.cancel();
     this.registry.close();
     this.channel.close();

@@ -66,6 +66,12 @@ export interface FilterInstance {
    * failure, the client leaving). Return false after answering `ctx.res` yourself; else the gateway answers.
    */
   onError?(ctx: RequestContext, error: GatewayFailure): boolean | void;
+  /**
+   * No request will use this instance again: its version was replaced by a reload and the requests in flight
+   * on it have completed, a prepared version was rolled back, or the loop stops. Release what `create` opened
+   * (timers, sockets). Called once, on the loop's thread; a throw is logged.
+   */
+  close?(): void;
 }
 
 /** Why a request failed before an answer reached the client. */

@@ -17,6 +17,8 @@ export interface RouteRuntime {
   readonly rewrite: ((path: string) => string) | null;
   /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
   readonly allowsConnect: boolean;
+  /** The version this route belongs to: requests hold it while they run (see {@link VersionUse}). */
+  readonly use: VersionUse;
   // ---- filters, by stage (empty arrays cost nothing per request) -----------------------------------------
   readonly onRequest: readonly FilterInstance[];
   readonly onUpstreamRequest: readonly FilterInstance[];
@@ -101,8 +103,58 @@ export type LocalState = Map<string, Map<string, unknown>>;
  * filter instances. Built off to the side and swapped in with one assignment, so requests in flight keep the
  * objects they started with.
  */
+/**
+ * Who still uses a version's filter instances: every proxied request while it runs. Once the version is
+ * retired (replaced, rolled back, or the loop stops) and the last such request completed, the instances'
+ * `close` runs, once.
+ */
+export class VersionUse {
+  private inFlight = 0;
+  private retired = false;
+  private closed = false;
+  private readonly instances: readonly FilterInstance[];
+  private readonly loop: EventLoop;
+
+  constructor(instances: readonly FilterInstance[], loop: EventLoop) {
+    this.instances = instances;
+    this.loop = loop;
+  }
+
+  acquire(): void {
+    this.inFlight++;
+  }
+
+  release(): void {
+    if (--this.inFlight === 0 && this.retired) this.close();
+  }
+
+  /** No new request will take this version. */
+  retire(): void {
+    this.retired = true;
+    if (this.inFlight === 0) this.close();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeInstances(this.instances, this.loop);
+  }
+}
+
+function closeInstances(instances: readonly FilterInstance[], loop: EventLoop): void {
+  for (const f of instances) {
+    try {
+      f.close?.();
+    } catch (err) {
+      loop.log.error('gateway filter close failed', { error: err });
+    }
+  }
+}
+
 export class GatewayRuntime {
   readonly version: number;
+  /** Requests of this version in flight, and when its filters close. */
+  readonly use: VersionUse;
   readonly config: GatewayConfig;
   readonly router: Router<RouteRuntime>;
   readonly upstreams: ReadonlyMap<string, Upstream>;
@@ -113,8 +165,10 @@ export class GatewayRuntime {
     config: GatewayConfig,
     upstreams: Map<string, Upstream>,
     routes: RouteRuntime[],
+    use: VersionUse,
   ) {
     this.version = version;
+    this.use = use;
     this.config = config;
     this.upstreams = upstreams;
     this.routes = routes;
@@ -146,7 +200,29 @@ export class GatewayRuntime {
     const upstreams = new Map<string, Upstream>();
     for (const [name, u] of Object.entries(config.upstreams))
       upstreams.set(name, new Upstream(loop, name, u, registry));
-    const routes: RouteRuntime[] = config.routes.map((r) => {
+    const all: FilterInstance[] = [];
+    const use = new VersionUse(all, loop);
+    let routes: RouteRuntime[];
+    try {
+      routes = GatewayRuntime.routesOf(loop, config, upstreams, filters, local, shared, all, use);
+    } catch (err) {
+      closeInstances(all, loop); // the version is refused: what its filters opened goes too
+      throw err;
+    }
+    return new GatewayRuntime(version, config, upstreams, routes, use);
+  }
+
+  private static routesOf(
+    loop: EventLoop,
+    config: GatewayConfig,
+    upstreams: Map<string, Upstream>,
+    filters: FilterRegistry,
+    local: LocalState,
+    shared: SharedState,
+    all: FilterInstance[],
+    use: VersionUse,
+  ): RouteRuntime[] {
+    return config.routes.map((r) => {
       const instances = r.filters.map(({ name, ...settings }) => {
         const definition = filters.get(name);
         if (definition === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
@@ -156,7 +232,9 @@ export class GatewayRuntime {
           state = new Map();
           local.set(key, state);
         }
-        return definition.create(settings, { loop, route: r.name, local: state, shared });
+        const instance = definition.create(settings, { loop, route: r.name, local: state, shared });
+        all.push(instance);
+        return instance;
       });
       const stage = <K extends keyof FilterInstance>(k: K) =>
         instances.filter((f) => typeof f[k] === 'function');
@@ -177,6 +255,7 @@ export class GatewayRuntime {
         upstream: upstreams.get(r.upstream)!,
         rewrite: rewriter(r.rewrite),
         allowsConnect: r.match.methods?.includes('CONNECT') ?? false,
+        use,
         onRequest: stage('onRequest'),
         onUpstreamRequest: stage('onUpstreamRequest'),
         onUpstreamResponse: stage('onUpstreamResponse'),
@@ -200,7 +279,6 @@ export class GatewayRuntime {
         ownedNames: new Set([...SKIP_REQUEST, ...rewritten]),
       };
     });
-    return new GatewayRuntime(version, config, upstreams, routes);
   }
 
   /** The upstreams in force with their targets (the registry starts and stops checks by it). */

@@ -115,3 +115,22 @@ export const methodChanger = defineFilter({
     };
   },
 });
+
+/** Opens a timer in create and reports when its instance is closed (tag tells versions apart). */
+export const closable = defineFilter({
+  name: 'closable',
+  settings: z.object({ channel: z.string(), tag: z.string() }).strict(),
+  create({ channel: name, tag }) {
+    const out = channel(name);
+    const timer = setInterval(() => {}, 60_000);
+    return {
+      onComplete(ctx) {
+        out.postMessage({ event: 'complete', tag, path: ctx.path });
+      },
+      close() {
+        clearInterval(timer);
+        out.postMessage({ event: 'close', tag });
+      },
+    };
+  },
+});

@@ -22,6 +22,7 @@ import type {
 import { CompletionRecord, type FailureKind } from './completion.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
+import { SKIP_REQUEST } from './hop-by-hop.ts';
 import type { PoolError, PoolRequester } from './pool.ts';
 import { forwardHead, ResponseFilterError } from './response-head.ts';
 
@@ -357,7 +358,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
           throw new Error(`a filter may not change the method ${req.method} to ${method}`);
         // Framing, Host and hop-by-hop fields are the gateway's: a filter's own would duplicate them.
         const headers = strings.headers.filter(([name]) => {
-          const ok = !HOP_OR_FRAMING.has(name.toLowerCase());
+          const ok = !SKIP_REQUEST.has(name.toLowerCase());
           if (!ok)
             this.loop.log.warn('filter header dropped (the gateway writes it)', { route: route.name, name });
           return ok;
@@ -598,19 +599,6 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.route.use.release();
   }
 }
-
-/** Hop-by-hop and framing fields: a filter's own value of them never goes up (see `sendHead`). */
-const HOP_OR_FRAMING: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'content-length',
-  'host',
-]);
 
 function resumeUpstreamWrites(client: ClientConnection): void {
   (client.poolData as ProxyCall | undefined)?.upstreamWritable();

@@ -1,9 +1,10 @@
 import type { Conn, EventHandler } from '../../core/index.ts';
+import type { BodyConsumer, ExchangeInfo } from './api.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, type BodySink } from './body.ts';
 import { HttpError } from './errors.ts';
 import { HEAD_ERROR, HeadParser, NEED_MORE } from './head.ts';
-import { type BodyConsumer, closedError, Request } from './request.ts';
-import { Response } from './response.ts';
+import { closedError, Http1Request } from './request.ts';
+import { Http1Response } from './response.ts';
 import type { ServerCore } from './server.ts';
 import { currentDateLine, STATUS_TEXT, statusLine } from './status.ts';
 
@@ -58,7 +59,7 @@ interface DrainWaiter {
  * Every request gets its own `Request` and `Response`, stamped with the exchange's `generation`; the
  * generation moves on when the request is over, after which both throw instead of touching the next one.
  */
-export class Exchange implements BodySink {
+export class Exchange implements BodySink, ExchangeInfo {
   /** The connection served now (an exchange moves between connections through the server's pool). */
   conn!: Conn<Exchange | null>;
   readonly server: ServerCore;
@@ -93,8 +94,8 @@ export class Exchange implements BodySink {
   private processing = false;
   private continueSent = false;
   private timer = TIMER_NONE;
-  private req: Request | null = null;
-  private res: Response | null = null;
+  private req: Http1Request | null = null;
+  private res: Http1Response | null = null;
   private headCopy: Buffer | null = null;
   private drainWaiters: DrainWaiter[] | null = null;
   /** The client sent FIN: no more requests will come. */
@@ -230,8 +231,8 @@ export class Exchange implements BodySink {
     const head = this.head;
     const options = this.server.options;
     const gen = this.generation;
-    const req = new Request(this, gen, head.method, head.minor);
-    const res = new Response(this, gen, head.method === 'HEAD');
+    const req = new Http1Request(this, gen, head.method, head.minor);
+    const res = new Http1Response(this, gen, head.method === 'HEAD');
     this.req = req;
     this.res = res;
     this.holdsRequest = true;
@@ -530,10 +531,10 @@ export class Exchange implements BodySink {
     if (this.state === IDLE) {
       // A head that never parsed: nothing of it may pass for a request (access logs read the request).
       const gen = this.generation;
-      const req = new Request(this, gen, '', 1);
+      const req = new Http1Request(this, gen, '', 1);
       req.blank();
       this.req = req;
-      this.res = new Response(this, gen, false);
+      this.res = new Http1Response(this, gen, false);
       this.startedAt = this.server.timing ? performance.now() : this.conn.loop.now();
       this.httpMinor = 1;
       this.state = RESPONDING;
@@ -693,7 +694,7 @@ export class Exchange implements BodySink {
   }
 
   /** @internal Whether `req` was aborted: the connection closed before its response ended. */
-  aborted(req: Request): boolean {
+  aborted(req: Http1Request): boolean {
     return req.gen === this.generation && this.conn.closed && this.res !== null && !this.res.finished;
   }
 

@@ -4,6 +4,15 @@
  *
  * @packageDocumentation
  */
+
+export type {
+  BodyConsumer,
+  ExchangeInfo,
+  HeaderValue,
+  RawHeaders,
+  Request,
+  Response,
+} from './api.ts';
 export {
   BODY_CHUNKED,
   BODY_LENGTH,
@@ -25,7 +34,5 @@ export {
 export { HttpError } from './errors.ts';
 export type { Exchange } from './exchange.ts';
 export { HEAD_ERROR, type HeadLimits, HeadParser, latin1, NEED_MORE } from './head.ts';
-export { type BodyConsumer, Request } from './request.ts';
-export { type HeaderValue, type RawHeaders, Response } from './response.ts';
 export { type RequestHandler, type ServerOptions, server } from './server.ts';
 export { currentDateLine, STATUS_TEXT, statusLine } from './status.ts';

@@ -1,24 +1,9 @@
 import { Readable } from 'node:stream';
 import type { Conn } from '../../core/index.ts';
+import type { BodyConsumer, Request } from './api.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { type HeadParser, latin1 } from './head.ts';
-
-/** A consumer of a request body that takes bytes in place (zero-copy), for proxies and streaming codecs. */
-export interface BodyConsumer {
-  /**
-   * Body bytes. The view is valid only during the call (copy what you keep). Return `false` to stop reading
-   * from the client until `req.resumeBody()`.
-   */
-  data(chunk: Buffer): boolean | void;
-  /** The body is complete; `trailers` are those of a chunked body (empty otherwise). */
-  end(trailers: readonly [string, string][]): void;
-  /**
-   * The body cannot complete: the client went away, timed out or sent bad framing, or the response ended
-   * first (`ERR_HTTP_RESPONSE_ENDED`: the connection then closes, the rest of the body is never read).
-   */
-  error(err: Error): void;
-}
 
 /** Whether `buf[start, start + text.length)` holds exactly the latin1 characters of `text`. */
 function sameBytes(buf: Buffer, start: number, text: string): boolean {
@@ -42,7 +27,7 @@ export function staleError(what: 'request' | 'response'): HttpError {
  * after that every method that reads the request throws `ERR_HTTP_STALE`, so a handler that kept it can never
  * read the next request's bytes by mistake. Header text is decoded only when asked for.
  */
-export class Request {
+export class Http1Request implements Request {
   /** Method as sent (`GET`, `POST`, ...). */
   readonly method: string;
   /** `'1.1'` or `'1.0'`. */

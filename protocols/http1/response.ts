@@ -1,5 +1,6 @@
 import fastJson from 'fast-json-stringify';
 import { type Conn, type EventHandler, writeLatin1 } from '../../core/index.ts';
+import type { HeaderValue, RawHeaders, Response } from './api.ts';
 import { TCHAR } from './chars.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
@@ -7,19 +8,6 @@ import { closedError, staleError } from './request.ts';
 import { statusAndDate, statusLineBytes } from './status.ts';
 
 const EMPTY = Buffer.alloc(0);
-
-/** Header lines copied verbatim into a head (a proxy forwarding an upstream's fields as bytes). */
-export interface RawHeaders {
-  /** An upper bound of the bytes `copy` writes. */
-  readonly size: number;
-  /** Whether the lines include a Date field (the server then adds none). */
-  readonly hasDate: boolean;
-  /** Writes the lines (each ending in CRLF) into `buf` at `p`; returns the end. */
-  copy(buf: Buffer, p: number): number;
-}
-
-/** A header value: numbers are written in decimal, arrays become one field line per element. */
-export type HeaderValue = string | number | readonly string[];
 
 /** A compiled fast-json-stringify serializer per schema object. */
 const serializers = new WeakMap<object, (value: unknown) => string>();
@@ -160,7 +148,7 @@ function byteLength(body: string | Uint8Array): number {
  * delimited by closing (HTTP/1.0). A declared length is enforced: more or fewer bytes throw
  * `ERR_HTTP_CONTENT_LENGTH_MISMATCH` and close the connection, so no byte of one response reads as the next.
  */
-export class Response {
+export class Http1Response implements Response {
   /** Status code to send (200 unless changed). */
   statusCode = 200;
   /** The head has been written. */

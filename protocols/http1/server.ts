@@ -5,11 +5,10 @@ import {
   type EventLoop,
   netloomError,
 } from '../../core/index.ts';
+import type { ExchangeInfo, Request, Response } from './api.ts';
 import type { BodyLimits } from './body.ts';
 import { Exchange } from './exchange.ts';
 import type { HeadLimits } from './head.ts';
-import type { Request } from './request.ts';
-import type { Response } from './response.ts';
 
 /** A request handler: respond through `res`; may be async. `req` and `res` are valid until `res.end()`. */
 export type RequestHandler = (req: Request, res: Response) => void | Promise<void>;
@@ -51,7 +50,7 @@ export interface ServerOptions {
    */
   clientHalfClose?: 'serve' | 'abort';
   /** Called when each response ends (access logs, metrics). Runs on the loop thread; keep it cheap. */
-  onResponse?: (req: Request, res: Response, exchange: Exchange) => void;
+  onResponse?: (req: Request, res: Response, exchange: ExchangeInfo) => void;
   /**
    * Write an access record for every response through `loop.log.access` (the log ring, when the engine has
    * one): method, path, status, bytes, duration, remote address, trace and request ids, and the gateway's

@@ -405,7 +405,10 @@ describe('bodies', () => {
       const piece = Buffer.alloc(64 * 1024, 0x61);
       for (let i = 0; i < 256; i++) {
         if (!res.write(piece)) await res.drain();
-        maxQueued = Math.max(maxQueued, res.ex.conn.outboundBuffered);
+        maxQueued = Math.max(
+          maxQueued,
+          (res as unknown as { ex: { conn: { outboundBuffered: number } } }).ex.conn.outboundBuffered,
+        );
       }
       res.end();
     });

@@ -1,6 +1,8 @@
-// The hello handler every loop imports: GET / -> "Hello, World!", GET /json -> {"message":"Hello, World!"}.
+// The hello handler every loop imports: GET / -> "Hello, World!", GET /json -> {"message":"Hello, World!"},
+// over HTTP/1.1 and HTTP/2 (prior knowledge on cleartext, ALPN h2 over TLS).
 import type { EventLoop } from 'netloom';
-import { type RequestHandler, server } from 'netloom/http1';
+import type { RequestHandler } from 'netloom/http1';
+import { server } from 'netloom/http2';
 
 const messageSchema = {
   type: 'object',

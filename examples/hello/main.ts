@@ -27,7 +27,7 @@ const engine = await serve(new URL('./handler.ts', import.meta.url), {
   tls:
     values.cert === undefined
       ? undefined
-      : { certFile: values.cert, keyFile: values.key, alpnProtocols: ['http/1.1'] },
+      : { certFile: values.cert, keyFile: values.key, alpnProtocols: ['h2', 'http/1.1'] },
 });
 console.log(`listening ${engine.port}`);
 

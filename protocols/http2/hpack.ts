@@ -128,7 +128,7 @@ export interface DecoderLimits {
   maxHeaderListSize?: number;
 }
 
-/** The block decoded past `maxHeaderListSize` (the connection may answer 431 on the stream). */
+/** The block decoded past `maxHeaderListSize`; the table is in step (the connection may answer 431 on the stream). */
 export class HeaderListTooLarge extends HpackError {}
 
 /** Decodes header blocks (RFC 7541 §6); one per connection, fed whole blocks in order. */
@@ -191,10 +191,13 @@ export class HpackDecoder {
       }
       fieldsSeen = true;
       listSize += name.length + value.length + 32;
-      if (listSize > this.maxListSize) {
-        throw new HeaderListTooLarge(`the header list passed ${this.maxListSize} bytes`);
-      }
-      out.push({ name, value, sensitive });
+      // Past the limit the block is still decoded to its end (the dynamic table must stay in step with the
+      // peer's, so the connection survives a 431), but no field is kept: a small block that references a
+      // big entry many times (an HPACK bomb) costs its own length in work, not the list it expands to.
+      if (listSize <= this.maxListSize) out.push({ name, value, sensitive });
+    }
+    if (listSize > this.maxListSize) {
+      throw new HeaderListTooLarge(`the header list passed ${this.maxListSize} bytes`);
     }
     return out;
   }
@@ -312,6 +315,13 @@ export class HpackEncoder {
    * encoder's and valid until the next call.
    */
   encode(fields: readonly (readonly [string, string])[], never?: ReadonlySet<string>): Buffer {
+    this.begin();
+    for (const [name, value] of fields) this.field(name, value, never?.has(name) === true);
+    return this.finish();
+  }
+
+  /** Starts a block field by field (no arrays of pairs): {@link add} each field, then {@link finish}. */
+  begin(): void {
     this.p = 0;
     if (this.pendingSize >= 0) {
       // The smallest size since the last block first, then the final one (§4.2).
@@ -319,7 +329,15 @@ export class HpackEncoder {
       this.integer(this.pendingSize, 5, 0x20);
       this.pendingSize = this.pendingMin = -1;
     }
-    for (const [name, value] of fields) this.field(name, value, never?.has(name) === true);
+  }
+
+  /** Adds a field to the block begun (name lower-case; `never` forces a never-indexed literal). */
+  add(name: string, value: string, never = false): void {
+    this.field(name, value, never);
+  }
+
+  /** The block begun, valid until the next `begin` or `encode`. */
+  finish(): Buffer {
     return this.buf.subarray(0, this.p);
   }
 

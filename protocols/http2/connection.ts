@@ -892,7 +892,8 @@ export class Http2Connection {
       setImmediate(() => s.settleDrain(conn.closed ? streamClosedError() : null));
       return;
     }
-    (this.draining ??= []).push(s);
+    this.draining ??= [];
+    this.draining.push(s);
   }
 
   /** The connection's outbound bytes fell to the low-water mark. */

@@ -186,7 +186,8 @@ export class Http2Response implements Response {
   trailer(name: string, value: string): this {
     const s = this.live();
     const lower = outName(name);
-    (s.resTrailers ??= []).push([lower, outValue(name, value)]);
+    s.resTrailers ??= [];
+    s.resTrailers.push([lower, outValue(name, value)]);
     return this;
   }
 

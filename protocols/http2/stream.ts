@@ -127,7 +127,8 @@ export class Http2Stream {
       this.session.consumed(this, view.length);
       return;
     }
-    (this.inQueue ??= []).push(Buffer.from(view));
+    this.inQueue ??= [];
+    this.inQueue.push(Buffer.from(view));
   }
 
   /** END_STREAM arrived (with `trailers` when a trailer block carried it). */
@@ -241,7 +242,8 @@ export class Http2Stream {
   /** Queues a copy of `chunk[from..]` for when a window opens. */
   enqueue(chunk: Uint8Array, from: number): void {
     const copy = Buffer.from(chunk.subarray(from));
-    (this.outQueue ??= []).push(copy);
+    this.outQueue ??= [];
+    this.outQueue.push(copy);
     this.outBytes += copy.length;
   }
 
@@ -254,7 +256,8 @@ export class Http2Stream {
   drain(): Promise<void> {
     if (this.abortedWith !== null) return Promise.reject(this.abortedWith);
     return new Promise((resolve, reject) => {
-      (this.drainWaiters ??= []).push({ resolve, reject });
+      this.drainWaiters ??= [];
+      this.drainWaiters.push({ resolve, reject });
       this.session.watchDrain(this);
     });
   }

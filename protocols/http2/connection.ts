@@ -564,8 +564,10 @@ export class Http2Connection {
     this.lastStreamId = id;
     if (this.state === DRAINING) return; // opened after our GOAWAY: not processed (the client may retry)
     if (this.active >= this.settings.maxConcurrentStreams) {
-      this.calm();
+      // Past the limit we advertised: refused, and counted like a reset (rapid reset keeps opening here).
       this.refuseStream(id, REFUSED_STREAM);
+      if (!this.resets.take(this.conn.loop.clock))
+        throw new Http2Error(ENHANCE_YOUR_CALM, 'too many streams past the concurrency limit');
       return;
     }
     const head: RequestHead = {

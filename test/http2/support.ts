@@ -221,12 +221,13 @@ export class H2Client {
   }
 
   describe(): string {
-    return this.frames
+    const shown = this.frames.slice(-40);
+    return `${this.frames.length > 40 ? '... ' : ''}${shown
       .map(
         (f) =>
           `${Object.keys(T).find((k) => T[k as keyof typeof T] === f.type) ?? f.type}/${f.stream}/${f.flags}`,
       )
-      .join(' ');
+      .join(' ')}`;
   }
 
   close(): void {

@@ -158,6 +158,12 @@ export interface Response {
   /** Removes every value of `name`. */
   removeHeader(name: string): this;
   /**
+   * Adds a trailer field sent after the body (set before `end`): over HTTP/2 a last HEADERS frame (gRPC's
+   * `grpc-status` travels so); over HTTP/1.1 after a chunked body only (a declared length, or HTTP/1.0,
+   * has no trailers: they are dropped).
+   */
+  trailer(name: string, value: string): this;
+  /**
    * Writes the head now, before the body: `length` is the body length to declare (-1 to stream it). `raw`
    * adds header lines copied verbatim (pass only lines a strict parser accepted; over HTTP/2 they are
    * converted to fields, connection-specific ones dropped). The body then follows with `write`/`end`,

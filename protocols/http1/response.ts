@@ -165,6 +165,8 @@ export class Http1Response implements Response {
   /** The request was HEAD: no body goes out whatever is written. */
   private readonly headOnly: boolean;
   private chunkedOut = false;
+  /** Trailer field lines for the last chunk, or null. */
+  private trailerLines: string | null = null;
   private declaredLength = -1;
 
   /** @internal Made by the exchange for each request. */
@@ -419,7 +421,8 @@ export class Http1Response implements Response {
       }
     } else {
       if (body !== undefined) this.write(body);
-      if (this.chunkedOut) this.conn.writeLatin1('0\r\n\r\n');
+      if (this.chunkedOut)
+        this.conn.writeLatin1(this.trailerLines === null ? '0\r\n\r\n' : `0\r\n${this.trailerLines}\r\n`);
     }
     const declared = this.declaredLength;
     this.finished = true;
@@ -430,6 +433,19 @@ export class Http1Response implements Response {
       throw lengthMismatch(declared, this.bytesWritten);
     }
     ex.responseEnded();
+  }
+
+  /**
+   * Adds a trailer field, sent after a chunked body (HTTP/1.1 has trailers only there: a response whose
+   * length is declared, or to HTTP/1.0, goes without them). Set before `end`.
+   */
+  trailer(name: string, value: string): this {
+    this.live();
+    if (this.finished) throw new HttpError(500, 'write after end', 'ERR_HTTP_WRITE_AFTER_END');
+    if (!isToken(name)) throw invalidHeader(name, 'name');
+    if (!isFieldValue(value)) throw invalidHeader(name, 'value');
+    this.trailerLines = `${this.trailerLines ?? ''}${name}: ${value}\r\n`;
+    return this;
   }
 
   /**

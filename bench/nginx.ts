@@ -4,13 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, type RunningServer, requireTools, startServer, which } from './harness.ts';
 
-/** Starts nginx with `http { server { ... } }` bodies given as `serverBlock` (listen is added; `ssl` for TLS). */
+/**
+ * Starts nginx with `http { server { ... } }` bodies given as `serverBlock` (listen is added; `ssl` for TLS,
+ * `http2` for HTTP/2: nginx 1.22 names it on `listen`, and serves h2c by prior knowledge without `ssl`).
+ */
 export async function startNginx(
   name: string,
   serverBlock: string,
   httpExtra = '',
   workerConnections = 4096,
-  listen: { ssl?: boolean } = {},
+  listen: { ssl?: boolean; http2?: boolean } = {},
 ): Promise<RunningServer> {
   requireTools(['nginx']);
   const dir = mkdtempSync(join(tmpdir(), 'netloom-nginx-'));
@@ -30,7 +33,7 @@ http {
   proxy_temp_path ${dir}/proxy;
   ${httpExtra}
   server {
-    listen 127.0.0.1:${port} reuseport${listen.ssl === true ? ' ssl' : ''};
+    listen 127.0.0.1:${port} reuseport${listen.ssl === true ? ' ssl' : ''}${listen.http2 === true ? ' http2' : ''};
     ${serverBlock}
   }
 }`;

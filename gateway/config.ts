@@ -290,6 +290,11 @@ export const configSchema = z
         clientHalfClose: z.enum(['serve', 'abort']).default('abort'),
         /** Access records through each loop's logger (the log ring when one is configured). */
         accessLog: z.boolean().default(false),
+        /**
+         * Serve HTTP/2 as well as HTTP/1.1 on every listener: by prior knowledge (h2c) on cleartext ones, by
+         * ALPN `h2` on TLS ones; upstreams stay HTTP/1.1. Default true.
+         */
+        http2: z.boolean().default(true),
         /** How request paths are normalised before routing (see gateway/paths.ts). */
         paths: z
           .object({
@@ -307,6 +312,7 @@ export const configSchema = z
         keepAliveTimeout: 5_000,
         clientHalfClose: 'abort',
         accessLog: false,
+        http2: true,
         paths: { mergeSlashes: true, encodedSlashes: 'refuse' },
       }),
     upstreams: z.record(z.string().min(1), upstream),

@@ -93,6 +93,8 @@ export class Gateway {
   /** What the upstream TLS files in force held (see `upstreamTlsFingerprint`). */
   private tlsFiles = '';
   private configInForce: GatewayConfig;
+  /** Whether the listeners serve HTTP/2 (`http.http2` at start: the `http` section applies at restarts). */
+  private readonly startedHttp2: boolean;
   private loadedAtMs = Date.now();
   private adminEngine: Engine | null = null;
   private shipper: LogShipper | null = null;
@@ -147,6 +149,7 @@ export class Gateway {
   ) {
     this.source = source;
     this.configInForce = config;
+    this.startedHttp2 = config.http.http2;
     this.tlsFiles = upstreamTlsFingerprint(config);
     this.filters = filters;
     this.plugins = plugins;
@@ -174,7 +177,7 @@ export class Gateway {
         ...options.engine,
         address: listener.address,
         loops: listener.loops,
-        tls: listener.tls === undefined ? undefined : engineTls(listener.tls),
+        tls: listener.tls === undefined ? undefined : engineTls(listener.tls, this.startedHttp2),
         data,
         logRing: this.logs?.ring ?? null,
       });
@@ -293,7 +296,8 @@ export class Gateway {
     const problems: string[] = [];
     for (const i of indices) {
       try {
-        await this.listeners[i]!.updateTls(engineTls(listeners[i]!.tls!));
+        // `http` applies at the next start: the protocols offered stay those the listener started with.
+        await this.listeners[i]!.updateTls(engineTls(listeners[i]!.tls!, this.startedHttp2));
       } catch (err) {
         problems.push(`listeners.${i}.tls: ${(err as Error).message}`);
       }

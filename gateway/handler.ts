@@ -2,10 +2,10 @@
  * The engine handler module of the gateway: every loop imports it and finds its configuration in
  * `loop.data` (see `startGateway`). The loop imports the plugin modules the main thread validated, builds
  * its routes, asks the main thread for the version in force (a loop restarted after a crash boots with the
- * data it was first given), and serves HTTP/1.1 with the configuration's `http` settings.
+ * data it was first given), and serves HTTP/1.1 and HTTP/2 with the configuration's `http` settings.
  */
 import type { EventHandler, EventLoop } from '../core/index.ts';
-import { type Exchange, server } from '../protocols/http1/index.ts';
+import { server } from '../protocols/http2/index.ts';
 import { loadFilters } from './config.ts';
 import { GatewayLoop, type GatewayLoopData } from './dispatcher.ts';
 
@@ -13,7 +13,7 @@ import { GatewayLoop, type GatewayLoopData } from './dispatcher.ts';
  * Makes the gateway's handler for `loop` (loop thread). A custom handler module may wrap what it returns
  * (extra hooks) and export that as its default; `startGateway({ handlerModule })` names such a module.
  */
-export async function createGatewayHandler(loop: EventLoop): Promise<EventHandler<Exchange>> {
+export async function createGatewayHandler(loop: EventLoop): Promise<EventHandler<unknown>> {
   const data = loop.data as GatewayLoopData;
   const filters = await loadFilters(data.plugins);
   const gateway = new GatewayLoop(loop, data, filters);
@@ -26,6 +26,8 @@ export async function createGatewayHandler(loop: EventLoop): Promise<EventHandle
     keepAliveTimeout: settings.keepAliveTimeout,
     clientHalfClose: settings.clientHalfClose,
     accessLog: settings.accessLog,
+    // The body limit and timeouts above apply to HTTP/2 streams as well.
+    http2: settings.http2 ? {} : false,
   });
   return {
     ...http,

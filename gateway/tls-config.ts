@@ -111,8 +111,8 @@ export const listenerTls = z
 
 export type ListenerTls = z.infer<typeof listenerTls>;
 
-/** The engine's `tls` option for a listener (HTTP/1.1 offered by ALPN). */
-export function engineTls(t: ListenerTls): TlsOptions {
+/** The engine's `tls` option for a listener: ALPN offers `h2` first when the gateway serves HTTP/2. */
+export function engineTls(t: ListenerTls, http2: boolean): TlsOptions {
   return {
     certFile: t.certFile,
     keyFile: t.keyFile,
@@ -124,7 +124,7 @@ export function engineTls(t: ListenerTls): TlsOptions {
     handshakeTimeout: t.handshakeTimeout,
     sessionTickets: t.sessionTickets,
     ticketKeyRotation: t.ticketKeyRotation,
-    alpnProtocols: ['http/1.1'],
+    alpnProtocols: http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
     clientCertificates: t.clientCertificates,
   };
 }

@@ -123,7 +123,7 @@ describe('HTTP/2 clients through the gateway to HTTP/1.1 upstreams', () => {
     const all = await Promise.all(
       Array.from({ length: 40 }, (_, i) => h2request(session, { ':path': `/c/${i}` })),
     );
-    all.forEach((r, i) => assert.equal((JSON.parse(r.body.toString()) as Echo).url, `/c/${i}`));
+    for (const [i, r] of all.entries()) assert.equal((JSON.parse(r.body.toString()) as Echo).url, `/c/${i}`);
   });
 
   test('HTTP/1.1 on the same listener still works', async () => {

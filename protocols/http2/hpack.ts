@@ -271,11 +271,17 @@ export interface EncoderOptions {
 }
 
 const STATIC_NAME = new Map<string, number>();
-const STATIC_PAIR = new Map<string, number>();
+/** Static entries by name, then value (two lookups, no key string made per field). */
+const STATIC_PAIR = new Map<string, Map<string, number>>();
 for (let i = STATIC_COUNT - 1; i >= 0; i--) {
   const [name, value] = STATIC_TABLE[i]!;
   STATIC_NAME.set(name, i + 1);
-  STATIC_PAIR.set(`${name}\0${value}`, i + 1);
+  let byValue = STATIC_PAIR.get(name);
+  if (byValue === undefined) {
+    byValue = new Map();
+    STATIC_PAIR.set(name, byValue);
+  }
+  byValue.set(value, i + 1);
 }
 
 /** Encodes header blocks (RFC 7541 §6); one per connection direction. */
@@ -283,8 +289,9 @@ export class HpackEncoder {
   private readonly table = new DynamicTable(4096);
   private readonly sensitive: ReadonlySet<string>;
   private readonly maxIndexedValue: number;
-  /** Dynamic entries by `name\0value` and by name: the insertion count when each was added. */
-  private readonly pairs = new Map<string, number>();
+  /** Dynamic entries by name then value, and by name: the insertion count when each was added. */
+  private readonly pairs = new Map<string, Map<string, number>>();
+  private pairCount = 0;
   private readonly names = new Map<string, number>();
   private inserted = 0;
   /** A size update owed at the start of the next block (the peer's SETTINGS_HEADER_TABLE_SIZE changed). */
@@ -343,14 +350,13 @@ export class HpackEncoder {
 
   private field(name: string, value: string, forcedNever: boolean): void {
     const never = forcedNever || this.sensitive.has(name);
-    const key = `${name}\0${value}`;
     if (!never) {
-      const s = STATIC_PAIR.get(key);
+      const s = STATIC_PAIR.get(name)?.get(value);
       if (s !== undefined) {
         this.integer(s, 7, 0x80);
         return;
       }
-      const d = this.pairs.get(key);
+      const d = this.pairs.get(name)?.get(value);
       if (d !== undefined) {
         this.integer(STATIC_COUNT + 1 + this.inserted - d, 7, 0x80);
         return;
@@ -366,7 +372,13 @@ export class HpackEncoder {
     if (index) {
       this.table.add(name, value);
       this.inserted++;
-      this.pairs.set(key, this.inserted);
+      let byValue = this.pairs.get(name);
+      if (byValue === undefined) {
+        byValue = new Map();
+        this.pairs.set(name, byValue);
+      }
+      byValue.set(value, this.inserted);
+      this.pairCount++;
       this.names.set(name, this.inserted);
       this.forgetEvicted();
     }
@@ -380,8 +392,15 @@ export class HpackEncoder {
   /** Drops map entries for what the table evicted (an entry n insertions old lives while n <= length). */
   private forgetEvicted(): void {
     const oldest = this.inserted - this.table.length; // insertion numbers <= this are gone
-    if (this.pairs.size <= this.table.length) return;
-    for (const [k, n] of this.pairs) if (n <= oldest) this.pairs.delete(k);
+    if (this.pairCount <= this.table.length) return;
+    for (const [name, byValue] of this.pairs) {
+      for (const [value, n] of byValue) {
+        if (n > oldest) continue;
+        byValue.delete(value);
+        this.pairCount--;
+      }
+      if (byValue.size === 0) this.pairs.delete(name);
+    }
     for (const [k, n] of this.names) if (n <= oldest) this.names.delete(k);
   }
 

@@ -69,7 +69,7 @@ const DRAINING = 3;
 const DONE = 4;
 
 /** Recently closed streams remembered, to tell frames in flight (ignored) from misuse (errors). */
-const CLOSED_MEMORY = 64;
+const CLOSED_MEMORY = 256;
 const CLOSED_NORMAL = 1;
 /** We reset the stream: frames the peer sent before it knew are ignored (§5.1 "closed"). */
 const CLOSED_BY_US = 2;
@@ -142,6 +142,9 @@ export class Http2Connection {
   private peerGoaway = false;
   /** DATA went out since the peer's last connection-level WINDOW_UPDATE (one without it is junk). */
   private sentData = false;
+  private acked = false;
+  /** The client ended its side (FIN): streams in progress are answered (`clientHalfClose: 'serve'`). */
+  private peerEnded = false;
   private goawayLast = 0;
 
   constructor(conn: Conn, core: Http2Core) {
@@ -166,6 +169,11 @@ export class Http2Connection {
     conn.context = this;
     this.sendPreface();
     conn.setDeadline(core.sweepInterval);
+  }
+
+  /** The client acknowledged our SETTINGS (until then it may use the defaults, §6.9.2). */
+  get settingsAcked(): boolean {
+    return this.acked;
   }
 
   /** A GOAWAY went out: no new streams. */
@@ -254,6 +262,10 @@ export class Http2Connection {
         this.dispatch(h, buf, start);
       } catch (err) {
         if (!(err instanceof Http2Error) || err.stream === 0) throw err;
+        // An idle stream cannot be reset (§5.1): a stream error there, but on the HEADERS that opens it, is
+        // the connection's.
+        if (err.stream > this.lastStreamId && h.type !== HEADERS && !this.streams.has(err.stream))
+          throw new Http2Error(err.code, err.message);
         this.streamError(err.stream, err.code, err.message);
       }
       conn.discard(FRAME_HEADER + h.length);
@@ -281,8 +293,11 @@ export class Http2Connection {
         return;
       case PRIORITY:
         this.calm();
-        if (readStreamId(buf, p) === h.stream)
-          throw new Http2Error(PROTOCOL_ERROR, `stream ${h.stream} depends on itself`, h.stream);
+        if (readStreamId(buf, p) === h.stream) {
+          // A stream error needs a stream to reset: an idle one cannot be (§5.1), so that is the connection's.
+          const idle = h.stream > this.lastStreamId && !this.streams.has(h.stream);
+          throw new Http2Error(PROTOCOL_ERROR, `stream ${h.stream} depends on itself`, idle ? 0 : h.stream);
+        }
         return;
       case RST_STREAM:
         this.onRstStream(h, buf, p);
@@ -291,8 +306,8 @@ export class Http2Connection {
         this.onSettings(h, buf, p);
         return;
       case PING:
-        if ((h.flags & ACK) !== 0) return;
         this.calm();
+        if ((h.flags & ACK) !== 0) return; // we send no PING: an acknowledgement is junk
         this.control(PING, ACK, 0, buf, p, 8);
         return;
       case GOAWAY:
@@ -314,7 +329,9 @@ export class Http2Connection {
 
   private onSettings(h: FrameHeader, buf: Buffer, p: number): void {
     if ((h.flags & ACK) !== 0) {
+      if (this.settingsSentAt === 0) this.calm(); // an acknowledgement of nothing we sent
       this.settingsSentAt = 0;
+      this.acked = true;
       return;
     }
     this.calm();
@@ -354,9 +371,11 @@ export class Http2Connection {
     if (s === undefined) {
       if (h.stream > this.lastStreamId)
         throw new Http2Error(PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${h.stream}`);
-      return; // a closed stream: updates in flight are allowed
+      this.calm(); // a closed stream: updates in flight are allowed, and budgeted
+      return;
     }
-    if (s.sendWindow.send >= this.peer.initialWindowSize) this.calm(); // nothing of it was in use
+    // Nothing of the window was in use, or a dribble of tiny updates (each would make a tiny DATA frame).
+    if (s.sendWindow.send >= this.peer.initialWindowSize || increment < 1024) this.calm();
     s.sendWindow.onWindowUpdate(increment);
     if (s.outBytes > 0 || s.outEnd) this.flushStream(s);
   }
@@ -366,6 +385,7 @@ export class Http2Connection {
     if (s === undefined) {
       if (h.stream > this.lastStreamId)
         throw new Http2Error(PROTOCOL_ERROR, `RST_STREAM on idle stream ${h.stream}`);
+      this.calm();
       return;
     }
     const code = buf.readUInt32BE(p);
@@ -406,18 +426,27 @@ export class Http2Connection {
       onReceive(s.state, DATA, endStream, s.id); // throws STREAM_CLOSED
       return;
     }
-    s.recvWindow.onData(h.length);
+    // A frame refused below is never delivered: the connection's window gets its octets back at once.
+    try {
+      s.recvWindow.onData(h.length);
+    } catch (err) {
+      this.giveBack(h.length);
+      throw err;
+    }
     s.lastActive = this.conn.loop.clock;
-    const padding = h.length - (end - start);
-    if (padding > 0) this.consumed(s, padding);
     if (end === start && !endStream) this.calm();
     const length = s.head.contentLength;
-    if (length >= 0 && s.received + (end - start) > length)
+    if (length >= 0 && s.received + (end - start) > length) {
+      this.giveBack(h.length);
       throw new Http2Error(PROTOCOL_ERROR, 'more DATA than content-length', s.id);
+    }
     if (s.received + (end - start) > this.core.maxBodySize) {
+      this.giveBack(h.length);
       this.refuseBody(s, 413, 'body too large');
       return;
     }
+    const padding = h.length - (end - start);
+    if (padding > 0) this.consumed(s, padding);
     s.onData(buf.subarray(start, end));
     if (endStream) {
       s.state = onReceive(s.state, DATA, true, s.id);
@@ -578,6 +607,8 @@ export class Http2Connection {
       names: EMPTY_NAMES,
       values: EMPTY_NAMES,
       contentLength: -1,
+      expectContinue: false,
+      expectOther: false,
     };
     const malformed = tooLarge ? null : checkRequest(fields, head);
     if (malformed !== null) throw new Http2Error(PROTOCOL_ERROR, `malformed request: ${malformed}`, id);
@@ -593,6 +624,10 @@ export class Http2Connection {
     }
     if (head.contentLength > this.core.maxBodySize) {
       this.errorAnswer(s, 413, 'body too large');
+      return;
+    }
+    if (head.expectOther) {
+      this.errorAnswer(s, 417, 'unsupported expectation');
       return;
     }
     if (endStream && head.contentLength > 0)
@@ -652,6 +687,19 @@ export class Http2Connection {
     }
   }
 
+  /** A body consumer threw: the stream fails as if its handler had. */
+  consumerFailed(s: Http2Stream, err: unknown): void {
+    this.handlerFailed(s, err);
+  }
+
+  /** An interim 100 (Continue) for a request that asked for it, once its handler reads the body. */
+  sendContinue(s: Http2Stream): void {
+    const enc = this.encoder;
+    enc.begin();
+    enc.add(':status', '100');
+    this.writeBlock(s.id, enc.finish(), false);
+  }
+
   private handlerFailed(s: Http2Stream, err: unknown): void {
     let status = err instanceof HttpError ? err.status : 500;
     if (status < 400 || status > 599 || !Number.isInteger(status)) status = 500;
@@ -681,7 +729,7 @@ export class Http2Connection {
     // The server answered in the handler's place: a handler still at work hears the request is over.
     const handlerTold = new HttpError(status, reason);
     res.end(body);
-    s.req.aborted(handlerTold);
+    s.tellAbandoned(handlerTold);
   }
 
   /** The request body passed a limit while arriving: answer it, stop reading the rest. */
@@ -707,9 +755,9 @@ export class Http2Connection {
     from: number,
     length: number,
   ): void {
+    // A client that does not read what its PINGs and SETTINGS make us write is not read either: the engine
+    // stops reading a connection above its high-water mark, so these answers stay bounded.
     const conn = this.conn;
-    if (conn.outboundBuffered > this.core.maxOutboundControl)
-      throw new Http2Error(ENHANCE_YOUR_CALM, 'the client does not read what it asks for');
     const buf = conn.reserve(FRAME_HEADER + length);
     const p = writeFrameHeader(buf, conn.reservedAt, length, type, flags, stream);
     if (length > 0) src.copy(buf, p, from, from + length);
@@ -839,9 +887,9 @@ export class Http2Connection {
   }
 
   private blockStreamOutput(s: Http2Stream): void {
+    if (s.blockedSince === 0) s.blockedSince = this.conn.loop.clock || 1;
     if (s.queued) return;
     s.queued = true;
-    s.blockedSince = this.conn.loop.clock || 1;
     this.blocked.push(s);
   }
 
@@ -873,6 +921,11 @@ export class Http2Connection {
     }
     s.outQueue = null;
     s.blockedSince = 0;
+    if (s.queued) {
+      s.queued = false;
+      const i = this.blocked.indexOf(s);
+      if (i !== -1) this.blocked.splice(i, 1);
+    }
     if (s.outEnd && s.live && s.state !== HALF_CLOSED_LOCAL) {
       s.outEnd = false;
       if (s.resTrailers !== null) this.sendTrailers(s);
@@ -956,7 +1009,8 @@ export class Http2Connection {
     if (how !== CLOSED_NORMAL && s.handlerBusy && !s.res.finished) s.zombie = true;
     else this.releaseSlot();
     this.idleSince = this.conn.loop.clock;
-    if (this.streams.size === 0 && (this.state === DRAINING || this.peerGoaway)) this.close();
+    if (this.streams.size === 0 && (this.state === DRAINING || this.peerGoaway || this.peerEnded))
+      this.close();
   }
 
   private releaseSlot(): void {
@@ -1060,9 +1114,23 @@ export class Http2Connection {
     if (draining !== null) for (const s of draining) s.settleDrain(reason);
   }
 
-  /** The client ended its side (FIN): no more frames; streams in progress cannot get their bodies. */
+  /**
+   * The client ended its side (FIN): no more frames. With `clientHalfClose: 'serve'` (the default) streams
+   * whose requests are whole are still answered, and the connection closes after them; a body cut short
+   * gets 400. With `'abort'` the client is taken as gone (every stream aborts, as over HTTP/1.1).
+   */
   onEof(): void {
-    this.close();
+    this.peerEnded = true;
+    if (this.core.clientHalfClose === 'abort' || this.streams.size === 0) {
+      this.close();
+      return;
+    }
+    for (const s of [...this.streams.values()]) {
+      if (s.bodyEnded) continue;
+      s.bodyFailed(new HttpError(400, 'client closed before the body was complete'));
+      if (s.res.headersSent) this.resetStream(s, CANCEL);
+      else this.errorAnswer(s, 400, 'client closed before the body was complete');
+    }
   }
 
   // ---- timers ----------------------------------------------------------------------------------------
@@ -1092,6 +1160,8 @@ export class Http2Connection {
         if (s.blockedSince !== 0 && now - s.blockedSince >= core.sendTimeout) {
           // A peer that keeps the window shut holds our memory: the stream goes.
           this.resetStream(s, CANCEL);
+        } else if (s.waitsForReader || this.recvWindow.receive === 0 || s.recvWindow.receive === 0) {
+          s.lastActive = now; // the body waits on us, not on the client: its clock starts again
         } else if (!s.bodyEnded && s.blockedSince === 0 && now - s.lastActive >= core.requestTimeout) {
           const err = new HttpError(408, 'request body timeout');
           s.bodyFailed(err);

@@ -16,6 +16,10 @@ export interface RequestHead {
   values: string[];
   /** Content-Length, or -1. */
   contentLength: number;
+  /** `expect: 100-continue` (an interim 100 goes out when the handler starts reading the body). */
+  expectContinue: boolean;
+  /** An expectation other than 100-continue (answered 417). */
+  expectOther: boolean;
 }
 
 /** Field names no HTTP/2 message may carry (§8.2.2). */
@@ -67,6 +71,8 @@ export function checkRequest(fields: readonly HeaderField[], out: RequestHead): 
   let host = -1;
   let cookies = -1;
   let contentLength = -1;
+  let expectContinue = false;
+  let expectOther = false;
   const names: string[] = [];
   const values: string[] = [];
   for (let i = 0; i < fields.length; i++) {
@@ -110,6 +116,9 @@ export function checkRequest(fields: readonly HeaderField[], out: RequestHead): 
       if (contentLength !== -1 && contentLength !== n) return 'content-length values that differ';
       if (contentLength !== -1) continue;
       contentLength = n;
+    } else if (name === 'expect') {
+      if (value.toLowerCase() === '100-continue') expectContinue = true;
+      else expectOther = true;
     } else if (name === 'host') {
       if (host !== -1) return 'a second host';
       host = names.length;
@@ -150,6 +159,8 @@ export function checkRequest(fields: readonly HeaderField[], out: RequestHead): 
   out.names = names;
   out.values = values;
   out.contentLength = contentLength;
+  out.expectContinue = expectContinue;
+  out.expectOther = expectOther;
   return null;
 }
 

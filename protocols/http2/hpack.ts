@@ -240,7 +240,8 @@ export class HpackDecoder {
     if (length > end - this.p) throw new HpackError('a string literal longer than its block');
     const start = this.p;
     this.p += length;
-    if (length > this.maxListSize) throw new HeaderListTooLarge(`a string of ${length} bytes`);
+    // No limit here: a string is bounded by its block (which the connection bounds before buffering), and
+    // it must be decoded even past the list limit for the table to stay in step (see `decode`).
     if (!huffman) return Buffer.from(b.buffer, b.byteOffset + start, length).toString('latin1');
     const room = Math.ceil((length * 8) / 5);
     if (this.scratch.length < room)

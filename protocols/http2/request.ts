@@ -24,6 +24,7 @@ export class Http2Request implements Request {
   private pathText: string | undefined = undefined;
   private queryText = '';
   private controller: AbortController | null = null;
+  private abortReason: HttpError | null = null;
 
   /** @internal */
   constructor(stream: Http2Stream) {
@@ -153,14 +154,15 @@ export class Http2Request implements Request {
   get signal(): AbortSignal {
     if (this.controller === null) {
       this.controller = new AbortController();
-      const reason = this.h2.abortedWith;
+      const reason = this.abortReason ?? this.h2.abortedWith;
       if (reason !== null) this.controller.abort(reason);
     }
     return this.controller.signal;
   }
 
-  /** @internal */
+  /** @internal The request is over before its handler answered it (`reason` says why). */
   aborted(reason: HttpError): void {
+    this.abortReason ??= reason;
     this.controller?.abort(reason);
   }
 

@@ -94,6 +94,8 @@ export class Http2Response implements Response {
   readonly headOnly: boolean;
   /** @internal The declared body length, or -1. */
   declaredLength = -1;
+  /** A head `sendHead` accepted and not yet framed: the length it advertises (-1: none), or NO_HEAD. */
+  private pendingHead = NO_HEAD;
 
   /** @internal */
   constructor(stream: Http2Stream, headOnly: boolean) {
@@ -192,17 +194,35 @@ export class Http2Response implements Response {
   }
 
   sendHead(length: number, raw?: RawHeaders): void {
-    const s = this.live();
+    this.live();
     if (this.headersSent) throw headersSentError();
     if (!Number.isInteger(length) || length < -1)
       throw new HttpError(500, `invalid body length ${length}`, 'ERR_HTTP_INVALID_LENGTH');
     if (raw !== undefined) addRawLines(this, raw);
-    this.writeHead(length, false);
-    if (length >= 0 && s.res.declaredLength < 0) this.declaredLength = length;
+    const advertised = this.checkHead(length);
+    if (length >= 0 && this.declaredLength < 0) this.declaredLength = length;
+    this.headersSent = true;
+    // The frame waits for the rest of this turn: a proxy that learns at once that no body follows (an
+    // upstream's HEADERS with END_STREAM, gRPC's trailers-only answers) ends the stream on the same frame.
+    this.pendingHead = advertised;
+    queueMicrotask(() => this.flushHead(false));
   }
 
-  /** Sends the HEADERS frame. `length` is the body length to declare (-1: unknown). */
-  private writeHead(length: number, endStream: boolean): void {
+  /** Sends a head `sendHead` left pending. */
+  private flushHead(endStream: boolean): void {
+    const advertised = this.pendingHead;
+    if (advertised === NO_HEAD) return;
+    this.pendingHead = NO_HEAD;
+    const s = this.h2;
+    if (!s.live || this.closed) return;
+    s.session.writeHeaders(s, this.statusCode, advertised, endStream);
+  }
+
+  /**
+   * Checks status and a content-length set by the handler against `length` (the body length known, -1 when
+   * streamed) before anything is sent; returns the length to advertise (-1: none).
+   */
+  private checkHead(length: number): number {
     const status = this.statusCode;
     if (!Number.isInteger(status) || status < 200 || status > 999)
       throw new HttpError(500, `invalid status code ${status}`, 'ERR_HTTP_INVALID_STATUS');
@@ -221,22 +241,20 @@ export class Http2Response implements Response {
           'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
         );
       this.declaredLength = declared;
-      length = -2;
+      return -1; // the handler's own field goes out
     }
-    this.headersSent = true;
-    s.session.writeHeaders(
-      s,
-      status,
-      length >= 0 && status !== 204 && status !== 304 ? length : -1,
-      endStream,
-    );
+    return length >= 0 && status !== 204 && status !== 304 ? length : -1;
   }
 
   write(chunk: string | Uint8Array): boolean {
     if (this.finished) throw new HttpError(500, 'write after end', 'ERR_HTTP_WRITE_AFTER_END');
     const s = this.h2;
     if (this.closed) return false;
-    if (!this.headersSent) this.writeHead(-1, false);
+    if (!this.headersSent) {
+      const advertised = this.checkHead(-1);
+      this.headersSent = true;
+      s.session.writeHeaders(s, this.statusCode, advertised, false);
+    } else this.flushHead(false);
     const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     const n = data.byteLength;
     if (n === 0 || !this.bodyAllowed) return true;
@@ -260,32 +278,28 @@ export class Http2Response implements Response {
       return;
     }
     const trailers = s.resTrailers !== null;
-    if (!this.headersSent) {
-      const data = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
-      const n = data === undefined ? 0 : data.byteLength;
-      const withBody = n !== 0 && this.bodyAllowed;
-      this.writeHead(n, !withBody && !trailers);
-      if (this.declaredLength >= 0 && this.bodyAllowed && n !== this.declaredLength) {
-        this.finished = true;
-        s.session.failResponse(s);
-        throw lengthMismatch(this.declaredLength, n);
-      }
-      if (withBody) {
-        this.bytesWritten = n;
-        s.session.sendData(s, data!, !trailers);
-      }
-    } else {
-      if (body !== undefined) this.write(body);
-      const declared = this.declaredLength;
-      if (declared >= 0 && this.bodyAllowed && this.bytesWritten !== declared) {
-        this.finished = true;
-        s.session.failResponse(s);
-        throw lengthMismatch(declared, this.bytesWritten);
-      }
-      if (!trailers) s.session.sendData(s, EMPTY, true);
+    const data = body === undefined ? EMPTY : typeof body === 'string' ? Buffer.from(body) : body;
+    const n = this.bodyAllowed ? data.byteLength : 0;
+    // Every check before the first frame: END_STREAM may close the stream at once, and a stream that closes
+    // must find its response finished (or it would count as cancelled).
+    let advertised = NO_HEAD;
+    // A HEAD answer advertises the length its GET would have (as over HTTP/1.1).
+    if (!this.headersSent) advertised = this.checkHead(data.byteLength);
+    const declared = this.declaredLength;
+    if (declared >= 0 && this.bodyAllowed && this.bytesWritten + n !== declared) {
+      this.finished = true;
+      s.session.failResponse(s);
+      throw lengthMismatch(declared, this.bytesWritten + n);
     }
-    if (trailers) s.session.sendTrailers(s);
     this.finished = true;
+    this.bytesWritten += n;
+    const bodyFrames = n !== 0 || (this.headersSent && this.pendingHead === NO_HEAD);
+    if (advertised !== NO_HEAD) {
+      this.headersSent = true;
+      s.session.writeHeaders(s, this.statusCode, advertised, !bodyFrames && !trailers);
+    } else this.flushHead(!bodyFrames && !trailers);
+    if (bodyFrames) s.session.sendData(s, n === 0 ? EMPTY : data, !trailers);
+    if (trailers) s.session.sendTrailers(s);
     s.session.responseEnded(s);
   }
 
@@ -315,6 +329,8 @@ export class Http2Response implements Response {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** No head waits to be framed. */
+const NO_HEAD = -3;
 let rawScratch = Buffer.allocUnsafe(4096);
 
 /** Adds raw HTTP/1.1 field lines (`name: value\r\n`, from a strict parser) as fields. */

@@ -23,7 +23,10 @@ import { MAX_MAX_FRAME_SIZE, MAX_WINDOW, MIN_MAX_FRAME_SIZE, PREFACE } from './f
 export interface Http2Options {
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised and enforced (REFUSED_STREAM beyond it). Default 100. */
   maxConcurrentStreams?: number;
-  /** SETTINGS_INITIAL_WINDOW_SIZE: what each request body may send ahead of the handler. Default 65,535. */
+  /**
+   * SETTINGS_INITIAL_WINDOW_SIZE: what each request body may send ahead of the handler (at least 1,024).
+   * Default 65,535.
+   */
   initialWindowSize?: number;
   /** The connection's receive window: request body bytes buffered per connection at most. Default 1 MiB. */
   connectionWindowSize?: number;
@@ -75,6 +78,7 @@ export interface Http2Core {
   readonly handler: RequestHandler;
   readonly onResponse: ((req: Request, res: Response, exchange: ExchangeInfo) => void) | undefined;
   readonly timing: boolean;
+  readonly clientHalfClose: 'serve' | 'abort';
   readonly maxBodySize: number;
   readonly headersTimeout: number;
   readonly requestTimeout: number;
@@ -89,7 +93,6 @@ export interface Http2Core {
   readonly maxResetsBurst: number;
   readonly maxControlFramesPerSecond: number;
   readonly maxControlFramesBurst: number;
-  readonly maxOutboundControl: number;
   readonly settingsTimeout: number;
   readonly idleTimeout: number;
   readonly sendTimeout: number;
@@ -125,7 +128,7 @@ function http2Core(handler: RequestHandler, options: ServerOptions, given: Http2
   const o = { ...H2_DEFAULTS, ...definedOptions(given) };
   const big = 2 ** 31 - 1;
   bounded('maxConcurrentStreams', o.maxConcurrentStreams, 1, big);
-  bounded('initialWindowSize', o.initialWindowSize, 0, MAX_WINDOW);
+  bounded('initialWindowSize', o.initialWindowSize, 1024, MAX_WINDOW);
   bounded('connectionWindowSize', o.connectionWindowSize, 65_535, MAX_WINDOW);
   bounded('maxFrameSize', o.maxFrameSize, MIN_MAX_FRAME_SIZE, MAX_MAX_FRAME_SIZE);
   bounded('maxHeaderListSize', o.maxHeaderListSize, 1024, big);
@@ -145,6 +148,7 @@ function http2Core(handler: RequestHandler, options: ServerOptions, given: Http2
     handler,
     onResponse: options.onResponse,
     timing,
+    clientHalfClose: options.clientHalfClose ?? 'serve',
     maxBodySize: options.maxBodySize ?? 1024 * 1024,
     headersTimeout: options.headersTimeout ?? 10_000,
     requestTimeout: options.requestTimeout ?? 60_000,
@@ -159,7 +163,6 @@ function http2Core(handler: RequestHandler, options: ServerOptions, given: Http2
     maxResetsBurst: o.maxResetsPerSecond * 2,
     maxControlFramesPerSecond: o.maxControlFramesPerSecond,
     maxControlFramesBurst: o.maxControlFramesPerSecond * 2,
-    maxOutboundControl: 1024 * 1024,
     settingsTimeout: o.settingsTimeout,
     idleTimeout: o.idleTimeout,
     sendTimeout: o.sendTimeout,

@@ -78,6 +78,8 @@ export class Http2Stream {
   handlerBusy = false;
   /** Reset while its handler runs: it holds a concurrency slot until the handler settles. */
   zombie = false;
+  /** The handler was told the request is over (listener and signal), once. */
+  private abandoned = false;
 
   constructor(
     session: Http2Connection,
@@ -93,7 +95,13 @@ export class Http2Stream {
     this.bodyEnded = endStream;
     const local = session.settings;
     this.sendWindow = new FlowWindow(id, session.peer.initialWindowSize, local.initialWindowSize);
-    this.recvWindow = new FlowWindow(id, 0, local.initialWindowSize);
+    // Until the client has our SETTINGS it may use the default window (RFC 9113 §6.9.2): a smaller one we
+    // advertised binds streams opened after the acknowledgement.
+    this.recvWindow = new FlowWindow(
+      id,
+      0,
+      session.settingsAcked ? local.initialWindowSize : Math.max(local.initialWindowSize, 65_535),
+    );
     this.startedAt = startedAt;
     this.lastActive = session.conn.loop.clock;
     this.req = new Http2Request(this);
@@ -119,7 +127,7 @@ export class Http2Stream {
     const consumer = this.consumer;
     if (consumer !== null && !this.bodyPaused && this.inQueue === null) {
       this.session.consumed(this, view.length);
-      if (consumer.data(view) === false) this.bodyPaused = true;
+      this.deliver(consumer, view);
       return;
     }
     if (consumer === null && this.bodyTaken) {
@@ -150,15 +158,38 @@ export class Http2Stream {
   }
 
   attachBody(consumer: BodyConsumer): void {
-    if (this.bodyTaken)
-      throw new HttpError(500, 'the request body is already being read', 'ERR_HTTP_BODY_CONSUMED');
-    this.bodyTaken = true;
     if (this.abortedWith !== null) {
+      // Reset or lost first: the reader hears why (a cancelled upload is not a handler's mistake).
       consumer.error(this.abortedWith);
       return;
     }
+    if (this.bodyTaken)
+      throw new HttpError(500, 'the request body is already being read', 'ERR_HTTP_BODY_CONSUMED');
+    this.bodyTaken = true;
     this.consumer = consumer;
+    if (this.head.expectContinue && !this.bodyEnded && !this.res.headersSent) this.session.sendContinue(this);
     this.flushBody();
+  }
+
+  /**
+   * Whether the body waits on our side (a paused reader, or bytes queued for a reader not attached yet):
+   * the client is then not to blame for a body that stops arriving.
+   */
+  get waitsForReader(): boolean {
+    return this.bodyPaused || (this.consumer === null && !this.bodyTaken && this.inQueue !== null);
+  }
+
+  /** Calls the consumer; a throw fails this stream only (as a handler's would). */
+  private deliver(consumer: BodyConsumer, chunk: Buffer): void {
+    let more: boolean | void;
+    try {
+      more = consumer.data(chunk);
+    } catch (err) {
+      this.consumer = null;
+      this.session.consumerFailed(this, err);
+      return;
+    }
+    if (more === false) this.bodyPaused = true;
   }
 
   resumeBody(): void {
@@ -173,7 +204,7 @@ export class Http2Stream {
       while (queue.length > 0 && this.consumer !== null && !this.bodyPaused) {
         const chunk = queue.shift()!;
         this.session.consumed(this, chunk.length);
-        if (this.consumer.data(chunk) === false) this.bodyPaused = true;
+        this.deliver(this.consumer, chunk);
       }
       if (queue.length > 0) return;
       this.inQueue = null;
@@ -184,8 +215,12 @@ export class Http2Stream {
   private endConsumer(): void {
     const consumer = this.consumer!;
     this.consumer = null;
-    if (this.abortedWith !== null) consumer.error(this.abortedWith);
-    else consumer.end(this.trailers);
+    try {
+      if (this.abortedWith !== null) consumer.error(this.abortedWith);
+      else consumer.end(this.trailers);
+    } catch (err) {
+      this.session.consumerFailed(this, err);
+    }
   }
 
   /** The response ended while the body still came: whoever reads it hears so, the rest is dropped. */
@@ -287,6 +322,13 @@ export class Http2Stream {
     this.outQueue = null;
     this.outBytes = 0;
     if (this.res.finished) return;
+    this.tellAbandoned(reason);
+  }
+
+  /** Runs the abort listener and aborts the request's signal, once (a reset, or an answer in its place). */
+  tellAbandoned(reason: HttpError): void {
+    if (this.abandoned) return;
+    this.abandoned = true;
     const listener = this.abortListener;
     this.abortListener = null;
     if (listener !== null) {

@@ -150,11 +150,33 @@ describe('frame sizes and stream ids (§4, §5.1.1)', () => {
     assert.equal((await c.response(1)).body, 'ok /u');
     c.close();
   });
-  test('a stream that depends on itself: PROTOCOL_ERROR on the stream', async () => {
-    await streamError((c) => [frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16]))], 1, E.PROTOCOL_ERROR);
+  test('an open stream that depends on itself: PROTOCOL_ERROR on the stream', async () => {
+    const slow = await startH2(() => new Promise(() => {}));
+    const c = await H2Client.connect(slow.port);
+    try {
+      c.send(c.headers(1, H2Client.get()), frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16])));
+      assert.equal(await c.rst(1), E.PROTOCOL_ERROR);
+    } finally {
+      c.close();
+      await slow.engine.stop();
+    }
   });
-  test('PRIORITY of a wrong size: FRAME_SIZE_ERROR on the stream', async () => {
-    await streamError(() => [frame(T.PRIORITY, 0, 1, Buffer.alloc(4))], 1, E.FRAME_SIZE_ERROR);
+  test('an idle stream that depends on itself: PROTOCOL_ERROR on the connection (no RST on idle, §5.1)', async () => {
+    await connectionError([frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16]))], E.PROTOCOL_ERROR);
+  });
+  test('PRIORITY of a wrong size on an open stream: FRAME_SIZE_ERROR on the stream', async () => {
+    const slow = await startH2(() => new Promise(() => {}));
+    const c = await H2Client.connect(slow.port);
+    try {
+      c.send(c.headers(1, H2Client.get()), frame(T.PRIORITY, 0, 1, Buffer.alloc(4)));
+      assert.equal(await c.rst(1), E.FRAME_SIZE_ERROR);
+    } finally {
+      c.close();
+      await slow.engine.stop();
+    }
+  });
+  test('PRIORITY of a wrong size on an idle stream: FRAME_SIZE_ERROR on the connection', async () => {
+    await connectionError([frame(T.PRIORITY, 0, 1, Buffer.alloc(4))], E.FRAME_SIZE_ERROR);
   });
 });
 

@@ -27,11 +27,7 @@ async function run(options: object, fields: [string, string][]) {
       out.push(c.headers(id, fields, false), frame(T.DATA, 0, id, Buffer.alloc(16_384, 0x61)));
     }
     c.send(...out);
-    await c.until(
-      (f) => f.type === T.RST_STREAM && f.stream === 79,
-      'the 40th stream refused',
-      3000,
-    );
+    await c.until((f) => f.type === T.RST_STREAM && f.stream === 79, 'the 40th stream refused', 3000);
     const wu = await c
       .until(
         (f) => f.type === T.WINDOW_UPDATE && f.stream === 0 && c.frames.indexOf(f) >= seen,

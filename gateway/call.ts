@@ -23,7 +23,7 @@ import { CompletionRecord, type FailureKind } from './completion.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
 import { SKIP_REQUEST } from './hop-by-hop.ts';
-import type { PoolError, PoolRequester } from './pool.ts';
+import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
 import { forwardHead, ResponseFilterError } from './response-head.ts';
 
 /** Methods whose responses are framed differently (no body, a tunnel): a filter may not switch to or from them. */
@@ -96,7 +96,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private readonly upstream: Upstream;
   private readonly key: string | undefined;
   private target: UpstreamTarget | null = null;
-  private client: ClientConnection | null = null;
+  private client: UpstreamExchange | null = null;
   private reused = false;
   private tried: Set<UpstreamTarget> | null = null;
   private attempts = 0;
@@ -108,6 +108,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private startedMs = 0;
   private phaseMs = 0;
   private resumeDownstream: (() => void) | null = null;
+  /** Streams an HTTP/2 upstream did not process, sent again (twice at most, then a normal failure). */
+  private refusals = 0;
 
   constructor(
     req: Request,
@@ -303,7 +305,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   // ---- PoolRequester ---------------------------------------------------------------------------------
 
-  onConnection(client: ClientConnection, reused: boolean): void {
+  onConnection(client: UpstreamExchange, reused: boolean): void {
     if (this.state === DONE) {
       this.target!.active--;
       this.target!.pool.release(client);
@@ -313,9 +315,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.record.connectMs = now - this.phaseMs;
     this.client = client;
     this.reused = reused;
-    const conn = client.conn;
     // The first-byte timeout starts once the request is sent whole; an upload runs against the total.
-    conn.setDeadline(this.req.hasBody ? this.remaining() : this.firstByteDeadline());
+    client.setDeadline(this.req.hasBody ? this.remaining() : this.firstByteDeadline());
     client.poolData = this;
     client.onWritable = resumeUpstreamWrites;
     this.state = SENDING;
@@ -329,7 +330,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 
   /** Writes the upstream request head; false (the call failed) when a filter's change could not be sent. */
-  private sendHead(client: ClientConnection): boolean {
+  private sendHead(client: UpstreamExchange): boolean {
     const req = this.req;
     const route = this.route;
     const target = this.target!;
@@ -393,10 +394,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   data(chunk: Buffer): boolean {
     this.record.bytesIn += chunk.length;
     const client = this.client;
-    if (client === null || client.conn.closed) return true;
+    if (client === null || client.gone) return true;
     // Past the high-water mark, flush; stop reading the client only if the upstream really is behind
     // (whenWritable then promises an onWritable, which resumes the body).
-    if (!client.writeBody(chunk) && !client.conn.whenWritable()) return false;
+    if (!client.writeBody(chunk) && !client.whenWritable()) return false;
     return true;
   }
 
@@ -404,7 +405,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.requestDone = true;
     const client = this.client;
     if (client === null) return;
-    if (this.state === SENDING) client.conn.setDeadline(this.firstByteDeadline());
+    if (this.state === SENDING) client.setDeadline(this.firstByteDeadline());
     // Trailer fields the proxy would not forward as headers (framing, Host, the fields it writes, the route's
     // removals) are dropped too: an upstream that merges trailers into the header must not see them.
     const skip = this.route.requestSkip;
@@ -442,7 +443,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.state = RECEIVING;
     this.record.firstByteMs = this.loop.now() - this.startedMs;
     const client = this.client!;
-    client.conn.setDeadline(this.remaining());
+    client.setDeadline(this.remaining());
     let answered: boolean;
     try {
       answered = forwardHead(this, this.route, response, this.res, this.requestId);
@@ -484,7 +485,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     return true;
   }
 
-  onEnd(_trailers: readonly [string, string][]): void {
+  onEnd(trailers: readonly [string, string][]): void {
     const target = this.target!;
     const client = this.client!;
     target.active--;
@@ -494,6 +495,19 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.state = DONE;
     this.upstream.answered(target, this.res.statusCode);
     this.record.answeredBy = 'upstream';
+    // Trailers pass back (gRPC's status is one), but not the fields the proxy would not forward as headers.
+    if (trailers.length > 0) {
+      const skip = this.route.responseSkip;
+      for (const [name, value] of trailers) {
+        const lower = name.toLowerCase();
+        if (skip.get(lower.length)?.includes(lower)) continue;
+        try {
+          this.res.trailer(name, value);
+        } catch {
+          // A field the downstream codec refuses (bad characters) is dropped, not the response.
+        }
+      }
+    }
     this.res.end();
     this.complete();
   }
@@ -506,6 +520,18 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       return;
     }
     const client = this.client;
+    if (code === 'ERR_HTTP2_REFUSED' && !client.answered && this.refusals++ < 2) {
+      // The upstream did not process the stream (GOAWAY before it, REFUSED_STREAM): not the target's
+      // failure, and safe to send again on a new connection when no body has gone out.
+      this.target!.active--;
+      this.client = null;
+      if (!(this.bodyAttached && this.req.hasBody)) {
+        this.attempt(502, 'upstream connection failed', 'upstream-closed', true);
+      } else {
+        this.fail('upstream-closed', 502, 'upstream connection failed');
+      }
+      return;
+    }
     if (this.reused && !client.answered && this.state === SENDING && code !== 'ERR_HTTP_BAD_RESPONSE') {
       // A pooled connection the upstream closed while it was idle (its keep-alive timeout raced our request):
       // not the target's failure. The request goes again on a fresh connection to the same target if it can
@@ -600,6 +626,6 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 }
 
-function resumeUpstreamWrites(client: ClientConnection): void {
+function resumeUpstreamWrites(client: UpstreamExchange): void {
   (client.poolData as ProxyCall | undefined)?.upstreamWritable();
 }

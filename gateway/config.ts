@@ -136,6 +136,13 @@ const upstream = z
       .strict()
       .default({ firstByte: 30_000, total: 60_000 }),
     retries: z.number().int().min(0).max(5).default(1),
+    /**
+     * The protocol spoken to the targets: `http1` (keep-alive connections, one exchange each at a time), or
+     * `http2`: streams multiplexed on pooled connections (`pool.maxConnections` of them), by prior
+     * knowledge on plain targets and by ALPN `h2` over TLS; response trailers pass back (gRPC works end to
+     * end). Default `http1`.
+     */
+    protocol: z.enum(['http1', 'http2']).default('http1'),
     /** TLS to every target (verified against `caFile` or Node's roots); `https://` targets use it too. */
     tls: upstreamTls.optional(),
     healthCheck: healthCheck.optional(),

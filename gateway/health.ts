@@ -8,6 +8,7 @@
 import type { EventLoop, LoopTimer } from '../core/index.ts';
 import { ClientConnection, type ClientResponse, clientHandler } from '../protocols/http1/index.ts';
 import type { UpstreamConfig } from './config.ts';
+import { Http2TargetPool } from './pool-h2.ts';
 import type { UpstreamTarget } from './upstream.ts';
 
 type CheckSettings = NonNullable<UpstreamConfig['healthCheck']>;
@@ -64,6 +65,10 @@ export class HealthChecker {
       this.checking = false;
       if (this.timer !== null) this.result(ok);
     };
+    if (t.pool instanceof Http2TargetPool) {
+      this.checkOverPool(t.pool, hc, settle);
+      return;
+    }
     const conn = this.loop.dial<ClientConnection>(
       t.pool.address,
       clientHandler({
@@ -98,6 +103,39 @@ export class HealthChecker {
     );
     conn.context = new ClientConnection(conn);
     conn.setDeadline(hc.timeout);
+  }
+
+  /** HTTP/2 targets are checked with a stream on the pool's connections (a connection of its own each time would cost a handshake for nothing). */
+  private checkOverPool(pool: Http2TargetPool, hc: CheckSettings, settle: (ok: boolean) => void): void {
+    const t = this.target;
+    let status = 0;
+    pool.acquire({
+      onConnection: (exchange) => {
+        exchange.setDeadline(hc.timeout);
+        try {
+          exchange.request(
+            {
+              method: 'GET',
+              target: hc.path,
+              host: t.host,
+              headers: [['user-agent', 'netloom-health']],
+              framing: 'none',
+            },
+            {
+              onHead: (res: ClientResponse) => {
+                status = res.status;
+              },
+              onBody: () => {},
+              onEnd: () => settle(status >= 200 && status < 400),
+              onError: () => settle(false),
+            },
+          );
+        } catch {
+          settle(false);
+        }
+      },
+      onPoolError: () => settle(false),
+    });
   }
 
   private result(ok: boolean): void {

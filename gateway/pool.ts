@@ -1,5 +1,29 @@
 import type { DialTlsOptions, EventLoop, LoopTimer } from '../core/index.ts';
 import { ClientConnection, clientHandler } from '../protocols/http1/index.ts';
+import type { Http2ClientStream } from '../protocols/http2/index.ts';
+
+/**
+ * What a pool hands a requester for one exchange: an HTTP/1.1 connection (one exchange at a time), or a
+ * stream reserved on an HTTP/2 connection. Both send a request, stream its body, and hand the response to
+ * a sink the same way (`request`, `writeBody`, `endBody`, `abort`, `resumeResponse`, `setDeadline`).
+ */
+export type UpstreamExchange = ClientConnection | Http2ClientStream;
+
+/** The pool of one target: HTTP/1.1 keep-alive connections, or multiplexed HTTP/2 ones. */
+export interface UpstreamPool {
+  readonly address: string;
+  /** TLS for every connection, or undefined for plain TCP. */
+  readonly tls: DialTlsOptions | undefined;
+  options: PoolOptions;
+  /** Hands `requester` an exchange now or later (or an error); `fresh`: on a connection not used before. */
+  acquire(requester: PoolRequester, fresh?: boolean): void;
+  /** Forgets a requester still waiting; true if it was. */
+  withdraw(requester: PoolRequester): boolean;
+  /** Takes back an exchange after its response (HTTP/1.1), or one never used. */
+  release(client: UpstreamExchange): void;
+  close(): void;
+  stats(): PoolStats;
+}
 
 /** Pool settings of one upstream (see the `pool` section of the configuration). */
 export interface PoolOptions {
@@ -14,7 +38,7 @@ export interface PoolOptions {
 /** Who asked for a connection: told once, either way. */
 export interface PoolRequester {
   /** `reused`: the connection carried a request before (it may have been closed by the upstream meanwhile). */
-  onConnection(client: ClientConnection, reused: boolean): void;
+  onConnection(client: UpstreamExchange, reused: boolean): void;
   onPoolError(err: PoolError): void;
 }
 
@@ -51,7 +75,7 @@ const KEEP_ALIVE_MARGIN_MS = 500;
  * connection closes after `idleTimeout`, or sooner when its upstream said it keeps connections for less
  * (`Keep-Alive: timeout=N`), or beyond `maxIdle`.
  */
-export class TargetPool {
+export class TargetPool implements UpstreamPool {
   /** Where connections are dialed (`host:port`, no scheme). */
   readonly address: string;
   options: PoolOptions;
@@ -139,7 +163,8 @@ export class TargetPool {
    * Takes a connection back after a complete exchange. It idles for `idleTimeout` at most, and for less than
    * the upstream said it keeps it (`Keep-Alive: timeout=N`, see `ClientConnection.keepAliveTimeout`).
    */
-  release(client: ClientConnection): void {
+  release(exchange: UpstreamExchange): void {
+    const client = exchange as ClientConnection;
     if (!client.reusable || client.conn.closed || client.conn.inboundBuffered > 0 || this.closing) {
       client.conn.close();
       return;

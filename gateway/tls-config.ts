@@ -167,7 +167,11 @@ export function splitScheme(address: string): { address: string; https: boolean 
 }
 
 /** The dial options for a target, or undefined for plain TCP. Files are read here (once per version). */
-export function dialTls(upstream: UpstreamTls | undefined, https: boolean): DialTlsOptions | undefined {
+export function dialTls(
+  upstream: UpstreamTls | undefined,
+  https: boolean,
+  http2 = false,
+): DialTlsOptions | undefined {
   if (upstream === undefined && !https) return undefined;
   const t = upstream;
   return {
@@ -176,7 +180,7 @@ export function dialTls(upstream: UpstreamTls | undefined, https: boolean): Dial
     ca: t?.caFile === undefined ? undefined : readFileSync(t.caFile, 'utf8'),
     cert: t?.certFile === undefined ? undefined : readFileSync(t.certFile, 'utf8'),
     key: t?.keyFile === undefined ? undefined : readFileSync(t.keyFile, 'utf8'),
-    alpnProtocols: ['http/1.1'],
+    alpnProtocols: http2 ? ['h2'] : ['http/1.1'],
   };
 }
 

@@ -5,7 +5,8 @@ import { type BalancedTarget, type Balancer, createBalancer } from './balancer.t
 import type { FailureKind } from './completion.ts';
 import type { UpstreamConfig } from './config.ts';
 import { HealthChecker } from './health.ts';
-import { type PoolOptions, TargetPool } from './pool.ts';
+import { type PoolOptions, TargetPool, type UpstreamPool } from './pool.ts';
+import { Http2TargetPool } from './pool-h2.ts';
 import { dialTls, splitScheme } from './tls-config.ts';
 
 /** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
@@ -22,7 +23,7 @@ export class UpstreamTarget implements BalancedTarget {
   readonly host: string;
   /** Its weight in the balancer; a reload may change it in place (pool and health stay). */
   weight: number;
-  readonly pool: TargetPool;
+  readonly pool: UpstreamPool;
   active = 0;
   healthy = true;
   ejectedUntil = 0;
@@ -33,7 +34,7 @@ export class UpstreamTarget implements BalancedTarget {
   /** The active checks of this target, when its upstream has them. */
   checker: HealthChecker | null = null;
 
-  constructor(address: string, weight: number, pool: TargetPool) {
+  constructor(address: string, weight: number, pool: UpstreamPool) {
     this.address = address;
     this.host = hostOf(address);
     this.weight = weight;
@@ -62,15 +63,20 @@ export class TargetRegistry {
     // TLS is part of the key, files' contents included: a target whose TLS changed (a renewed client
     // certificate at the same path, read again at a reload) is a new one (new pool, fresh health).
     const { address: dialAddress, https } = splitScheme(address);
-    const tls = dialTls(config.tls, https);
+    const http2 = config.protocol === 'http2';
+    const tls = dialTls(config.tls, https, http2);
     const tlsKey = tls === undefined ? '' : createHash('sha256').update(JSON.stringify(tls)).digest('hex');
-    const key = `${upstream}|${address}|${tlsKey}`;
+    // The protocol is part of the key too: a reload that changes it gets new pools.
+    const key = `${upstream}|${address}|${config.protocol}|${tlsKey}`;
     let t = this.targets.get(key);
     if (t === undefined) {
+      const options = config.pool as PoolOptions;
       t = new UpstreamTarget(
         address,
         weight,
-        new TargetPool(this.loop, dialAddress, config.pool as PoolOptions, tls),
+        http2
+          ? new Http2TargetPool(this.loop, dialAddress, options, tls)
+          : new TargetPool(this.loop, dialAddress, options, tls),
       );
       this.targets.set(key, t);
     }

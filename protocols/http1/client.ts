@@ -181,6 +181,21 @@ export class ClientConnection implements BodySink, ClientResponse {
     return this.state !== IDLE;
   }
 
+  /** Whether the connection is closing or closed (what the HTTP/2 client's streams say as `gone`). */
+  get gone(): boolean {
+    return this.conn.closed;
+  }
+
+  /** Arms the exchange's deadline (the connection's: one exchange at a time); 0 disarms. */
+  setDeadline(ms: number): void {
+    this.conn.setDeadline(ms);
+  }
+
+  /** Whether more request body may be written now; otherwise `onWritable` follows once it may. */
+  whenWritable(): boolean {
+    return this.conn.whenWritable();
+  }
+
   /**
    * Starts a request: the caller has written (or now writes) the request head and body to `conn`; the response
    * goes to `sink`. `method` tells a HEAD request, whose response has no body.

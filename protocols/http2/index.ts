@@ -5,6 +5,12 @@
  * @packageDocumentation
  */
 
+export {
+  Http2ClientConnection,
+  Http2ClientStream,
+  http2ClientHandler,
+  refusedError,
+} from './client.ts';
 export { Http2Error } from './frames.ts';
 export {
   type DecoderLimits,

@@ -241,6 +241,11 @@ export class GatewayLoop {
         sendGatewayError(res, 405, 'CONNECT is not allowed on this route', { route: route.name });
         return;
       }
+      if (req.httpVersion === '2') {
+        // A tunnel over an HTTP/2 stream (RFC 9113 §8.5) is not built: said plainly, not a 500.
+        sendGatewayError(res, 501, 'CONNECT over HTTP/2 is not supported', { route: route.name });
+        return;
+      }
       openTunnel(req, res, route, this.loop);
       return;
     }

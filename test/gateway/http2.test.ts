@@ -181,3 +181,30 @@ test('a TLS listener offers h2 by ALPN: curl --http2 through the gateway', async
   assert.match(r.stdout, /^HTTP\/2 200/);
   assert.match(r.stdout, /"url":"\/over\/tls"/);
 });
+
+test('CONNECT over HTTP/2: 501 on a route that tunnels, 405 on one that does not (never a 500)', async (t) => {
+  const up = await httpUpstream(echoHandler('echo'));
+  const gw = await startTestGateway(
+    gatewayConfig({ echo: upstreamOf([up.address]) }, [
+      { name: 'tunnel', match: { host: 'tunnel.test', path: '/', methods: ['CONNECT'] }, upstream: 'echo' },
+      { name: 'all', match: { path: '/' }, upstream: 'echo' },
+    ]),
+  );
+  const session = http2.connect(gw.url);
+  t.after(async () => {
+    session.close();
+    await gw.stop();
+    await up.close();
+  });
+  const status = (authority: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = session.request({ ':method': 'CONNECT', ':authority': authority });
+      req.on('response', (h) => {
+        resolve(Number(h[':status']));
+        req.close();
+      });
+      req.on('error', reject);
+    });
+  assert.equal(await status('tunnel.test:443'), 501);
+  assert.equal(await status('other.test:443'), 405);
+});

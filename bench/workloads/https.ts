@@ -2,10 +2,8 @@
 // ssl_session_tickets on), all with the same ECDSA P-256 certificate made for the run. Keep-alive with wrk
 // (100 connections); new connections with `Connection: close` (a full handshake per request: wrk does not
 // resume sessions); and handshakes one after another with `openssl s_time`, full (-new) and resumed (-reuse).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { benchCertificate } from '../certificate.ts';
 import {
   compare,
   NODE,
@@ -39,32 +37,7 @@ async function sTime(port: number, seconds: number, reuse: boolean): Promise<Sam
 
 export async function run(args: { rounds: number; seconds: number }): Promise<void> {
   requireTools(['wrk', 'openssl', 'nginx']);
-  const dir = mkdtempSync(join(tmpdir(), 'netloom-bench-https-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost',
-    ],
-    { stdio: 'ignore' },
-  );
+  const { cert, key } = benchCertificate();
   const node = (name: string, script: string, extra: string[]) => ({
     name,
     start: () => startServer(name, NODE, [...NODE_ARGS, join(ROOT, script), ...extra]),

@@ -508,7 +508,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
         }
       }
     }
-    this.res.end();
+    try {
+      this.res.end();
+    } catch (err) {
+      // The downstream refused the end (a body shorter than its declared length): the response is cut,
+      // the call still completes (its filters and its route's hold are released).
+      this.loop.log.warn('response not completed', { route: this.route.name, error: err });
+    }
     this.complete();
   }
 
@@ -532,7 +538,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       }
       return;
     }
-    if (this.reused && !client.answered && this.state === SENDING && code !== 'ERR_HTTP_BAD_RESPONSE') {
+    if (
+      this.reused &&
+      !client.answered &&
+      this.state === SENDING &&
+      code !== 'ERR_HTTP_BAD_RESPONSE' &&
+      code !== 'ERR_HTTP2_STREAM_RESET' // a stream the upstream reset was seen by it: not a stale connection
+    ) {
       // A pooled connection the upstream closed while it was idle (its keep-alive timeout raced our request):
       // not the target's failure. The request goes again on a fresh connection to the same target if it can
       // (idempotent, no body started); otherwise it fails, counted against nobody.

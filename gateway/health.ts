@@ -7,6 +7,7 @@
  */
 import type { EventLoop, LoopTimer } from '../core/index.ts';
 import { ClientConnection, type ClientResponse, clientHandler } from '../protocols/http1/index.ts';
+import { Http2ClientConnection, http2ClientHandler } from '../protocols/http2/index.ts';
 import type { UpstreamConfig } from './config.ts';
 import { Http2TargetPool } from './pool-h2.ts';
 import type { UpstreamTarget } from './upstream.ts';
@@ -66,7 +67,7 @@ export class HealthChecker {
       if (this.timer !== null) this.result(ok);
     };
     if (t.pool instanceof Http2TargetPool) {
-      this.checkOverPool(t.pool, hc, settle);
+      this.checkHttp2(t.pool, hc, settle);
       return;
     }
     const conn = this.loop.dial<ClientConnection>(
@@ -105,37 +106,58 @@ export class HealthChecker {
     conn.setDeadline(hc.timeout);
   }
 
-  /** HTTP/2 targets are checked with a stream on the pool's connections (a connection of its own each time would cost a handshake for nothing). */
-  private checkOverPool(pool: Http2TargetPool, hc: CheckSettings, settle: (ok: boolean) => void): void {
+  /**
+   * An HTTP/2 target is checked on a connection of its own, as an HTTP/1.1 one is: a check must not wait
+   * behind the requests in the pool (a busy target is not a sick one), nor take their places.
+   */
+  private checkHttp2(pool: Http2TargetPool, hc: CheckSettings, settle: (ok: boolean) => void): void {
     const t = this.target;
     let status = 0;
-    pool.acquire({
-      onConnection: (exchange) => {
-        exchange.setDeadline(hc.timeout);
-        try {
-          exchange.request(
-            {
-              method: 'GET',
-              target: hc.path,
-              host: t.host,
-              headers: [['user-agent', 'netloom-health']],
-              framing: 'none',
-            },
-            {
-              onHead: (res: ClientResponse) => {
-                status = res.status;
+    const conn = this.loop.dial<Http2ClientConnection>(
+      pool.address,
+      http2ClientHandler({
+        onOpen: (client) => {
+          if (pool.tls !== undefined && client.conn.alpnProtocol !== 'h2') {
+            client.conn.close();
+            return;
+          }
+          try {
+            const stream = client.reserve(pool.tls === undefined ? 'http' : 'https');
+            stream.request(
+              {
+                method: 'GET',
+                target: hc.path,
+                host: t.host,
+                headers: [['user-agent', 'netloom-health']],
+                framing: 'none',
               },
-              onBody: () => {},
-              onEnd: () => settle(status >= 200 && status < 400),
-              onError: () => settle(false),
-            },
-          );
-        } catch {
-          settle(false);
-        }
-      },
-      onPoolError: () => settle(false),
-    });
+              {
+                onHead: (res: ClientResponse) => {
+                  status = res.status;
+                },
+                onBody: () => {},
+                onEnd: () => {
+                  settle(status >= 200 && status < 400);
+                  client.conn.close();
+                },
+                onError: () => {
+                  settle(false);
+                  client.conn.close();
+                },
+              },
+            );
+            stream.setDeadline(hc.timeout);
+          } catch {
+            settle(false);
+            client.conn.close();
+          }
+        },
+        onClose: () => settle(false),
+      }),
+      { timeout: hc.timeout, tls: pool.tls },
+    );
+    // The connection takes its client as context; the server's SETTINGS are due within the check's time.
+    new Http2ClientConnection(conn).expectSettingsWithin(hc.timeout);
   }
 
   private result(ok: boolean): void {

@@ -2,7 +2,9 @@
  * HTTP/2 connections to one target, owned by one loop: requests are multiplexed as streams on as few
  * connections as the server's SETTINGS_MAX_CONCURRENT_STREAMS allows (up to `maxConnections` of them).
  * A requester gets a reserved stream at once when a connection has room, a new connection when none has,
- * or waits (at most `maxQueue` requesters, each for `queueTimeout`) for a stream to end.
+ * or waits (at most `maxQueue` requesters, each for `queueTimeout`) for a stream to end. A new connection
+ * hands out streams only once the server's SETTINGS said how many it takes; one the server is closing
+ * (GOAWAY) takes none and no longer counts against `maxConnections`.
  */
 import type { DialTlsOptions, EventLoop, LoopTimer } from '../core/index.ts';
 import {
@@ -56,29 +58,33 @@ export class Http2TargetPool implements UpstreamPool {
     return this.tls === undefined ? 'http' : 'https';
   }
 
-  acquire(requester: PoolRequester, fresh = false): void {
+  /**
+   * `fresh` (a stream the server did not process, sent again) changes nothing here: a connection that
+   * refused streams after GOAWAY takes no new one, and one that refused a stream over its limit is asked
+   * only within its limit now.
+   */
+  acquire(requester: PoolRequester, _fresh = false): void {
     if (this.closing) {
       requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
       return;
     }
-    if (!fresh) {
-      for (const c of this.sessions) {
-        if (this.pending.has(c) || c.capacity === 0) continue;
-        this.reused++;
-        requester.onConnection(c.reserve(this.scheme), true);
-        return;
-      }
-      // A dial in progress takes more requesters than one (its SETTINGS will say how many streams).
-      for (const waiting of this.pending.values()) {
-        if (waiting.length < 100) {
-          waiting.push(requester);
-          return;
-        }
-      }
+    for (const c of this.sessions) {
+      if (this.pending.has(c) || c.capacity === 0) continue;
+      this.reused++;
+      requester.onConnection(c.reserve(this.scheme), true);
+      return;
     }
-    if (this.sessions.length < this.options.maxConnections || fresh) {
+    if (this.live() < this.options.maxConnections) {
       this.dial(requester);
       return;
+    }
+    // A connection still starting takes requesters up to the default limit of 100 streams; they get their
+    // streams when its SETTINGS arrive (the ones beyond its real limit wait in the queue then).
+    for (const waiting of this.pending.values()) {
+      if (waiting.length < 100) {
+        waiting.push(requester);
+        return;
+      }
     }
     if (this.queue.length >= this.options.maxQueue) {
       this.overflowed++;
@@ -143,8 +149,17 @@ export class Http2TargetPool implements UpstreamPool {
     });
     const client = new Http2ClientConnection(conn);
     client.onStreamEnd = (c) => this.streamEnded(c);
+    client.onReady = (c) => this.ready(c);
+    client.onGoaway = () => this.replaceIfNeeded();
     this.sessions.push(client);
     this.pending.set(client, [requester]);
+  }
+
+  /** Connections that may still take streams (dialing or open, not going away). */
+  private live(): number {
+    let n = 0;
+    for (const c of this.sessions) if (!c.goingAway) n++;
+    return n;
   }
 
   private opened(client: Http2ClientConnection): void {
@@ -152,15 +167,35 @@ export class Http2TargetPool implements UpstreamPool {
       client.conn.close(
         new Error(`${this.address} did not agree to HTTP/2 (ALPN ${client.conn.alpnProtocol ?? 'none'})`),
       );
-      return;
     }
+    // Streams are handed out once the server's SETTINGS say how many it takes (see `ready`); a server that
+    // never sends them is given up on like a dial that does not complete.
+    client.expectSettingsWithin(this.options.connectTimeout);
+  }
+
+  /** The server's SETTINGS arrived: the requesters that waited for this connection get streams. */
+  private ready(client: Http2ClientConnection): void {
     const waiting = this.pending.get(client) ?? [];
     this.pending.delete(client);
-    // Before the server's SETTINGS the default limit holds (unbounded): the first requests go at once.
+    const now = this.loop.now();
+    const over: Waiter[] = [];
     for (const r of waiting) {
       if (client.capacity > 0) r.onConnection(client.reserve(this.scheme), false);
-      else this.queue.unshift({ requester: r, deadline: this.loop.now() + this.options.queueTimeout });
+      else over.push({ requester: r, deadline: now + this.options.queueTimeout });
     }
+    if (over.length > 0) {
+      this.queue.unshift(...over);
+      this.queueTimer ??= this.loop.every(Math.min(this.options.queueTimeout, 100), () =>
+        this.expireWaiters(),
+      );
+    }
+    this.streamEnded(client); // queued requesters take what is left
+  }
+
+  /** A connection went away: a replacement is dialed for requesters waiting. */
+  private replaceIfNeeded(): void {
+    if (this.closing || this.queue.length === 0 || this.live() >= this.options.maxConnections) return;
+    this.dial(this.queue.shift()!.requester);
   }
 
   /** A stream ended: a waiting requester takes its slot. */
@@ -193,10 +228,7 @@ export class Http2TargetPool implements UpstreamPool {
             : new PoolError('connect', `connect to ${this.address} failed: ${err?.message ?? 'closed'}`, err),
         );
     }
-    if (this.queue.length > 0 && this.sessions.length < this.options.maxConnections && !this.closing) {
-      const next = this.queue.shift()!;
-      this.dial(next.requester);
-    }
+    this.replaceIfNeeded();
   }
 
   private expireWaiters(): void {

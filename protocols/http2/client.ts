@@ -100,7 +100,13 @@ export class Http2ClientStream implements ClientResponse {
   /** @internal The response body is paused by the sink: DATA is queued and the window held. */
   paused = false;
   inQueue: Buffer[] | null = null;
+  /** The response ended while paused: its trailers wait with the queued body. */
   inEnded = false;
+  inTrailers: [string, string][] = [];
+  /** @internal END_STREAM went out on the request (or the server said it needs no more). */
+  reqEnded = false;
+  /** @internal Response body octets received (checked against its content-length). */
+  received = 0;
   /** @internal Loop time this stream's deadline passes (0: none). */
   deadlineAt = 0;
   /** @internal */ headRequest = false;
@@ -233,6 +239,10 @@ export class Http2ClientConnection {
   poolData: unknown = undefined;
   /** Told when a stream ends (the pool may hand out its slot again). */
   onStreamEnd: ((c: Http2ClientConnection) => void) | null = null;
+  /** Told once the server's first SETTINGS arrived (its stream limit is known from then on). */
+  onReady: ((c: Http2ClientConnection) => void) | null = null;
+  /** Told when the server sent GOAWAY (the connection takes no new stream). */
+  onGoaway: ((c: Http2ClientConnection) => void) | null = null;
   private state = OPENING;
   private readonly streams = new Map<number, Http2ClientStream>();
   private nextId = 1;
@@ -251,6 +261,8 @@ export class Http2ClientConnection {
   private reserved = 0;
   /** Loop time an idle connection closes at (0: none). */
   private idleAt = 0;
+  /** Loop time the server's SETTINGS are due by (0: none). */
+  private settingsDue = 0;
 
   constructor(conn: Conn<Http2ClientConnection>) {
     this.conn = conn;
@@ -266,9 +278,25 @@ export class Http2ClientConnection {
     return Math.max(0, limit - this.streams.size - this.reserved);
   }
 
+  /** The server's first SETTINGS arrived. */
+  get ready(): boolean {
+    return this.state === OPEN;
+  }
+
+  /** The server sent GOAWAY, or the connection closed: no new stream. */
+  get goingAway(): boolean {
+    return this.state >= GOING_AWAY;
+  }
+
   /** Streams in progress (reserved ones included). */
   get active(): number {
     return this.streams.size + this.reserved;
+  }
+
+  /** Closes the connection unless the server's first SETTINGS arrive within `ms`. */
+  expectSettingsWithin(ms: number): void {
+    this.settingsDue = this.conn.loop.now() + ms;
+    this.armDeadline(this.settingsDue);
   }
 
   /** Closes the connection once it has carried no stream for `ms` (a new stream cancels it). */
@@ -333,6 +361,32 @@ export class Http2ClientConnection {
       this.unreserve(s);
       throw refusedError('the upstream HTTP/2 connection closed');
     }
+    // Every field is checked before the encoder sees one: a block begun and not sent would leave its
+    // dynamic table ahead of the server's decoder.
+    const names: string[] = [];
+    const values: string[] = [];
+    for (const [name, value] of req.headers ?? []) checkedField(name, value, names, values);
+    if (req.raw !== undefined) {
+      let scratch = rawScratch;
+      if (scratch.length < req.raw.size)
+        scratch = rawScratch = Buffer.allocUnsafe(Math.max(req.raw.size, scratch.length * 2));
+      const text = scratch.toString('latin1', 0, req.raw.copy(scratch, 0));
+      for (let p = 0; p < text.length; ) {
+        let eol = text.indexOf('\r\n', p);
+        if (eol === -1) eol = text.length;
+        const colon = text.indexOf(':', p);
+        if (colon > p && colon < eol)
+          checkedField(text.slice(p, colon), text.slice(colon + 1, eol), names, values);
+        p = eol + 2;
+      }
+    }
+    if (
+      !validValue(req.target) ||
+      req.target.length === 0 ||
+      !validValue(req.host) ||
+      !validName(req.method.toLowerCase())
+    )
+      throw new HttpError(500, 'invalid request line to send', 'ERR_HTTP_INVALID_REQUEST');
     this.reserved--;
     const id = this.nextId;
     this.nextId += 2;
@@ -348,35 +402,17 @@ export class Http2ClientConnection {
     enc.add(':scheme', s.scheme);
     enc.add(':authority', req.host);
     enc.add(':path', req.target);
-    for (const [name, value] of req.headers ?? []) this.addField(name, value);
-    if (req.raw !== undefined) {
-      let scratch = rawScratch;
-      if (scratch.length < req.raw.size)
-        scratch = rawScratch = Buffer.allocUnsafe(Math.max(req.raw.size, scratch.length * 2));
-      const text = scratch.toString('latin1', 0, req.raw.copy(scratch, 0));
-      for (let p = 0; p < text.length; ) {
-        let eol = text.indexOf('\r\n', p);
-        if (eol === -1) eol = text.length;
-        const colon = text.indexOf(':', p);
-        if (colon > p && colon < eol) this.addField(text.slice(p, colon), text.slice(colon + 1, eol).trim());
-        p = eol + 2;
-      }
-    }
+    for (let k = 0; k < names.length; k++) enc.add(names[k]!, values[k]!);
     if (typeof req.framing === 'number' && req.framing > 0) enc.add('content-length', String(req.framing));
     // We read trailers (gRPC's status travels in them): some servers answer only clients that say so.
     enc.add('te', 'trailers');
     const endStream = req.framing === 'none' || req.framing === 0;
     this.streams.set(id, s);
     this.writeBlock(id, enc.finish(), endStream);
-    if (endStream) s.state = WAITING;
-  }
-
-  private addField(name: string, value: string): void {
-    const lower = name.toLowerCase();
-    if (lower === 'host' || lower === 'te' || connectionSpecific(lower)) return;
-    if (!validName(lower) || !validValue(value.trim()))
-      throw new HttpError(500, `invalid request field ${JSON.stringify(name)}`, 'ERR_HTTP_INVALID_REQUEST');
-    this.encoder.add(lower, value.trim());
+    if (endStream) {
+      s.reqEnded = true;
+      s.state = WAITING;
+    }
   }
 
   private writeBlock(id: number, block: Buffer, endStream: boolean): void {
@@ -418,7 +454,8 @@ export class Http2ClientConnection {
     end: boolean,
     trailers: readonly (readonly [string, string])[] | null,
   ): boolean {
-    if (s.state !== SENDING || this.conn.closed) return true;
+    // Full duplex: the body may go on after the response head arrived (gRPC streams both ways).
+    if (s.reqEnded || s.state === DONE || s.state === RESERVED || this.conn.closed) return true;
     if (end) {
       s.outEnd = true;
       s.outTrailers = trailers;
@@ -463,10 +500,21 @@ export class Http2ClientConnection {
 
   /** The body is all out: END_STREAM on an empty DATA frame, or on the trailers. */
   private finishBody(s: Http2ClientStream): void {
+    s.reqEnded = true;
+    const names: string[] = [];
+    const values: string[] = [];
+    let valid = true;
     if (s.outTrailers !== null) {
+      try {
+        for (const [name, value] of s.outTrailers) checkedField(name, value, names, values);
+      } catch {
+        valid = false; // a trailer that cannot go: the body ends without trailers rather than not at all
+      }
+    }
+    if (names.length > 0 && valid) {
       const enc = this.encoder;
       enc.begin();
-      for (const [name, value] of s.outTrailers) this.addField(name, value);
+      for (let k = 0; k < names.length; k++) enc.add(names[k]!, values[k]!);
       this.writeBlock(s.id, enc.finish(), true);
     } else {
       const conn = this.conn;
@@ -510,7 +558,8 @@ export class Http2ClientConnection {
       for (let i = 0; i < queue.length; i++) {
         const chunk = queue[i]!;
         this.credit(s, chunk.length);
-        if (s.sink?.onBody(chunk) === false) {
+        if (!this.deliver(s, chunk)) {
+          if (s.state === DONE) return;
           s.paused = true;
           s.inQueue = queue.slice(i + 1);
           if (s.inQueue.length === 0) s.inQueue = null;
@@ -518,7 +567,7 @@ export class Http2ClientConnection {
         }
       }
     }
-    if (s.inEnded) this.complete(s, []);
+    if (s.inEnded) this.complete(s, s.inTrailers);
   }
 
   /** @internal */
@@ -587,8 +636,11 @@ export class Http2ClientConnection {
           const conn = this.conn;
           const out = conn.reserve(FRAME_HEADER);
           conn.commit(writeFrameHeader(out, conn.reservedAt, 0, SETTINGS, ACK, 0));
-          if (this.state === OPENING) this.state = OPEN;
           if (delta > 0) this.flushBlocked();
+          if (this.state === OPENING) {
+            this.state = OPEN;
+            this.onReady?.(this);
+          }
         }
         return;
       case PING:
@@ -602,7 +654,7 @@ export class Http2ClientConnection {
         }
         return;
       case GOAWAY:
-        this.onGoaway(buf.readUInt32BE(p) & 0x7fffffff, buf.readUInt32BE(p + 4));
+        this.goawayReceived(buf.readUInt32BE(p) & 0x7fffffff, buf.readUInt32BE(p + 4));
         return;
       case WINDOW_UPDATE: {
         const increment = buf.readUInt32BE(p) & 0x7fffffff;
@@ -620,9 +672,11 @@ export class Http2ClientConnection {
         if (s === undefined) return;
         const code = buf.readUInt32BE(p);
         if (code === NO_ERROR && s.state === RECEIVING) {
-          // The response is complete and the server needs no more of the request (§8.1).
+          // The server needs no more of the request (§8.1); its response goes on (or is complete).
           s.outQueue = null;
+          s.outBytes = 0;
           s.outEnd = false;
+          s.reqEnded = true;
           return;
         }
         this.end(s);
@@ -631,7 +685,7 @@ export class Http2ClientConnection {
         sink?.onError(
           code === REFUSED_STREAM
             ? refusedError('the upstream refused the stream')
-            : new HttpError(502, `the upstream reset the stream (code ${code})`, 'ERR_HTTP_UPSTREAM_CLOSED'),
+            : new HttpError(502, `the upstream reset the stream (code ${code})`, 'ERR_HTTP2_STREAM_RESET'),
         );
         return;
       }
@@ -750,38 +804,75 @@ export class Http2ClientConnection {
         throw new Http2Error(PROTOCOL_ERROR, 'DATA before the response head', h.stream);
       return;
     }
-    s.recvWindow.onData(h.length);
+    try {
+      s.recvWindow.onData(h.length);
+    } catch (err) {
+      this.giveBack(h.length);
+      throw err;
+    }
     if (h.length > end - start) this.credit(s, h.length - (end - start));
     const view = buf.subarray(start, end);
-    if (view.length > 0) {
+    const n = view.length;
+    const length = s.contentLength;
+    const endStream = (h.flags & END_STREAM) !== 0;
+    // A body that disagrees with its content-length (or any body for HEAD, 204, 304) fails its stream only.
+    const noBody = s.headRequest || s.status === 204 || s.status === 304;
+    if (
+      (noBody && n > 0) ||
+      (length >= 0 && !noBody && (s.received + n > length || (endStream && s.received + n !== length)))
+    ) {
+      this.credit(s, n);
+      throw new Http2Error(PROTOCOL_ERROR, 'a response body that disagrees with its content-length', s.id);
+    }
+    s.received += n;
+    if (n > 0) {
       if (s.paused) {
         if (s.inQueue === null) s.inQueue = [];
         s.inQueue.push(Buffer.from(view));
       } else {
-        this.credit(s, view.length);
-        if (s.sink?.onBody(view) === false) s.paused = true;
+        this.credit(s, n);
+        if (!this.deliver(s, view) && (s.state as number) !== DONE) s.paused = true;
       }
     }
-    if ((h.flags & END_STREAM) !== 0) this.bodyEnded(s, []);
+    if (endStream && (s.state as number) !== DONE) this.bodyEnded(s, []);
   }
 
   private bodyEnded(s: Http2ClientStream, trailers: [string, string][]): void {
     if (s.paused) {
       s.inEnded = true;
+      s.inTrailers = trailers;
       return;
     }
     this.complete(s, trailers);
   }
 
+  /** Hands `chunk` to the sink; false when it asked to pause or failed (a throw fails the stream only). */
+  private deliver(s: Http2ClientStream, chunk: Buffer): boolean {
+    try {
+      return s.sink?.onBody(chunk) !== false;
+    } catch (err) {
+      this.streamFailed(s, err instanceof Error ? err : new Error(String(err)), CANCEL);
+      return false;
+    }
+  }
+
   private complete(s: Http2ClientStream, trailers: readonly [string, string][]): void {
-    if (s.outEnd === false && s.state === RECEIVING && (s.outBytes > 0 || s.outQueue !== null)) {
-      // Answered before our body was sent whole: the rest is not wanted.
+    if (!s.reqEnded && !this.conn.closed) {
+      // Answered before our body ended: the stream is half-open on the server until we say we are done
+      // (it would hold one of its concurrency slots), and the rest of the body is not wanted.
       this.writeRst(s.id, CANCEL);
     }
     this.end(s);
     const sink = s.sink;
     s.sink = null;
-    sink?.onEnd(trailers);
+    try {
+      sink?.onEnd(trailers);
+    } catch (err) {
+      this.conn.loop.log.error('http2 client: a response sink failed at the end', {
+        stream: s.id,
+        error: err,
+      });
+    }
   }
 
   private credit(s: Http2ClientStream, n: number): void {
@@ -811,8 +902,10 @@ export class Http2ClientConnection {
     conn.commit(q + 4);
   }
 
-  private onGoaway(last: number, code: number): void {
+  private goawayReceived(last: number, code: number): void {
+    const first = this.state < GOING_AWAY;
     this.state = GOING_AWAY;
+    if (first) this.onGoaway?.(this);
     // Streams above `last` were never processed: they fail as refused (the caller may send them again).
     for (const s of [...this.streams.values()]) {
       if (s.id <= last) continue;
@@ -877,6 +970,13 @@ export class Http2ClientConnection {
   deadline(): void {
     this.deadlineArmed = 0;
     const now = this.conn.loop.now();
+    if (this.state === OPENING && this.settingsDue !== 0) {
+      if (now >= this.settingsDue) {
+        this.conn.close(badResponse('no SETTINGS from the server in time'));
+        return;
+      }
+      this.armDeadline(this.settingsDue);
+    }
     if (this.idleAt !== 0 && this.active === 0) {
       if (now >= this.idleAt) {
         this.conn.close();
@@ -904,6 +1004,8 @@ export class Http2ClientConnection {
   closed(err: Error | undefined): void {
     this.state = CLOSED;
     for (const s of [...this.streams.values()]) {
+      // A response received whole and waiting on a slow reader is the reader's still: it completes on resume.
+      if (s.inEnded) continue;
       this.end(s);
       const sink = s.sink;
       s.sink = null;
@@ -917,11 +1019,22 @@ export class Http2ClientConnection {
 
   /** @internal The socket drained: streams held back by it may write again. */
   writable(): void {
-    for (const s of this.streams.values()) if (s.outBytes === 0 && s.state === SENDING) s.onWritable?.(s);
+    for (const s of this.streams.values()) if (s.outBytes === 0 && !s.reqEnded) s.onWritable?.(s);
   }
 }
 
 let rawScratch = Buffer.allocUnsafe(4096);
+
+/** Adds a request field to send to `names`/`values`, lower-cased and checked; connection fields are dropped. */
+function checkedField(name: string, value: string, names: string[], values: string[]): void {
+  const lower = name.toLowerCase();
+  const v = value.trim();
+  if (lower === 'host' || lower === 'te' || connectionSpecific(lower)) return;
+  if (!validName(lower) || !validValue(v))
+    throw new HttpError(500, `invalid request field ${JSON.stringify(name)}`, 'ERR_HTTP_INVALID_REQUEST');
+  names.push(lower);
+  values.push(v);
+}
 
 /**
  * The engine handler for dialed connections carrying an {@link Http2ClientConnection} in `context`:

@@ -3,9 +3,9 @@
 // refuses the rest; POSTs with bodies then get 502, and GETs are sent again each on a connection of its own
 // (past pool.maxConnections).
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import { test } from 'node:test';
 import { gatewayConfig, startTestGateway } from '../support.ts';
-import http2 from 'node:http2';
 import { h2Request, h2Upstream } from './helpers.ts';
 
 async function setup(t: import('node:test').TestContext) {
@@ -46,7 +46,9 @@ test('a cold burst of POSTs on one HTTP/2 client connection: every one answered 
   t.after(() => client.close());
   await new Promise<void>((r) => client.once('connect', () => r()));
   const replies = await Promise.all(
-    Array.from({ length: 6 }, (_, i) => h2Request(client, { ':method': 'POST', ':path': `/p/${i}` }, `body ${i}`)),
+    Array.from({ length: 6 }, (_, i) =>
+      h2Request(client, { ':method': 'POST', ':path': `/p/${i}` }, `body ${i}`),
+    ),
   );
   assert.deepEqual(
     replies.map((r) => `${r.status} ${r.body.slice(0, 60)}`),
@@ -60,7 +62,9 @@ test('a cold burst of GETs on one HTTP/2 client connection: pool.maxConnections 
   const client = http2.connect(gw.url);
   t.after(() => client.close());
   await new Promise<void>((r) => client.once('connect', () => r()));
-  const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => h2Request(client, { ':path': `/g/${i}` })));
+  const replies = await Promise.all(
+    Array.from({ length: 6 }, (_, i) => h2Request(client, { ':path': `/g/${i}` })),
+  );
   assert.deepEqual(
     replies.map((r) => r.status),
     Array(6).fill(200),

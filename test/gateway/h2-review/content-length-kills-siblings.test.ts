@@ -3,7 +3,7 @@
 // be hurt by it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { gatewayConfig, send, startTestGateway, sleep } from '../support.ts';
+import { gatewayConfig, send, sleep, startTestGateway } from '../support.ts';
 import { rawH2Upstream, T } from './helpers.ts';
 
 for (const [label, sent] of [
@@ -19,7 +19,14 @@ for (const [label, sent] of [
         c.data(f.stream, Buffer.from('part1'), false);
         setTimeout(() => c.data(f.stream, Buffer.from('part2'), true), 600);
       } else {
-        c.headers(f.stream, [[':status', '200'], ['content-length', '5']], false);
+        c.headers(
+          f.stream,
+          [
+            [':status', '200'],
+            ['content-length', '5'],
+          ],
+          false,
+        );
         c.data(f.stream, Buffer.from(sent), true);
       }
     });
@@ -52,6 +59,10 @@ for (const [label, sent] of [
     );
     const badResult = await Promise.race([bad, sleep(3000).then(() => 'hung')]);
     assert.equal(up.conns.length, 1, 'one upstream connection for both');
-    assert.deepEqual(slowReply, { status: 200, text: 'part1part2' }, `the sibling stream (bad one: ${badResult})`);
+    assert.deepEqual(
+      slowReply,
+      { status: 200, text: 'part1part2' },
+      `the sibling stream (bad one: ${badResult})`,
+    );
   });
 }

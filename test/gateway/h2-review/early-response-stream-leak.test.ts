@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { gatewayConfig, send, startTestGateway, sleep } from '../support.ts';
+import { gatewayConfig, send, sleep, startTestGateway } from '../support.ts';
 import { h2Upstream, rawH2Upstream, T } from './helpers.ts';
 
 function earlyAnsweredUpload(port: number): Promise<number> {
@@ -27,16 +27,19 @@ function earlyAnsweredUpload(port: number): Promise<number> {
 
 test('raw upstream: the gateway ends its side of an early-answered stream', async (t) => {
   const up = await rawH2Upstream((c, f) => {
-    if (f.type === T.DATA && f.stream === 1 && !c.frames.some((x) => x.type === T.DATA && x !== f && x.stream === 1)) {
+    if (
+      f.type === T.DATA &&
+      f.stream === 1 &&
+      !c.frames.some((x) => x.type === T.DATA && x !== f && x.stream === 1)
+    ) {
       c.headers(1, [[':status', '413']], false);
       c.data(1, Buffer.from('too big'), true);
     }
   });
   const gw = await startTestGateway(
-    gatewayConfig(
-      { h2: { targets: [{ address: `127.0.0.1:${up.port}` }], protocol: 'http2' } },
-      [{ name: 'all', match: { path: '/' }, upstream: 'h2' }],
-    ),
+    gatewayConfig({ h2: { targets: [{ address: `127.0.0.1:${up.port}` }], protocol: 'http2' } }, [
+      { name: 'all', match: { path: '/' }, upstream: 'h2' },
+    ]),
   );
   t.after(async () => {
     await gw.stop();
@@ -72,7 +75,13 @@ test('node:http2 upstream with maxConcurrentStreams 1: a request after an early-
   );
   const gw = await startTestGateway(
     gatewayConfig(
-      { h2: { targets: [{ address: `127.0.0.1:${up.port}` }], protocol: 'http2', pool: { maxConnections: 1 } } },
+      {
+        h2: {
+          targets: [{ address: `127.0.0.1:${up.port}` }],
+          protocol: 'http2',
+          pool: { maxConnections: 1 },
+        },
+      },
       [{ name: 'all', match: { path: '/' }, upstream: 'h2' }],
     ),
   );

@@ -38,7 +38,13 @@ test('request body after the upstream response head reaches an h2 upstream', asy
     await up.close();
   });
   const result = new Promise<string>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: gw.port, path: '/echo', method: 'POST', agent: false });
+    const req = http.request({
+      host: '127.0.0.1',
+      port: gw.port,
+      path: '/echo',
+      method: 'POST',
+      agent: false,
+    });
     req.on('error', reject);
     req.on('response', (res) => {
       let body = '';

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { test } from 'node:test';
-import { gatewayConfig, send, startTestGateway, sleep } from '../support.ts';
+import { gatewayConfig, send, sleep, startTestGateway } from '../support.ts';
 import { frame, rawH2Upstream, T } from './helpers.ts';
 
 test('after a GOAWAY that leaves a long stream running, the next request is served at once', async (t) => {
@@ -46,7 +46,10 @@ test('after a GOAWAY that leaves a long stream running, the next request is serv
   await sleep(100);
   const started = Date.now();
   const r = await Promise.race([send(gw.port, '/quick'), sleep(2500).then(() => null)]);
-  assert.ok(r !== null, `no answer after ${Date.now() - started} ms (upstream connections: ${up.conns.length})`);
+  assert.ok(
+    r !== null,
+    `no answer after ${Date.now() - started} ms (upstream connections: ${up.conns.length})`,
+  );
   assert.equal(r.status, 200, r.text);
   assert.equal(r.text, 'conn 1');
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { test } from 'node:test';
-import { gatewayConfig, startTestGateway, sleep } from '../support.ts';
+import { gatewayConfig, sleep, startTestGateway } from '../support.ts';
 import { h2Upstream, withTimeout } from './helpers.ts';
 
 async function setup(t: import('node:test').TestContext, BODY: number) {
@@ -14,10 +14,9 @@ async function setup(t: import('node:test').TestContext, BODY: number) {
     stream.end(Buffer.alloc(BODY, 0x61));
   });
   const gw = await startTestGateway(
-    gatewayConfig(
-      { h2: { targets: [{ address: `127.0.0.1:${up.port}` }], protocol: 'http2' } },
-      [{ name: 'all', match: { path: '/' }, upstream: 'h2' }],
-    ),
+    gatewayConfig({ h2: { targets: [{ address: `127.0.0.1:${up.port}` }], protocol: 'http2' } }, [
+      { name: 'all', match: { path: '/' }, upstream: 'h2' },
+    ]),
   );
   t.after(async () => {
     await gw.stop();
@@ -30,25 +29,28 @@ test('HTTP/2 downstream, paused reader: upstream trailers still arrive', async (
   const { gw, BODY } = await setup(t, 400_000);
   const client = http2.connect(gw.url, { settings: { initialWindowSize: 65535 } });
   t.after(() => client.close());
-  const got = new Promise<{ length: number; trailers: http2.IncomingHttpHeaders | null }>((resolve, reject) => {
-    const req = client.request({ ':path': '/big' });
-    let length = 0;
-    let trailers: http2.IncomingHttpHeaders | null = null;
-    req.on('trailers', (h) => (trailers = h));
-    req.pause();
-    setTimeout(() => {
-      req.on('data', (d: Buffer) => (length += d.length));
-      req.resume();
-    }, 700);
-    req.on('end', () => resolve({ length, trailers }));
-    req.on('error', reject);
-    req.end();
-  });
+  const got = new Promise<{ length: number; trailers: http2.IncomingHttpHeaders | null }>(
+    (resolve, reject) => {
+      const req = client.request({ ':path': '/big' });
+      let length = 0;
+      let trailers: http2.IncomingHttpHeaders | null = null;
+      req.on('trailers', (h) => (trailers = h));
+      req.pause();
+      setTimeout(() => {
+        req.on('data', (d: Buffer) => (length += d.length));
+        req.resume();
+      }, 700);
+      req.on('end', () => resolve({ length, trailers }));
+      req.on('error', reject);
+      req.end();
+    },
+  );
   const r = await withTimeout(got, 5000, 'the response');
   assert.equal(r.length, BODY);
   assert.equal(r.trailers?.['x-t'], 'yes', 'the upstream trailers');
 });
 
+// Timing-dependent (the stream must be paused when the trailers arrive): fails in most runs, not all.
 test('HTTP/1.1 downstream, slow reader: upstream trailers still arrive (chunked)', async (t) => {
   const { gw } = await setup(t, 12_000_000);
   const socket = net.connect(gw.port, '127.0.0.1');

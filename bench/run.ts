@@ -6,6 +6,7 @@ const WORKLOADS: Record<string, string> = {
   echo: 'netloom echo vs a plain node:net echo server',
   http1: 'netloom hello vs node:http, fastify, nginx and a no-parse ceiling (wrk)',
   h2: 'netloom hello over HTTP/2 (h2c) vs node:http2 and nginx (h2load)',
+  'h2-parse': 'tinybench: HPACK decode and encode, frame headers',
   h2s: 'netloom hello over HTTP/2 on TLS (ALPN h2) vs node:http2 and nginx (h2load)',
   https: 'netloom hello over TLS vs node:https and nginx: keep-alive, new and resumed handshakes',
   'http1-parse': 'tinybench: our HTTP/1.1 parser vs llhttp (small GET, browser GET, chunked POST)',

@@ -10,7 +10,6 @@
 import type { EventLoop } from '../core/index.ts';
 import type {
   BodyConsumer,
-  ClientConnection,
   ClientResponse,
   HttpError,
   RawRequestHeaders,

@@ -11,7 +11,7 @@ export {
   http2ClientHandler,
   refusedError,
 } from './client.ts';
-export { Http2Error } from './frames.ts';
+export { checkFrame, type FrameHeader, Http2Error, readFrameHeader } from './frames.ts';
 export {
   type DecoderLimits,
   type EncoderOptions,

@@ -67,10 +67,6 @@ export function outValue(name: string, value: string): string {
   return value;
 }
 
-function byteLength(body: string | Uint8Array): number {
-  return typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-}
-
 function lengthMismatch(declared: number, sent: number): HttpError {
   return new HttpError(
     500,

@@ -3,7 +3,7 @@
 // shrinks by every such frame until no stream on the connection can upload anything.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { F, frame, H2Client, startH2, T } from '../support.ts';
+import { frame, H2Client, startH2, T } from '../support.ts';
 
 const post = (extra: [string, string][] = []): [string, string][] => [
   [':method', 'POST'],

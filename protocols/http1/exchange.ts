@@ -1,6 +1,7 @@
 import type { Conn, EventHandler } from '../../core/index.ts';
 import type { BodyConsumer, ExchangeInfo } from './api.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, type BodySink } from './body.ts';
+import { collectBody } from './body-reading.ts';
 import { HttpError } from './errors.ts';
 import { HEAD_ERROR, HeadParser, NEED_MORE } from './head.ts';
 import { closedError, Http1Request } from './request.ts';
@@ -469,29 +470,7 @@ export class Exchange implements BodySink, ExchangeInfo {
     const declared = this.head.contentLength;
     if (declared > limit) return Promise.reject(new HttpError(413, 'body too large'));
     if (this.state !== BODY && !this.head.chunked && declared <= 0) return Promise.resolve(EMPTY);
-    return new Promise<Buffer>((resolve, reject) => {
-      const parts: Buffer[] = [];
-      let size = 0;
-      let failed = false;
-      this.attachBody({
-        data(chunk) {
-          if (failed) return;
-          if (size + chunk.length > limit) {
-            failed = true;
-            parts.length = 0;
-            reject(new HttpError(413, 'body too large'));
-            return;
-          }
-          parts.push(Buffer.from(chunk));
-          size += chunk.length;
-        },
-        end() {
-          if (failed) return;
-          resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
-        },
-        error: reject,
-      });
-    });
+    return collectBody((consumer) => this.attachBody(consumer), limit);
   }
 
   // ---- failures ------------------------------------------------------------------------------------

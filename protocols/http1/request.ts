@@ -1,6 +1,7 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { Conn } from '../../core/index.ts';
 import type { BodyConsumer, Request } from './api.ts';
+import { bodyStream, parseJsonBody } from './body-reading.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
 import { type HeadParser, latin1 } from './head.ts';
@@ -260,12 +261,7 @@ export class Http1Request implements Request {
 
   /** The body parsed as JSON; a syntax error rejects with an `HttpError` 400. */
   async json<T = unknown>(limit?: number): Promise<T> {
-    const body = await this.body(limit);
-    try {
-      return JSON.parse(body.toString('utf8')) as T;
-    } catch {
-      throw new HttpError(400, 'request body is not valid JSON');
-    }
+    return parseJsonBody<T>(await this.body(limit));
   }
 
   /** Streams the body to `consumer` in place (zero-copy); see {@link BodyConsumer}. */
@@ -290,32 +286,7 @@ export class Http1Request implements Request {
 
   /** The body as a Node.js Readable of copied chunks, with backpressure. */
   stream(): Readable {
-    let paused = false;
-    const resume = () => this.resumeBody();
-    const readable = new Readable({
-      read() {
-        if (paused) {
-          paused = false;
-          resume();
-        }
-      },
-    });
-    this.pipe({
-      data(chunk) {
-        if (!readable.push(Buffer.from(chunk))) {
-          paused = true;
-          return false;
-        }
-        return true;
-      },
-      end() {
-        readable.push(null);
-      },
-      error(err) {
-        readable.destroy(err);
-      },
-    });
-    return readable;
+    return bodyStream(this);
   }
 }
 

@@ -1,25 +1,13 @@
-import fastJson from 'fast-json-stringify';
 import { type Conn, type EventHandler, writeLatin1 } from '../../core/index.ts';
 import type { HeaderValue, RawHeaders, Response } from './api.ts';
 import { TCHAR } from './chars.ts';
 import { HttpError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
+import { serializerFor } from './json-schema.ts';
 import { closedError, staleError } from './request.ts';
 import { statusAndDate, statusLineBytes } from './status.ts';
 
 const EMPTY = Buffer.alloc(0);
-
-/** A compiled fast-json-stringify serializer per schema object. */
-const serializers = new WeakMap<object, (value: unknown) => string>();
-
-function serializerFor(schema: object): (value: unknown) => string {
-  let s = serializers.get(schema);
-  if (s === undefined) {
-    s = fastJson(schema as Parameters<typeof fastJson>[0]) as (value: unknown) => string;
-    serializers.set(schema, s);
-  }
-  return s;
-}
 
 /** Copies header name `s` to `buf[p]`, checking it is a token; returns the end offset, or -1 if invalid. */
 function putName(buf: Buffer, p: number, s: string): number {

@@ -6,9 +6,19 @@
  * `ERR_HTTP2_REFUSED`: safe to send again on another connection.
  */
 import type { Conn, EventHandler } from '../../core/index.ts';
-import { type ClientResponse, HttpError, type OutgoingRequest, type ResponseSink } from '../http1/index.ts';
+import { HttpError, type OutgoingRequest, type ResponseSink } from '../http1/index.ts';
+import {
+  DONE,
+  Http2ClientStream,
+  RECEIVING,
+  RESERVED,
+  SENDING,
+  STREAM_WINDOW,
+  WAITING,
+} from './client-stream.ts';
 import { connectionSpecific, validName, validValue } from './fields.ts';
 import { FlowWindow } from './flow.ts';
+import { writeGoaway, writeHeaderBlock, writeRstStream, writeWindowUpdate } from './frame-writer.ts';
 import {
   ACK,
   applySettings,
@@ -46,14 +56,10 @@ import {
 } from './frames.ts';
 import { HeaderListTooLarge, HpackDecoder, HpackEncoder } from './hpack.ts';
 
-/** Our receive windows: a stream's, and the connection's (sent as WINDOW_UPDATE after the preface). */
-const STREAM_WINDOW = 1024 * 1024;
+/** Our receive window for the connection (sent as WINDOW_UPDATE after the preface). */
 const CONNECTION_WINDOW = 16 * 1024 * 1024;
 const MAX_HEADER_LIST = 256 * 1024;
 const MAX_HEADER_BLOCK = 256 * 1024;
-
-/** The window of a stream not started (never used: a stream gets its own when its request goes). */
-const NO_WINDOW = new FlowWindow(0, 0, 0);
 
 /** A stream the server did not process: it may be sent again elsewhere. */
 export function refusedError(message: string): HttpError {
@@ -63,162 +69,6 @@ export function refusedError(message: string): HttpError {
 function badResponse(message: string): HttpError {
   return new HttpError(502, `invalid HTTP/2 response from upstream: ${message}`, 'ERR_HTTP_BAD_RESPONSE');
 }
-
-// A stream's states, client side.
-const RESERVED = -1; // a slot taken on the connection, no request sent yet
-const SENDING = 0; // request body still going out
-const WAITING = 1; // request sent whole, no response head yet
-const RECEIVING = 2; // response head in, body coming
-const DONE = 3;
-
-/**
- * One request/response on an {@link Http2ClientConnection}: what the proxy holds while the exchange runs
- * (the counterpart of an HTTP/1.1 `ClientConnection` carrying one request).
- */
-export class Http2ClientStream implements ClientResponse {
-  /** The stream id (0 until the request is sent: ids go out in the order requests do). */
-  id = 0;
-  readonly session: Http2ClientConnection;
-  /** Free slot for the caller (the gateway's proxy keeps its call here). */
-  poolData: unknown = undefined;
-  /** Called when a body write held back by a window or the socket can go on. */
-  onWritable: ((s: Http2ClientStream) => void) | null = null;
-  /** Whether a frame of the response has arrived (a failure before that may be retried). */
-  answered = false;
-  /** Always true: a stream is never reused (the connection is, by the pool). */
-  reusable = true;
-  /** @internal */ state = RESERVED;
-  /** @internal Made when the request is sent (the windows belong to its id). */
-  sendWindow: FlowWindow = NO_WINDOW;
-  /** @internal */ recvWindow: FlowWindow = NO_WINDOW;
-  /** @internal */ sink: ResponseSink | null = null;
-  /** @internal Body bytes waiting for a window, copied, and whether END_STREAM (with trailers) follows. */
-  outQueue: Buffer[] | null = null;
-  outBytes = 0;
-  outEnd = false;
-  outTrailers: readonly (readonly [string, string])[] | null = null;
-  /** @internal The response body is paused by the sink: DATA is queued and the window held. */
-  paused = false;
-  inQueue: Buffer[] | null = null;
-  /** The response ended while paused: its trailers wait with the queued body. */
-  inEnded = false;
-  inTrailers: [string, string][] = [];
-  /** @internal END_STREAM went out on the request (or the server said it needs no more). */
-  reqEnded = false;
-  /** @internal Response body octets received (checked against its content-length). */
-  received = 0;
-  /** @internal Loop time this stream's deadline passes (0: none). */
-  deadlineAt = 0;
-  /** @internal */ headRequest = false;
-  /** @internal The scheme `:scheme` names. */
-  readonly scheme: 'http' | 'https';
-  private names: string[] = [];
-  private values: string[] = [];
-  private statusCode = 0;
-  private length = -1;
-
-  /** @internal Made by {@link Http2ClientConnection.reserve}. */
-  constructor(session: Http2ClientConnection, scheme: 'http' | 'https') {
-    this.session = session;
-    this.scheme = scheme;
-  }
-
-  /**
-   * Sends the request on this stream: `req.target` is `:path`, `req.host` `:authority`; fields (pairs and
-   * raw lines) lose their connection-specific ones. The body follows with `writeBody`/`endBody` unless
-   * `framing` is `none` or 0 (END_STREAM then goes with the head). The response goes to `sink`.
-   */
-  request(req: OutgoingRequest, sink: ResponseSink): void {
-    this.session.start(this, req, sink);
-  }
-
-  /** Whether the exchange is over or its connection gone. */
-  get gone(): boolean {
-    return this.state === DONE || this.session.conn.closed;
-  }
-
-  /** Arms this exchange's deadline `ms` from now (0 disarms); when it passes the sink gets `ERR_NETLOOM_DEADLINE`. */
-  setDeadline(ms: number): void {
-    this.deadlineAt = ms > 0 ? this.session.conn.loop.now() + ms : 0;
-    if (ms > 0) this.session.armDeadline(this.deadlineAt);
-  }
-
-  /** Request body bytes; false when they wait for a window or the socket (then `onWritable` follows). */
-  writeBody(chunk: Uint8Array): boolean {
-    return this.session.sendBody(this, chunk, false, null);
-  }
-
-  /** Ends the request body, with trailers if any. */
-  endBody(trailers: readonly (readonly [string, string])[] = []): void {
-    this.session.sendBody(this, EMPTY, true, trailers.length > 0 ? trailers : null);
-  }
-
-  /** Whether more body may be written now; otherwise `onWritable` is called once it may. */
-  whenWritable(): boolean {
-    if (this.outBytes > 0) return false;
-    return this.session.conn.whenWritable();
-  }
-
-  /** Resumes reading after the sink's `onBody` returned false. */
-  resumeResponse(): void {
-    this.session.resumeStream(this);
-  }
-
-  /** Abandons the exchange: RST_STREAM CANCEL; the sink hears `err` unless it ended. */
-  abort(err: Error): void {
-    this.session.cancel(this, err);
-  }
-
-  // ---- ClientResponse -----------------------------------------------------------------------------------
-
-  /** @internal The response head, decoded. */
-  setHead(status: number, names: string[], values: string[], length: number): void {
-    this.statusCode = status;
-    this.names = names;
-    this.values = values;
-    this.length = length;
-  }
-  get status(): number {
-    return this.statusCode;
-  }
-  get headerCount(): number {
-    return this.names.length;
-  }
-  get contentLength(): number {
-    return this.length;
-  }
-  fieldName(k: number): string {
-    return this.names[k]!;
-  }
-  fieldValue(k: number): string {
-    return this.values[k]!;
-  }
-  header(name: string): string | undefined {
-    const lower = name.toLowerCase();
-    const k = this.names.indexOf(lower);
-    return k === -1 ? undefined : this.values[k];
-  }
-  fieldNameIs(k: number, lower: string): boolean {
-    return this.names[k] === lower;
-  }
-  fieldNameLength(k: number): number {
-    return this.names[k]!.length;
-  }
-  fieldSize(k: number): number {
-    return this.names[k]!.length + this.values[k]!.length + 4;
-  }
-  copyField(k: number, out: Buffer, p: number): number {
-    p += out.write(this.names[k]!, p, 'latin1');
-    out[p++] = 0x3a;
-    out[p++] = 0x20;
-    p += out.write(this.values[k]!, p, 'latin1');
-    out[p++] = 0x0d;
-    out[p++] = 0x0a;
-    return p;
-  }
-}
-
-const EMPTY = Buffer.alloc(0);
 
 // The connection's states.
 const OPENING = 0; // the server's first SETTINGS not yet in
@@ -416,35 +266,7 @@ export class Http2ClientConnection {
   }
 
   private writeBlock(id: number, block: Buffer, endStream: boolean): void {
-    const conn = this.conn;
-    const max = this.peer.maxFrameSize;
-    let done = Math.min(block.length, max);
-    let buf = conn.reserve(FRAME_HEADER + done);
-    let p = writeFrameHeader(
-      buf,
-      conn.reservedAt,
-      done,
-      HEADERS,
-      (done === block.length ? END_HEADERS : 0) | (endStream ? END_STREAM : 0),
-      id,
-    );
-    block.copy(buf, p, 0, done);
-    conn.commit(p + done);
-    while (done < block.length) {
-      const n = Math.min(block.length - done, max);
-      buf = conn.reserve(FRAME_HEADER + n);
-      p = writeFrameHeader(
-        buf,
-        conn.reservedAt,
-        n,
-        CONTINUATION,
-        done + n === block.length ? END_HEADERS : 0,
-        id,
-      );
-      block.copy(buf, p, done, done + n);
-      conn.commit(p + n);
-      done += n;
-    }
+    writeHeaderBlock(this.conn, id, block, endStream, this.peer.maxFrameSize);
   }
 
   /** @internal Body bytes of `s` (and its end): within the windows, the rest queued. */
@@ -887,19 +709,11 @@ export class Http2ClientConnection {
   }
 
   private windowUpdate(id: number, increment: number): void {
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 4);
-    const q = writeFrameHeader(buf, conn.reservedAt, 4, WINDOW_UPDATE, 0, id);
-    buf.writeUInt32BE(increment, q);
-    conn.commit(q + 4);
+    writeWindowUpdate(this.conn, id, increment);
   }
 
   private writeRst(id: number, code: number): void {
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 4);
-    const q = writeFrameHeader(buf, conn.reservedAt, 4, RST_STREAM, 0, id);
-    buf.writeUInt32BE(code, q);
-    conn.commit(q + 4);
+    writeRstStream(this.conn, id, code);
   }
 
   private goawayReceived(last: number, code: number): void {
@@ -946,15 +760,8 @@ export class Http2ClientConnection {
 
   /** A connection error: GOAWAY, and every stream fails. */
   private fail(code: number, message: string): void {
-    const conn = this.conn;
-    const debug = Buffer.from(message.slice(0, 200));
-    const buf = conn.reserve(FRAME_HEADER + 8 + debug.length);
-    const q = writeFrameHeader(buf, conn.reservedAt, 8 + debug.length, GOAWAY, 0, 0);
-    buf.writeUInt32BE(0, q);
-    buf.writeUInt32BE(code, q + 4);
-    debug.copy(buf, q + 8);
-    conn.commit(q + 8 + debug.length);
-    conn.close(badResponse(message));
+    writeGoaway(this.conn, 0, code, message);
+    this.conn.close(badResponse(message));
   }
 
   // ---- deadlines and the end ---------------------------------------------------------------------------

@@ -9,8 +9,10 @@
  */
 import type { Conn } from '../../core/index.ts';
 import { currentDateLine, HttpError, STATUS_TEXT } from '../http1/index.ts';
+import { Budget, CLOSED_BY_PEER, CLOSED_BY_US, CLOSED_NORMAL, ClosedStreams } from './connection-memory.ts';
 import { checkRequest, checkTrailers, connectionSpecific, type RequestHead } from './fields.ts';
 import { FlowWindow } from './flow.ts';
+import { writeGoaway, writeHeaderBlock, writeRstStream, writeWindowUpdate } from './frame-writer.ts';
 import {
   ACK,
   applySettings,
@@ -70,34 +72,6 @@ const DONE = 4;
 
 /** Recently closed streams remembered, to tell frames in flight (ignored) from misuse (errors). */
 const CLOSED_MEMORY = 256;
-const CLOSED_NORMAL = 1;
-/** We reset the stream: frames the peer sent before it knew are ignored (§5.1 "closed"). */
-const CLOSED_BY_US = 2;
-const CLOSED_BY_PEER = 3;
-
-/** A budget of frames per second with a burst, for floods (a GCRA-like bucket on the loop clock). */
-class Budget {
-  private tokens: number;
-  private at: number;
-  private readonly burst: number;
-  private readonly perSecond: number;
-  constructor(burst: number, perSecond: number, now: number) {
-    this.burst = burst;
-    this.perSecond = perSecond;
-    this.tokens = burst;
-    this.at = now;
-  }
-  /** Takes one; false when the budget is spent. */
-  take(now: number): boolean {
-    if (now > this.at) {
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) * this.perSecond) / 1000);
-      this.at = now;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
 
 export class Http2Connection {
   readonly conn: Conn;
@@ -112,9 +86,7 @@ export class Http2Connection {
   private active = 0;
   /** The highest stream id the peer opened. */
   private lastStreamId = 0;
-  private readonly closedIds = new Int32Array(CLOSED_MEMORY);
-  private readonly closedHow = new Uint8Array(CLOSED_MEMORY);
-  private closedNext = 0;
+  private readonly closedStreams = new ClosedStreams(CLOSED_MEMORY);
   private readonly sendWindow: FlowWindow;
   private readonly recvWindow: FlowWindow;
   private readonly decoder: HpackDecoder;
@@ -765,11 +737,7 @@ export class Http2Connection {
   }
 
   private windowUpdate(stream: number, increment: number): void {
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 4);
-    const p = writeFrameHeader(buf, conn.reservedAt, 4, WINDOW_UPDATE, 0, stream);
-    buf.writeUInt32BE(increment, p);
-    conn.commit(p + 4);
+    writeWindowUpdate(this.conn, stream, increment);
   }
 
   /** The response head of `s`. `length` >= 0 is sent as content-length. */
@@ -807,29 +775,7 @@ export class Http2Connection {
 
   /** A header block as HEADERS and as many CONTINUATION frames as the peer's frame size needs. */
   private writeBlock(id: number, block: Buffer, endStream: boolean): void {
-    const conn = this.conn;
-    const max = this.peer.maxFrameSize;
-    const total = block.length;
-    let first = Math.min(total, max);
-    let buf = conn.reserve(FRAME_HEADER + first);
-    let p = writeFrameHeader(
-      buf,
-      conn.reservedAt,
-      first,
-      HEADERS,
-      (first === total ? END_HEADERS : 0) | (endStream ? END_STREAM : 0),
-      id,
-    );
-    block.copy(buf, p, 0, first);
-    conn.commit(p + first);
-    while (first < total) {
-      const n = Math.min(total - first, max);
-      buf = conn.reserve(FRAME_HEADER + n);
-      p = writeFrameHeader(buf, conn.reservedAt, n, CONTINUATION, first + n === total ? END_HEADERS : 0, id);
-      block.copy(buf, p, first, first + n);
-      conn.commit(p + n);
-      first += n;
-    }
+    writeHeaderBlock(this.conn, id, block, endStream, this.peer.maxFrameSize);
   }
 
   /**
@@ -994,9 +940,7 @@ export class Http2Connection {
   private forget(s: Http2Stream, how: number): void {
     if (!this.streams.delete(s.id)) return;
     s.state = CLOSED;
-    this.closedIds[this.closedNext] = s.id;
-    this.closedHow[this.closedNext] = how;
-    this.closedNext = (this.closedNext + 1) % CLOSED_MEMORY;
+    this.closedStreams.remember(s.id, how);
     if (s.queued) {
       s.queued = false;
       const i = this.blocked.indexOf(s);
@@ -1021,11 +965,7 @@ export class Http2Connection {
   /** Resets `s` with `code` (RST_STREAM) and tells its handler. */
   resetStream(s: Http2Stream, code: number): void {
     if (!this.streams.has(s.id)) return;
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 4);
-    const p = writeFrameHeader(buf, conn.reservedAt, 4, RST_STREAM, 0, s.id);
-    buf.writeUInt32BE(code, p);
-    conn.commit(p + 4);
+    writeRstStream(this.conn, s.id, code);
     this.forget(s, CLOSED_BY_US);
     if (code !== NO_ERROR || !s.res.finished) s.abort(streamClosedError('the stream was reset'));
   }
@@ -1047,20 +987,13 @@ export class Http2Connection {
 
   /** RST_STREAM for a stream that never ran. */
   private refuseStream(id: number, code: number): void {
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 4);
-    const p = writeFrameHeader(buf, conn.reservedAt, 4, RST_STREAM, 0, id);
-    buf.writeUInt32BE(code, p);
-    conn.commit(p + 4);
+    writeRstStream(this.conn, id, code);
     if (id > this.lastStreamId) this.lastStreamId = id;
-    this.closedIds[this.closedNext] = id;
-    this.closedHow[this.closedNext] = CLOSED_BY_US;
-    this.closedNext = (this.closedNext + 1) % CLOSED_MEMORY;
+    this.closedStreams.remember(id, CLOSED_BY_US);
   }
 
   private closedState(id: number): number {
-    for (let i = 0; i < CLOSED_MEMORY; i++) if (this.closedIds[i] === id) return this.closedHow[i]!;
-    return 0;
+    return this.closedStreams.howClosed(id);
   }
 
   // ---- ending the connection ---------------------------------------------------------------------------
@@ -1081,14 +1014,7 @@ export class Http2Connection {
   }
 
   private writeGoaway(code: number, message: string): void {
-    const debug = Buffer.from(message.slice(0, 200), 'utf8');
-    const conn = this.conn;
-    const buf = conn.reserve(FRAME_HEADER + 8 + debug.length);
-    const p = writeFrameHeader(buf, conn.reservedAt, 8 + debug.length, GOAWAY, 0, 0);
-    buf.writeUInt32BE(this.lastStreamId, p);
-    buf.writeUInt32BE(code, p + 4);
-    debug.copy(buf, p + 8);
-    conn.commit(p + 8 + debug.length);
+    writeGoaway(this.conn, this.lastStreamId, code, message);
     this.goawayLast = this.lastStreamId;
   }
 

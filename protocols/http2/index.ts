@@ -5,12 +5,8 @@
  * @packageDocumentation
  */
 
-export {
-  Http2ClientConnection,
-  Http2ClientStream,
-  http2ClientHandler,
-  refusedError,
-} from './client.ts';
+export { Http2ClientConnection, http2ClientHandler, refusedError } from './client.ts';
+export { Http2ClientStream } from './client-stream.ts';
 export { checkFrame, type FrameHeader, Http2Error, readFrameHeader } from './frames.ts';
 export {
   type DecoderLimits,

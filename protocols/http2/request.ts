@@ -1,5 +1,6 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { writeLatin1 } from '../../core/index.ts';
+import { bodyStream, parseJsonBody } from '../http1/body-reading.ts';
 import { type BodyConsumer, HttpError, type Request } from '../http1/index.ts';
 import type { Http2Stream } from './stream.ts';
 
@@ -176,12 +177,7 @@ export class Http2Request implements Request {
   }
 
   async json<T = unknown>(limit?: number): Promise<T> {
-    const body = await this.body(limit);
-    try {
-      return JSON.parse(body.toString('utf8')) as T;
-    } catch {
-      throw new HttpError(400, 'request body is not valid JSON');
-    }
+    return parseJsonBody<T>(await this.body(limit));
   }
 
   pipe(consumer: BodyConsumer): void {
@@ -197,32 +193,7 @@ export class Http2Request implements Request {
   }
 
   stream(): Readable {
-    let paused = false;
-    const resume = () => this.resumeBody();
-    const readable = new Readable({
-      read() {
-        if (paused) {
-          paused = false;
-          resume();
-        }
-      },
-    });
-    this.pipe({
-      data(chunk) {
-        if (!readable.push(Buffer.from(chunk))) {
-          paused = true;
-          return false;
-        }
-        return true;
-      },
-      end() {
-        readable.push(null);
-      },
-      error(err) {
-        readable.destroy(err);
-      },
-    });
-    return readable;
+    return bodyStream(this);
   }
 }
 

@@ -1,19 +1,8 @@
-import fastJson from 'fast-json-stringify';
 import type { EventHandler } from '../../core/index.ts';
 import { type HeaderValue, HttpError, type RawHeaders, type Response } from '../http1/index.ts';
+import { serializerFor } from '../http1/json-schema.ts';
 import { validName } from './fields.ts';
 import type { Http2Stream } from './stream.ts';
-
-const serializers = new WeakMap<object, (value: unknown) => string>();
-
-function serializerFor(schema: object): (value: unknown) => string {
-  let s = serializers.get(schema);
-  if (s === undefined) {
-    s = fastJson(schema as Parameters<typeof fastJson>[0]) as (value: unknown) => string;
-    serializers.set(schema, s);
-  }
-  return s;
-}
 
 function staleError(): HttpError {
   return new HttpError(

@@ -4,6 +4,7 @@
  * they are closed). `state` is RFC 9113 §5.1's; the stream leaves its connection once both sides ended.
  */
 import type { Conn } from '../../core/index.ts';
+import { collectBody } from '../http1/body-reading.ts';
 import type { BodyConsumer } from '../http1/index.ts';
 import { HttpError } from '../http1/index.ts';
 import type { Http2Connection } from './connection.ts';
@@ -247,29 +248,7 @@ export class Http2Stream {
   collectBody(limit: number): Promise<Buffer> {
     const declared = this.head.contentLength;
     if (declared > limit) return Promise.reject(new HttpError(413, 'body too large'));
-    return new Promise<Buffer>((resolve, reject) => {
-      const parts: Buffer[] = [];
-      let size = 0;
-      let failed = false;
-      this.attachBody({
-        data(chunk) {
-          if (failed) return;
-          if (size + chunk.length > limit) {
-            failed = true;
-            parts.length = 0;
-            reject(new HttpError(413, 'body too large'));
-            return;
-          }
-          parts.push(Buffer.from(chunk));
-          size += chunk.length;
-        },
-        end() {
-          if (failed) return;
-          resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
-        },
-        error: reject,
-      });
-    });
+    return collectBody((consumer) => this.attachBody(consumer), limit);
   }
 
   // ---- response ------------------------------------------------------------------------------------

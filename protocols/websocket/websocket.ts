@@ -1,0 +1,265 @@
+/**
+ * One WebSocket connection, server side: messages out (frames written in place, unmasked), the reader's
+ * messages and control frames in, the close handshake (RFC 6455 §7), an idle timeout with automatic pings,
+ * a close timeout, and backpressure as uWebSockets has it: `send` says whether the message went, waits, or
+ * was dropped past `maxBackpressure`.
+ */
+import type { Conn } from '../../core/index.ts';
+import {
+  CLOSE_ABNORMAL,
+  CLOSE_NO_STATUS,
+  CLOSE_NORMAL,
+  validCloseCode,
+  type WebSocketError,
+  wsError,
+} from './errors.ts';
+import { OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Receiver, type ReceiverSink } from './receiver.ts';
+import type { ResolvedBehavior } from './server.ts';
+
+/** What `send` did: the message went out (below the high-water mark), waits in the buffer, or was dropped. */
+export type SendStatus = 'sent' | 'buffered' | 'dropped';
+
+// The connection's states.
+const OPEN = 0;
+/** We sent a close frame and wait for the peer's (`closeTimeout`). */
+const CLOSING = 1;
+const CLOSED = 2;
+
+export class WebSocket<UserData = unknown> implements ReceiverSink {
+  /** The user's slot (given to `upgrade`). */
+  data: UserData;
+  /** The subprotocol agreed on, or ''. */
+  readonly protocol: string;
+  /** @internal */ readonly conn: Conn;
+  private readonly behavior: ResolvedBehavior<UserData>;
+  private readonly receiver: Receiver;
+  private state = OPEN;
+  /** A ping went out for idleness and no frame came since. */
+  private pinged = false;
+  /** `send` returned 'buffered': `drain` is owed once the buffer empties. */
+  private wantsDrain = false;
+  private closeCode = CLOSE_ABNORMAL;
+  private closeReason = '';
+  private told = false;
+
+  /** @internal Made by the upgrade. */
+  constructor(conn: Conn, behavior: ResolvedBehavior<UserData>, data: UserData, protocol: string) {
+    this.conn = conn;
+    this.behavior = behavior;
+    this.data = data;
+    this.protocol = protocol;
+    this.receiver = new Receiver(behavior.maxPayload, true);
+    conn.setDeadline(behavior.idleTimeout);
+  }
+
+  /** Whether the connection is open for messages (not closing or closed). */
+  get open(): boolean {
+    return this.state === OPEN && !this.conn.closed;
+  }
+
+  /** Outbound bytes not yet taken by the kernel. */
+  get bufferedAmount(): number {
+    return this.conn.outboundBuffered;
+  }
+
+  /** The peer's address. */
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+
+  /**
+   * Sends a message (a string as text, bytes as binary unless `binary` says otherwise). Past
+   * `maxBackpressure` it is dropped (and with `closeOnBackpressureLimit` the connection closes with 1008);
+   * 'buffered' means it waits behind others: `drain` follows when they are out.
+   */
+  send(message: string | Uint8Array, binary = typeof message !== 'string'): SendStatus {
+    if (!this.open) return 'dropped';
+    const payload = typeof message === 'string' ? Buffer.from(message) : message;
+    const conn = this.conn;
+    if (conn.outboundBuffered + payload.byteLength > this.behavior.maxBackpressure) {
+      if (this.behavior.closeOnBackpressureLimit)
+        this.fail(wsError('backpressure', 'the client does not keep up'));
+      return 'dropped';
+    }
+    this.frame(binary ? OP_BINARY : OP_TEXT, payload);
+    if (conn.outboundBuffered < conn.loop.options.highWaterMark) return 'sent';
+    this.wantsDrain = true;
+    if (conn.whenWritable()) {
+      this.wantsDrain = false;
+      return 'sent';
+    }
+    return 'buffered';
+  }
+
+  /** Sends a ping (at most 125 octets of payload). */
+  ping(payload: string | Uint8Array = EMPTY): void {
+    if (!this.open) return;
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (data.byteLength > 125) throw new RangeError('a ping payload is at most 125 octets');
+    this.frame(OP_PING, data);
+  }
+
+  /**
+   * Starts the close handshake with `code` and `reason` (at most 123 octets of UTF-8); the connection ends
+   * when the peer answers, or after `closeTimeout`.
+   */
+  close(code = CLOSE_NORMAL, reason = ''): void {
+    if (this.state !== OPEN) return;
+    if (!validCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
+    const text = Buffer.from(reason);
+    if (text.length > 123) throw new RangeError('a close reason is at most 123 octets');
+    this.sendClose(code, text);
+    this.state = CLOSING;
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.conn.setDeadline(this.behavior.closeTimeout);
+  }
+
+  /** Ends the connection at once, without the close handshake. */
+  terminate(): void {
+    this.state = CLOSED;
+    this.conn.destroy();
+  }
+
+  // ---- frames out ----------------------------------------------------------------------------------
+
+  /** A frame with `payload`, unmasked (a server's frames are never masked, §5.1). */
+  private frame(opcode: number, payload: Uint8Array): void {
+    const conn = this.conn;
+    const n = payload.byteLength;
+    const buf = conn.reserve(10 + (n < 4096 ? n : 0));
+    let p = conn.reservedAt;
+    buf[p++] = 0x80 | opcode;
+    if (n < 126) buf[p++] = n;
+    else if (n < 65_536) {
+      buf[p++] = 126;
+      buf.writeUInt16BE(n, p);
+      p += 2;
+    } else {
+      buf[p++] = 127;
+      buf.writeUInt32BE(Math.floor(n / 2 ** 32), p);
+      buf.writeUInt32BE(n >>> 0, p + 4);
+      p += 8;
+    }
+    if (n < 4096) {
+      buf.set(payload, p);
+      conn.commit(p + n);
+    } else {
+      conn.commit(p);
+      conn.write(payload);
+    }
+  }
+
+  private sendClose(code: number, reason: Buffer): void {
+    const payload = Buffer.allocUnsafe(2 + reason.length);
+    payload.writeUInt16BE(code, 0);
+    reason.copy(payload, 2);
+    this.frame(OP_CLOSE, payload);
+  }
+
+  // ---- frames in -----------------------------------------------------------------------------------
+
+  /** @internal Bytes arrived. */
+  traffic(): void {
+    if (this.state === CLOSED) {
+      this.conn.discard();
+      return;
+    }
+    this.pinged = false;
+    if (this.state === OPEN) this.conn.setDeadline(this.behavior.idleTimeout);
+    try {
+      this.receiver.read(this.conn, this);
+    } catch (err) {
+      if (!isWebSocketError(err)) throw err;
+      this.fail(err);
+    }
+  }
+
+  onMessage(data: Buffer, binary: boolean): void {
+    if (this.state !== OPEN) return; // after our close frame, messages are not the handler's
+    this.behavior.message(this, binary ? data : data.toString('utf8'), binary);
+  }
+
+  onPing(data: Buffer): void {
+    if (this.state === OPEN) this.frame(OP_PONG, data);
+  }
+
+  onPong(_data: Buffer): void {}
+
+  onCloseFrame(code: number, reason: string): void {
+    if (this.state === OPEN) {
+      // The peer closes first: we answer with its code (§5.5.1), then end the connection.
+      if (code === CLOSE_NO_STATUS) this.frame(OP_CLOSE, EMPTY);
+      else this.sendClose(code, Buffer.from(reason));
+    }
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.state = CLOSED;
+    this.conn.close();
+  }
+
+  /** A violation (or a limit): the close code it maps to goes out, and the connection ends. */
+  private fail(err: WebSocketError): void {
+    if (this.state === CLOSED) return;
+    if (this.state === OPEN) this.sendClose(err.closeCode, Buffer.from(err.message.slice(0, 120)));
+    this.closeCode = err.closeCode;
+    this.closeReason = err.message;
+    this.state = CLOSED;
+    this.conn.close(err);
+  }
+
+  // ---- timers and the end --------------------------------------------------------------------------
+
+  /** @internal The deadline passed: idle (ping first, then close 1001), or the close handshake timed out. */
+  deadline(): void {
+    if (this.state === CLOSING) {
+      this.state = CLOSED;
+      this.conn.destroy();
+      return;
+    }
+    if (this.state !== OPEN) return;
+    if (this.behavior.sendPingsAutomatically && !this.pinged) {
+      this.pinged = true;
+      this.frame(OP_PING, EMPTY);
+      this.conn.setDeadline(this.behavior.idleTimeout);
+      return;
+    }
+    this.fail(wsError('timeout', 'idle for too long'));
+  }
+
+  /** @internal The outbound buffer drained. */
+  writable(): void {
+    if (!this.wantsDrain || this.state !== OPEN) return;
+    this.wantsDrain = false;
+    this.behavior.drain?.(this);
+  }
+
+  /** @internal The peer ended the TCP connection (a close without the handshake is 1006). */
+  eof(): void {
+    if (this.state !== CLOSED) {
+      // No close frame came: the close was abnormal whatever we had sent (§7.1.5).
+      this.state = CLOSED;
+      this.closeCode = CLOSE_ABNORMAL;
+      this.closeReason = '';
+    }
+    this.conn.close();
+  }
+
+  /** @internal The connection is gone: `close` is told once, with the code the handshake ended on. */
+  closed(): void {
+    this.state = CLOSED;
+    if (this.told) return;
+    this.told = true;
+    try {
+      this.behavior.close?.(this, this.closeCode, this.closeReason);
+    } catch (err) {
+      this.conn.loop.log.error('websocket close handler threw', { error: err });
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function isWebSocketError(err: unknown): err is WebSocketError {
+  return err instanceof Error && err.name === 'WebSocketError';
+}

@@ -6,6 +6,7 @@
  * once. A message whole in one read is handed over as a view (no copy); others are assembled.
  */
 import type { Conn } from '../../core/index.ts';
+import { inflateMessage } from './deflate.ts';
 import { CLOSE_NO_STATUS, validCloseCode, wsError } from './errors.ts';
 import { Utf8Validator } from './utf8.ts';
 
@@ -43,6 +44,7 @@ export class Receiver {
   private opcode = 0;
   private masked = false;
   private readonly mask = new Uint8Array(4);
+  private rsv1 = false;
   /** Payload octets of the current frame still to come. */
   private remaining = 0;
   private frameLength = 0;
@@ -59,14 +61,19 @@ export class Receiver {
   private controlLength = 0;
   private readonly maxPayload: number;
   private readonly server: boolean;
+  /** permessage-deflate was agreed: RSV1 marks a compressed message. */
+  private readonly deflate: boolean;
+  /** The current message is compressed (RSV1 on its first frame). */
+  private compressed = false;
 
   /**
    * @param maxPayload Largest message (all its fragments) accepted; larger is close 1009.
    * @param server Frames from a client must be masked (a server's must not be).
    */
-  constructor(maxPayload: number, server: boolean) {
+  constructor(maxPayload: number, server: boolean, deflate = false) {
     this.maxPayload = maxPayload;
     this.server = server;
+    this.deflate = deflate;
   }
 
   /** Reads what `conn` has buffered; throws a {@link WebSocketError} at the first violation. */
@@ -124,9 +131,12 @@ export class Receiver {
 
   /** The frame's first two octets. */
   private info(b0: number, b1: number): void {
-    if ((b0 & 0x70) !== 0) throw wsError('rsv', 'a reserved bit set without an extension that defines it');
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
+    // RSV1 is permessage-deflate's, on a message's first frame only (RFC 7692 §6); RSV2 and RSV3 are nobody's.
+    const rsv1 = (b0 & 0x40) !== 0;
+    if ((b0 & 0x30) !== 0 || (rsv1 && (!this.deflate || (opcode !== OP_TEXT && opcode !== OP_BINARY))))
+      throw wsError('rsv', 'a reserved bit set without an extension that defines it');
     const length = b1 & 0x7f;
     if (opcode >= OP_CLOSE) {
       if (opcode > OP_PONG) throw wsError('opcode', `a reserved control opcode 0x${opcode.toString(16)}`);
@@ -145,6 +155,7 @@ export class Receiver {
     if (!this.server && this.masked) throw wsError('masked', 'a masked frame from a server');
     this.fin = fin;
     this.opcode = opcode;
+    this.rsv1 = rsv1;
     if (length === 126) this.state = LENGTH_16;
     else if (length === 127) this.state = LENGTH_64;
     else this.haveLength(length);
@@ -157,6 +168,7 @@ export class Receiver {
         throw wsError('tooBig', `a message over ${this.maxPayload} octets`);
       if (this.opcode !== OP_CONTINUATION) {
         this.messageKind = this.opcode;
+        this.compressed = this.rsv1;
         if (this.opcode === OP_TEXT) this.utf8.reset();
       }
       this.fragmented = !this.fin;
@@ -180,9 +192,10 @@ export class Receiver {
   private dataPayload(conn: Conn, sink: ReceiverSink, buf: Buffer, off: number, n: number): void {
     this.unmask(buf, off, n);
     const kind = this.messageKind;
-    if (kind === OP_TEXT && !this.utf8.feed(buf, off, off + n))
+    // Compressed text is judged once inflated; plain text as it arrives.
+    if (kind === OP_TEXT && !this.compressed && !this.utf8.feed(buf, off, off + n))
       throw wsError('utf8', 'invalid UTF-8 in a text message');
-    const whole = this.fin && this.opcode !== OP_CONTINUATION && n === this.frameLength;
+    const whole = this.fin && this.opcode !== OP_CONTINUATION && n === this.frameLength && !this.compressed;
     if (whole) {
       // A message in one frame, all in this read: handed over in place.
       const view = buf.subarray(off, off + n);
@@ -212,9 +225,17 @@ export class Receiver {
     const length = this.messageLength;
     this.parts = [];
     this.messageLength = 0;
+    let data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+    if (this.compressed) {
+      this.compressed = false;
+      data = inflateMessage(data, this.maxPayload);
+      if (kind === OP_TEXT) {
+        this.utf8.reset();
+        if (!this.utf8.feed(data, 0, data.length)) throw wsError('utf8', 'invalid UTF-8 in a text message');
+      }
+    }
     if (kind === OP_TEXT && !this.utf8.complete)
       throw wsError('utf8', 'a text message ending inside a character');
-    const data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
     sink.onMessage(data, kind === OP_BINARY);
   }
 

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { type Conn, definedOptions, type EventHandler, netloomError } from '../../core/index.ts';
 import type { Request, Response } from '../http1/index.ts';
+import { type CompressionOptions, negotiateDeflate } from './deflate.ts';
 import { WebSocket } from './websocket.ts';
 
 /** How a server's WebSocket connections behave. Callbacks run on the loop thread. */
@@ -35,6 +36,11 @@ export interface WebSocketBehavior<UserData = unknown> {
   protocols?: readonly string[];
   /** Whether a request from `origin` (undefined: none sent) may open a connection; refused is 403. */
   checkOrigin?(origin: string | undefined, req: Request): boolean;
+  /**
+   * permessage-deflate (RFC 7692) with clients that offer it: `true`, or its options. Messages are
+   * compressed each on its own (no context takeover either way: no zlib state per connection). Default off.
+   */
+  compression?: boolean | CompressionOptions;
 }
 
 /** @internal The behaviour with every default filled in. */
@@ -108,6 +114,26 @@ export function webSocket<UserData = undefined>(
       'websocket behavior needs a message(ws, message, binary) function',
     );
   const protocols = b.protocols ?? [];
+  const compression: CompressionOptions | null =
+    b.compression === true
+      ? {}
+      : b.compression === false || b.compression === undefined
+        ? null
+        : b.compression;
+  const threshold = compression?.threshold ?? 1024;
+  if (compression !== null) {
+    const bits = compression.clientMaxWindowBits ?? 15;
+    if (!Number.isInteger(bits) || bits < 8 || bits > 15)
+      throw netloomError(
+        'ERR_NETLOOM_OPTION',
+        `websocket compression.clientMaxWindowBits must be 8-15, got ${bits}`,
+      );
+    if (!Number.isInteger(threshold) || threshold < 0)
+      throw netloomError(
+        'ERR_NETLOOM_OPTION',
+        `websocket compression.threshold must be >= 0, got ${threshold}`,
+      );
+  }
   const shared: EventHandler<WebSocket<UserData>> = {
     onTraffic(conn) {
       conn.context?.traffic();
@@ -155,10 +181,25 @@ export function webSocket<UserData = undefined>(
         .digest('base64');
       const headers: Record<string, string> = { 'sec-websocket-accept': accept };
       if (protocol !== '') headers['sec-websocket-protocol'] = protocol;
+      const deflate =
+        compression === null
+          ? null
+          : negotiateDeflate(
+              req.headerValues('sec-websocket-extensions').join(', ') || undefined,
+              compression,
+            );
+      if (deflate !== null) headers['sec-websocket-extensions'] = deflate.header;
       const handler: EventHandler<WebSocket<UserData>> = {
         ...shared,
         onOpen(conn: Conn<WebSocket<UserData>>) {
-          const ws = new WebSocket<UserData>(conn as Conn, b, data as UserData, protocol);
+          const ws = new WebSocket<UserData>(
+            conn as Conn,
+            b,
+            data as UserData,
+            protocol,
+            deflate === null ? 0 : deflate.serverWindowBits,
+            threshold,
+          );
           conn.context = ws;
           b.open?.(ws);
         },

@@ -5,6 +5,7 @@
  * was dropped past `maxBackpressure`.
  */
 import type { Conn } from '../../core/index.ts';
+import { deflateMessage } from './deflate.ts';
 import {
   CLOSE_ABNORMAL,
   CLOSE_NO_STATUS,
@@ -42,13 +43,27 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
   private closeReason = '';
   private told = false;
 
+  /** The window bits our deflate uses, or 0 when permessage-deflate was not agreed. */
+  private readonly deflateBits: number;
+  /** Messages shorter than this go uncompressed. */
+  private readonly threshold: number;
+
   /** @internal Made by the upgrade. */
-  constructor(conn: Conn, behavior: ResolvedBehavior<UserData>, data: UserData, protocol: string) {
+  constructor(
+    conn: Conn,
+    behavior: ResolvedBehavior<UserData>,
+    data: UserData,
+    protocol: string,
+    deflateBits = 0,
+    threshold = 1024,
+  ) {
     this.conn = conn;
     this.behavior = behavior;
     this.data = data;
     this.protocol = protocol;
-    this.receiver = new Receiver(behavior.maxPayload, true);
+    this.deflateBits = deflateBits;
+    this.threshold = threshold;
+    this.receiver = new Receiver(behavior.maxPayload, true, deflateBits !== 0);
     conn.setDeadline(behavior.idleTimeout);
   }
 
@@ -81,7 +96,9 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
         this.fail(wsError('backpressure', 'the client does not keep up'));
       return 'dropped';
     }
-    this.frame(binary ? OP_BINARY : OP_TEXT, payload);
+    if (this.deflateBits !== 0 && payload.byteLength >= this.threshold)
+      this.frame(binary ? OP_BINARY : OP_TEXT, deflateMessage(payload, this.deflateBits), RSV1);
+    else this.frame(binary ? OP_BINARY : OP_TEXT, payload);
     if (conn.outboundBuffered < conn.loop.options.highWaterMark) return 'sent';
     this.wantsDrain = true;
     if (conn.whenWritable()) {
@@ -124,12 +141,12 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
   // ---- frames out ----------------------------------------------------------------------------------
 
   /** A frame with `payload`, unmasked (a server's frames are never masked, §5.1). */
-  private frame(opcode: number, payload: Uint8Array): void {
+  private frame(opcode: number, payload: Uint8Array, rsv = 0): void {
     const conn = this.conn;
     const n = payload.byteLength;
     const buf = conn.reserve(10 + (n < 4096 ? n : 0));
     let p = conn.reservedAt;
-    buf[p++] = 0x80 | opcode;
+    buf[p++] = 0x80 | rsv | opcode;
     if (n < 126) buf[p++] = n;
     else if (n < 65_536) {
       buf[p++] = 126;
@@ -259,6 +276,8 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** RSV1: the message is compressed (RFC 7692 §6). */
+const RSV1 = 0x40;
 
 function isWebSocketError(err: unknown): err is WebSocketError {
   return err instanceof Error && err.name === 'WebSocketError';

@@ -9,6 +9,7 @@ import { serve } from 'netloom';
 import { server } from 'netloom/http1';
 import { Utf8Validator, webSocket } from 'netloom/websocket';
 import WebSocketClient from 'ws';
+import { frame, KEY, rawSession } from './support.ts';
 
 let port = 0;
 let stop: () => Promise<void>;
@@ -97,85 +98,9 @@ describe('with ws as the client', () => {
 
 // ---- raw frames -----------------------------------------------------------------------------------------
 
-const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
-
-function frame(
-  fin: boolean,
-  opcode: number,
-  payload: Buffer | string,
-  opts: { mask?: boolean; rsv?: number } = {},
-) {
-  const p = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const mask = opts.mask ?? true;
-  const head: number[] = [(fin ? 0x80 : 0) | (opts.rsv ?? 0) | opcode];
-  const m = mask ? 0x80 : 0;
-  if (p.length < 126) head.push(m | p.length);
-  else if (p.length < 65536) head.push(m | 126, p.length >> 8, p.length & 0xff);
-  else {
-    head.push(m | 127, 0, 0, 0, 0);
-    head.push((p.length >>> 24) & 0xff, (p.length >>> 16) & 0xff, (p.length >>> 8) & 0xff, p.length & 0xff);
-  }
-  if (!mask) return Buffer.concat([Buffer.from(head), p]);
-  const key = Buffer.from([0x12, 0x34, 0x56, 0x78]);
-  const body = Buffer.from(p);
-  for (let i = 0; i < body.length; i++) body[i]! ^= key[i & 3]!;
-  return Buffer.concat([Buffer.from(head), key, body]);
-}
-
-interface RawSession {
-  socket: net.Socket;
-  head: string;
-  /** Frames the server sent after the head. */
-  frames(): { opcode: number; payload: Buffer }[];
-  closed: Promise<void>;
-  send(...b: Buffer[]): void;
-}
-
-async function rawSession(extraHeaders = ''): Promise<RawSession> {
-  const socket = net.connect(port, '127.0.0.1');
-  let data = Buffer.alloc(0);
-  let ended!: () => void;
-  const closed = new Promise<void>((r) => (ended = r));
-  socket.on('data', (d: Buffer) => (data = Buffer.concat([data, d])));
-  socket.on('close', () => ended());
-  socket.on('error', () => {});
-  socket.write(
-    `GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`,
-  );
-  for (let i = 0; i < 200 && data.indexOf('\r\n\r\n') === -1; i++) await new Promise((r) => setTimeout(r, 5));
-  const end = data.indexOf('\r\n\r\n');
-  const head = data.subarray(0, end).toString();
-  return {
-    socket,
-    head,
-    closed,
-    send: (...b) => socket.write(Buffer.concat(b)),
-    frames() {
-      const out: { opcode: number; payload: Buffer }[] = [];
-      let p = end + 4;
-      while (p + 2 <= data.length) {
-        const opcode = data[p]! & 0x0f;
-        let len = data[p + 1]! & 0x7f;
-        let q = p + 2;
-        if (len === 126) {
-          len = data.readUInt16BE(q);
-          q += 2;
-        } else if (len === 127) {
-          len = Number(data.readBigUInt64BE(q));
-          q += 8;
-        }
-        if (q + len > data.length) break;
-        out.push({ opcode, payload: data.subarray(q, q + len) });
-        p = q + len;
-      }
-      return out;
-    },
-  };
-}
-
 /** Sends `bytes` and expects a close frame with `code`, then the connection's end. */
 async function expectClose(bytes: Buffer[], code: number) {
-  const s = await rawSession();
+  const s = await rawSession(port);
   assert.match(s.head, /^HTTP\/1\.1 101 /);
   s.send(...bytes);
   await Promise.race([s.closed, new Promise((r) => setTimeout(r, 3000))]);
@@ -187,7 +112,7 @@ async function expectClose(bytes: Buffer[], code: number) {
 
 describe('frame rules (RFC 6455 §5): the exact close code', () => {
   test('the handshake answer: 101 with the accept of RFC 6455 §1.3', async () => {
-    const s = await rawSession();
+    const s = await rawSession(port);
     assert.match(s.head, /^HTTP\/1\.1 101 Switching Protocols/);
     assert.match(s.head, /sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
     s.socket.destroy();
@@ -203,7 +128,7 @@ describe('frame rules (RFC 6455 §5): the exact close code', () => {
   test('a new message inside a fragmented one: 1002', () =>
     expectClose([frame(false, 1, 'a'), frame(true, 1, 'b')], 1002));
   test('a message over maxPayload: 1009 from its length, before its payload is sent', async () => {
-    const s = await rawSession();
+    const s = await rawSession(port);
     // The header alone declares 100,000 octets; no payload follows.
     s.send(Buffer.from([0x82, 0x80 | 127, 0, 0, 0, 0, 0, 1, 0x86, 0xa0, 1, 2, 3, 4]));
     await Promise.race([s.closed, new Promise((r) => setTimeout(r, 3000))]);
@@ -218,7 +143,7 @@ describe('frame rules (RFC 6455 §5): the exact close code', () => {
   test('fragments adding up past maxPayload: 1009', () =>
     expectClose([frame(false, 2, Buffer.alloc(40_000)), frame(true, 0, Buffer.alloc(40_000))], 1009));
   test('invalid UTF-8 fails at once, in the middle of a fragmented message: 1007', async () => {
-    const s = await rawSession();
+    const s = await rawSession(port);
     s.send(frame(false, 1, Buffer.from([0x61, 0xc0, 0xaf]))); // an overlong '/', first fragment only
     await Promise.race([s.closed, new Promise((r) => setTimeout(r, 3000))]);
     assert.equal(
@@ -239,7 +164,7 @@ describe('frame rules (RFC 6455 §5): the exact close code', () => {
   test('a close frame is answered with its code and the connection ends', () =>
     expectClose([frame(true, 8, Buffer.from([0x0f, 0xa0, 0x6f, 0x6b]))], 4000));
   test('control frames between fragments; the message assembled whole', async () => {
-    const s = await rawSession();
+    const s = await rawSession(port);
     s.send(frame(false, 1, 'hel'), frame(true, 9, 'p'), frame(false, 0, 'lo '), frame(true, 0, 'wörld'));
     await new Promise((r) => setTimeout(r, 200));
     const frames = s.frames();
@@ -253,7 +178,7 @@ describe('frame rules (RFC 6455 §5): the exact close code', () => {
     s.socket.destroy();
   });
   test('a frame split byte by byte is read the same', async () => {
-    const s = await rawSession();
+    const s = await rawSession(port);
     const bytes = frame(true, 2, Buffer.from('split into single bytes'));
     for (const b of bytes) {
       s.send(Buffer.from([b]));

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { extname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -20,6 +21,7 @@ export interface WorkerInit {
   loops: number;
   options: ResolvedOptions;
   statsBuffer: SharedArrayBuffer;
+  engineId: string;
   port: number | undefined;
   io: IoPath;
   tlsKeys: SharedArrayBuffer | undefined;
@@ -131,6 +133,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly done: Promise<void>;
 
   private readonly statsBuffer: SharedArrayBuffer;
+  /** A name unique to this engine, shared by its loops (see `EventLoop.engineId`). */
+  readonly id = `netloom-${process.pid}-${randomUUID()}`;
   private readonly parsed: Address;
   private readonly specifier: string | null;
   private readonly inline: HandlerExport | null;
@@ -187,6 +191,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         loops: 1,
         options: this.options,
         statsBuffer: this.statsBuffer,
+        engineId: this.id,
         requestShutdown: () => void this.stop(),
         io,
         tlsKeys: this.tlsKeys,
@@ -230,6 +235,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       loops: this.loops,
       options: { ...this.options, tls: this.tlsOptions },
       statsBuffer: this.statsBuffer,
+      engineId: this.id,
       port,
       io: this.io!,
       tlsKeys: this.tlsKeys,

@@ -94,6 +94,8 @@ export interface LoopInit {
   loops: number;
   options: ResolvedOptions;
   statsBuffer: SharedArrayBuffer;
+  /** The engine's name, shared by its loops. */
+  engineId?: string;
   requestShutdown: () => void;
   /** How this loop moves bytes (the engine's verified path; default: this thread's). */
   io?: IoPath;
@@ -112,6 +114,11 @@ export class EventLoop {
   readonly index: number;
   /** How many loops the engine runs. */
   readonly loops: number;
+  /**
+   * A name unique to the engine, the same on each of its loops (a restarted loop included): what a feature
+   * spanning the loops names its `BroadcastChannel` after (WebSocket pub/sub does).
+   */
+  readonly engineId: string;
   /** The engine's options, defaults applied. */
   readonly options: ResolvedOptions;
   /** `options.data`, as cloned into this loop's thread. */
@@ -175,6 +182,7 @@ export class EventLoop {
   constructor(init: LoopInit) {
     this.index = init.index;
     this.loops = init.loops;
+    this.engineId = init.engineId ?? `netloom-${process.pid}-loop-${init.index}`;
     this.options = init.options;
     this.data = init.options.data;
     this.log =

@@ -4,6 +4,8 @@
  *
  * @packageDocumentation
  */
+
+export type { CompressionOptions } from './deflate.ts';
 export {
   CLOSE_ABNORMAL,
   CLOSE_GOING_AWAY,
@@ -17,7 +19,6 @@ export {
   WebSocketError,
   type WebSocketErrorKind,
 } from './errors.ts';
-export type { CompressionOptions } from './deflate.ts';
 export { type WebSocketBehavior, type WebSocketServer, webSocket } from './server.ts';
 export { Utf8Validator } from './utf8.ts';
 export { type SendStatus, WebSocket } from './websocket.ts';

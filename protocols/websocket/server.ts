@@ -5,9 +5,16 @@
  * octets, version 13 (else 426 naming it), the origin by a hook, the subprotocol chosen from the client's.
  */
 import { createHash } from 'node:crypto';
-import { type Conn, definedOptions, type EventHandler, netloomError } from '../../core/index.ts';
+import {
+  type Conn,
+  definedOptions,
+  type EventHandler,
+  type EventLoop,
+  netloomError,
+} from '../../core/index.ts';
 import type { Request, Response } from '../http1/index.ts';
 import { type CompressionOptions, negotiateDeflate } from './deflate.ts';
+import { Topics } from './topics.ts';
 import { WebSocket } from './websocket.ts';
 
 /** How a server's WebSocket connections behave. Callbacks run on the loop thread. */
@@ -34,6 +41,8 @@ export interface WebSocketBehavior<UserData = unknown> {
   closeOnBackpressureLimit?: boolean;
   /** Subprotocols the server speaks, preferred first; one the client offers is chosen. */
   protocols?: readonly string[];
+  /** The name of this server's topics across loops (two servers in one handler need two). Default 'default'. */
+  topics?: string;
   /** Whether a request from `origin` (undefined: none sent) may open a connection; refused is 403. */
   checkOrigin?(origin: string | undefined, req: Request): boolean;
   /**
@@ -84,6 +93,15 @@ export interface WebSocketServer<UserData> {
    * the status the RFC names (false; the response is sent). `data` becomes `ws.data`.
    */
   upgrade(req: Request, res: Response, data?: UserData): boolean;
+  /** Publishes to `topic`'s subscribers on every loop of the engine (this loop's at once). */
+  publish(topic: string, message: string | Uint8Array, binary?: boolean): void;
+  /** This loop's subscribers of `topic`. */
+  subscribers(topic: string): number;
+  /**
+   * Joins the engine's pub/sub channel for `loop` (the first upgrade does it): call it from the handler
+   * module's factory when this loop publishes before any connection came.
+   */
+  attach(loop: EventLoop): void;
 }
 
 /**
@@ -114,6 +132,7 @@ export function webSocket<UserData = undefined>(
       'websocket behavior needs a message(ws, message, binary) function',
     );
   const protocols = b.protocols ?? [];
+  const topics = new Topics(b.topics ?? 'default');
   const compression: CompressionOptions | null =
     b.compression === true
       ? {}
@@ -154,6 +173,15 @@ export function webSocket<UserData = undefined>(
     },
   };
   return {
+    publish(topic, message, binary = typeof message !== 'string') {
+      topics.publish(topic, message, binary, null);
+    },
+    subscribers(topic) {
+      return topics.count(topic);
+    },
+    attach(loop) {
+      topics.attach(loop);
+    },
     upgrade(req, res, data) {
       if (req.method !== 'GET') return refuse(res, 405, 'a WebSocket opens with GET', { allow: 'GET' });
       if (req.httpVersion !== '1.1') return refuse(res, 400, 'a WebSocket opens over HTTP/1.1');
@@ -199,7 +227,9 @@ export function webSocket<UserData = undefined>(
             protocol,
             deflate === null ? 0 : deflate.serverWindowBits,
             threshold,
+            topics,
           );
+          topics.attach(conn.loop);
           conn.context = ws;
           b.open?.(ws);
         },

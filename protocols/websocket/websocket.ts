@@ -16,6 +16,7 @@ import {
 } from './errors.ts';
 import { OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Receiver, type ReceiverSink } from './receiver.ts';
 import type { ResolvedBehavior } from './server.ts';
+import type { Subscriber, Topics } from './topics.ts';
 
 /** What `send` did: the message went out (below the high-water mark), waits in the buffer, or was dropped. */
 export type SendStatus = 'sent' | 'buffered' | 'dropped';
@@ -26,7 +27,7 @@ const OPEN = 0;
 const CLOSING = 1;
 const CLOSED = 2;
 
-export class WebSocket<UserData = unknown> implements ReceiverSink {
+export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
   /** The user's slot (given to `upgrade`). */
   data: UserData;
   /** The subprotocol agreed on, or ''. */
@@ -47,6 +48,9 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
   private readonly deflateBits: number;
   /** Messages shorter than this go uncompressed. */
   private readonly threshold: number;
+  private readonly topics: Topics | null;
+  /** The topics this connection is subscribed to (null: none yet). */
+  private subscribed: Set<string> | null = null;
 
   /** @internal Made by the upgrade. */
   constructor(
@@ -56,7 +60,9 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
     protocol: string,
     deflateBits = 0,
     threshold = 1024,
+    topics: Topics | null = null,
   ) {
+    this.topics = topics;
     this.conn = conn;
     this.behavior = behavior;
     this.data = data;
@@ -106,6 +112,47 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
       return 'sent';
     }
     return 'buffered';
+  }
+
+  /** Subscribes to `topic`: messages published to it, on any loop of the engine, reach this connection. */
+  subscribe(topic: string): void {
+    if (!this.open || this.topics === null) return;
+    this.subscribed ??= new Set();
+    this.subscribed.add(topic);
+    this.topics.subscribe(this, topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (this.subscribed?.delete(topic) !== true) return;
+    this.topics?.unsubscribe(this, topic);
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.subscribed?.has(topic) === true;
+  }
+
+  /** Publishes to `topic`'s subscribers on every loop, this connection excepted. */
+  publish(topic: string, message: string | Uint8Array, binary = typeof message !== 'string'): void {
+    this.topics?.publish(topic, message, binary, this);
+  }
+
+  /** @internal The window bits to compress an `n`-octet message with, or 0 to send it plain. */
+  compressesAt(n: number): number {
+    return this.deflateBits !== 0 && n >= this.threshold ? this.deflateBits : 0;
+  }
+
+  /**
+   * @internal A frame built once for many connections (a publish): dropped past `maxBackpressure` (or
+   * closing with 1008 when the behaviour says so), never modified after.
+   */
+  sendFrame(frame: Buffer): void {
+    const conn = this.conn;
+    if (conn.outboundBuffered + frame.length > this.behavior.maxBackpressure) {
+      if (this.behavior.closeOnBackpressureLimit)
+        this.fail(wsError('backpressure', 'the client does not keep up'));
+      return;
+    }
+    conn.write(frame);
   }
 
   /** Sends a ping (at most 125 octets of payload). */
@@ -265,6 +312,10 @@ export class WebSocket<UserData = unknown> implements ReceiverSink {
   /** @internal The connection is gone: `close` is told once, with the code the handshake ended on. */
   closed(): void {
     this.state = CLOSED;
+    if (this.subscribed !== null) {
+      for (const topic of this.subscribed) this.topics?.unsubscribe(this, topic);
+      this.subscribed = null;
+    }
     if (this.told) return;
     this.told = true;
     try {

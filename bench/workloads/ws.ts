@@ -1,0 +1,59 @@
+// ws: netloom's ws-echo example (1 loop) vs the ws package's server; 100 WebSocket connections, one binary
+// message in flight each, 5 B and 1 KiB (bench/tools/wsload.c drives them from CPU 1, faster than either
+// server).
+import { join } from 'node:path';
+import {
+  buildTool,
+  compare,
+  NODE,
+  NODE_ARGS,
+  ROOT,
+  runLoad,
+  type Scenario,
+  startServer,
+} from '../harness.ts';
+
+export async function run(args: { rounds: number; seconds: number }): Promise<void> {
+  const wsload = buildTool('wsload');
+  const echo = (size: number): Scenario => ({
+    name: `echo, 100 conns, ${size} B`,
+    async measure(server, seconds) {
+      const out = await runLoad(wsload, [
+        '127.0.0.1',
+        String(server.port),
+        '100',
+        String(size),
+        String(seconds),
+      ]);
+      const r = JSON.parse(out) as { rate: number; p50_us: number; p99_us: number };
+      return { rate: r.rate, p50_us: r.p50_us, p99_us: r.p99_us };
+    },
+  });
+  await compare({
+    workload: 'ws',
+    contenders: [
+      {
+        name: 'netloom (1 loop)',
+        start: () =>
+          startServer('netloom (1 loop)', NODE, [
+            ...NODE_ARGS,
+            join(ROOT, 'examples/ws-echo/main.ts'),
+            '--port',
+            '0',
+            '--loops',
+            '1',
+          ]),
+      },
+      {
+        name: 'ws',
+        start: () => startServer('ws', NODE, [...NODE_ARGS, join(ROOT, 'bench/peers/ws-echo.ts'), '0']),
+      },
+    ],
+    scenarios: [echo(5), echo(1024)],
+    peer: 'ws',
+    rounds: args.rounds,
+    seconds: args.seconds,
+    warmupSeconds: 2,
+    notes: ['target: echo >= 1.5x ws'],
+  });
+}

@@ -884,6 +884,17 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   }
 
   /**
+   * Delivers the peer's end again, to the handler the connection was handed to: a codec that saw the FIN
+   * before it switched protocols (an upgrade answered after the client stopped sending) passes it on, so
+   * the new handler's `onEof` runs once it has read what came before. Loop thread only.
+   */
+  replayEof(): void {
+    if (this.state !== OPEN) return;
+    this.flags |= F_EOF_DEFERRED;
+    this.wake();
+  }
+
+  /**
    * Hands the connection to another handler (a protocol upgrade). The new handler's `onOpen` runs at once,
    * under the loop's error handling like every callback (a throw destroys the connection with
    * `ERR_NETLOOM_HANDLER`, a returned `Action` applies); bytes still buffered are then offered to its

@@ -70,7 +70,8 @@ export interface EventHandler<Ctx = unknown> {
 
   /**
    * The engine began a graceful stop: the loop no longer accepts; idle connections will be closed and busy
-   * ones given until the deadline. Loop thread.
+   * ones given until the deadline. Called once for the listener's handler and once for each other handler
+   * a live connection was handed to (`setHandler`, an upgrade). Loop thread.
    */
   onShutdown?(loop: EventLoop): void;
 }

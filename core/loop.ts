@@ -858,8 +858,12 @@ export class EventLoop {
         // Someone else removed or replaced it; nothing of ours to clean.
       }
     }
-    const h = this.handler;
-    if (h.onShutdown !== undefined) {
+    // The listener's handler hears the shutdown, and so does each other handler a connection was handed
+    // to (an upgrade: a WebSocket says Going Away before the sweep closes it).
+    const handlers = new Set<EventHandler>([this.handler]);
+    for (const conn of this.conns) handlers.add(conn.handler as EventHandler);
+    for (const h of handlers) {
+      if (h.onShutdown === undefined) continue;
       this.depth++;
       try {
         h.onShutdown(this);

@@ -728,6 +728,8 @@ export class Exchange implements BodySink, ExchangeInfo {
     const conn = this.conn as unknown as Conn;
     conn.context = undefined;
     conn.setHandler(handler);
+    // The client's FIN came while the upgrade was being answered: the new protocol hears it too.
+    if (this.peerEnded) conn.replayEof();
   }
 }
 

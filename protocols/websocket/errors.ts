@@ -31,6 +31,7 @@ const KINDS = {
   tooBig: [CLOSE_TOO_BIG, 'ERR_WS_TOO_BIG'],
   backpressure: [CLOSE_POLICY, 'ERR_WS_BACKPRESSURE'],
   timeout: [CLOSE_GOING_AWAY, 'ERR_WS_TIMEOUT'],
+  handler: [CLOSE_INTERNAL, 'ERR_WS_HANDLER'],
 } as const;
 
 /** What went wrong, by name. */

@@ -54,7 +54,11 @@ export class Receiver {
   private messageKind = 0;
   /** Octets of the current message so far (all its frames). */
   private messageLength = 0;
-  private parts: Buffer[] = [];
+  /**
+   * The message being assembled, copied into one buffer that grows (doubling, up to `maxPayload`): a
+   * message of a million one-octet fragments costs its length, not a million buffers.
+   */
+  private assembly: Buffer | null = null;
   private readonly utf8 = new Utf8Validator();
   /** Bytes of a control frame assembled across reads (at most 125). */
   private control: Buffer | null = null;
@@ -208,11 +212,24 @@ export class Receiver {
       sink.onMessage(view, kind === OP_BINARY);
       return;
     }
-    if (n > 0) this.parts.push(Buffer.from(buf.subarray(off, off + n)));
+    if (n > 0) this.append(buf, off, n);
     this.messageLength += n;
     this.remaining -= n;
     conn.discard(n);
     if (this.remaining === 0) this.endFrame(sink);
+  }
+
+  /** Copies `n` octets of the message being assembled (`messageLength` counts them after). */
+  private append(buf: Buffer, off: number, n: number): void {
+    const used = this.messageLength;
+    let into = this.assembly;
+    if (into === null || into.length < used + n) {
+      const size = Math.min(this.maxPayload, Math.max(used + n, (into?.length ?? 0) * 2, 1024));
+      const grown = Buffer.allocUnsafe(size);
+      into?.copy(grown, 0, 0, used);
+      into = this.assembly = grown;
+    }
+    buf.copy(into, used, off, off + n);
   }
 
   /** A data frame's payload is all in. */
@@ -221,11 +238,12 @@ export class Receiver {
     this.state = INFO;
     if (!this.fin) return;
     const kind = this.messageKind;
-    const parts = this.parts;
+
     const length = this.messageLength;
-    this.parts = [];
+
     this.messageLength = 0;
-    let data = parts.length === 0 ? EMPTY : parts.length === 1 ? parts[0]! : Buffer.concat(parts, length);
+    let data = this.assembly === null ? EMPTY : this.assembly.subarray(0, length);
+    this.assembly = null;
     if (this.compressed) {
       this.compressed = false;
       data = inflateMessage(data, this.maxPayload);

@@ -187,11 +187,16 @@ export function webSocket<UserData = undefined>(
       if (req.httpVersion !== '1.1') return refuse(res, 400, 'a WebSocket opens over HTTP/1.1');
       if (req.upgrade?.toLowerCase() !== 'websocket')
         return refuse(res, 426, 'this resource needs a WebSocket upgrade', { upgrade: 'websocket' });
-      const version = req.header('sec-websocket-version');
-      if (version !== '13')
+      // Each of these fields is allowed once (RFC 6455 §11.3.1, §11.3.5).
+      const versions = req.headerValues('sec-websocket-version');
+      if (versions.length > 1) return refuse(res, 400, 'Sec-WebSocket-Version more than once');
+      if (versions[0] !== '13')
         return refuse(res, 426, 'unsupported WebSocket version', { 'sec-websocket-version': '13' });
-      const key = req.header('sec-websocket-key');
-      if (key === undefined || !KEY.test(key)) return refuse(res, 400, 'a bad Sec-WebSocket-Key');
+      const keys = req.headerValues('sec-websocket-key');
+      if (keys.length !== 1 || !KEY.test(keys[0]!)) return refuse(res, 400, 'a bad Sec-WebSocket-Key');
+      const key = keys[0]!;
+      // A body would be read as frames once the connection switched.
+      if (req.hasBody) return refuse(res, 400, 'an upgrade request with a body');
       if (b.checkOrigin !== undefined && !b.checkOrigin(req.header('origin'), req))
         return refuse(res, 403, 'origin not allowed');
       let protocol = '';
@@ -217,8 +222,13 @@ export function webSocket<UserData = undefined>(
               compression,
             );
       if (deflate !== null) headers['sec-websocket-extensions'] = deflate.header;
+      let socket: WebSocket<UserData> | null = null;
       const handler: EventHandler<WebSocket<UserData>> = {
         ...shared,
+        // The engine stops: the connection ends with 1001 (Going Away), not a bare TCP close.
+        onShutdown() {
+          if (socket?.open) socket.close(1001, 'server shutting down');
+        },
         onOpen(conn: Conn<WebSocket<UserData>>) {
           const ws = new WebSocket<UserData>(
             conn as Conn,
@@ -231,7 +241,12 @@ export function webSocket<UserData = undefined>(
           );
           topics.attach(conn.loop);
           conn.context = ws;
-          b.open?.(ws);
+          socket = ws;
+          try {
+            b.open?.(ws);
+          } catch (err) {
+            ws.handlerFailed('open', err);
+          }
         },
       };
       res.upgrade(handler as EventHandler, headers);

@@ -91,7 +91,12 @@ export class Topics {
   publish(topic: string, message: string | Uint8Array, binary: boolean, except: Subscriber | null): void {
     const data = typeof message === 'string' ? Buffer.from(message) : message;
     this.deliver(topic, data, binary, except);
-    this.channel?.postMessage({ topic, data, binary } satisfies Published);
+    // An exact copy crosses (a view would carry its whole underlying buffer through the clone).
+    this.channel?.postMessage({
+      topic,
+      data: Uint8Array.prototype.slice.call(data),
+      binary,
+    } satisfies Published);
   }
 
   /** Sends `data` to this loop's subscribers of `topic`: the frame made once (and once compressed). */

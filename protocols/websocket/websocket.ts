@@ -95,17 +95,32 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
    */
   send(message: string | Uint8Array, binary = typeof message !== 'string'): SendStatus {
     if (!this.open) return 'dropped';
-    const payload = typeof message === 'string' ? Buffer.from(message) : message;
+    // Bytes go out at the end of the turn, and the connection sends buffers of 16 KiB and more by
+    // reference: a caller's large buffer is copied, so reusing it after `send` cannot change the message.
+    const payload =
+      typeof message === 'string'
+        ? Buffer.from(message)
+        : message.byteLength >= 16_384
+          ? Buffer.from(message)
+          : message;
     const conn = this.conn;
     if (conn.outboundBuffered + payload.byteLength > this.behavior.maxBackpressure) {
-      if (this.behavior.closeOnBackpressureLimit)
+      if (this.behavior.closeOnBackpressureLimit) {
         this.fail(wsError('backpressure', 'the client does not keep up'));
+        return 'dropped';
+      }
+      // A sender that waits for `drain` after a drop gets it once there is room again.
+      this.wantsDrain = true;
+      conn.whenWritable();
       return 'dropped';
     }
     if (this.deflateBits !== 0 && payload.byteLength >= this.threshold)
       this.frame(binary ? OP_BINARY : OP_TEXT, deflateMessage(payload, this.deflateBits), RSV1);
     else this.frame(binary ? OP_BINARY : OP_TEXT, payload);
-    if (conn.outboundBuffered < conn.loop.options.highWaterMark) return 'sent';
+    // Buffered from half the backpressure limit (or the loop's high-water mark, if lower): a sender hears
+    // of the queue before its messages are dropped.
+    const soft = Math.min(conn.loop.options.highWaterMark, this.behavior.maxBackpressure >>> 1);
+    if (conn.outboundBuffered <= soft) return 'sent';
     this.wantsDrain = true;
     if (conn.whenWritable()) {
       this.wantsDrain = false;
@@ -241,7 +256,17 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
 
   onMessage(data: Buffer, binary: boolean): void {
     if (this.state !== OPEN) return; // after our close frame, messages are not the handler's
-    this.behavior.message(this, binary ? data : data.toString('utf8'), binary);
+    try {
+      this.behavior.message(this, binary ? data : data.toString('utf8'), binary);
+    } catch (err) {
+      this.handlerFailed('message', err);
+    }
+  }
+
+  /** A behaviour callback threw: logged, and the connection closes with 1011 (never the loop's problem). */
+  handlerFailed(stage: string, err: unknown): void {
+    this.conn.loop.log.error(`websocket ${stage} handler threw`, { error: err });
+    this.fail(wsError('handler', `the server failed in ${stage}`));
   }
 
   onPing(data: Buffer): void {
@@ -277,7 +302,10 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
   /** @internal The deadline passed: idle (ping first, then close 1001), or the close handshake timed out. */
   deadline(): void {
     if (this.state === CLOSING) {
+      // Our close frame went unanswered: no close frame came, so the close was abnormal (§7.1.5).
       this.state = CLOSED;
+      this.closeCode = CLOSE_ABNORMAL;
+      this.closeReason = '';
       this.conn.destroy();
       return;
     }
@@ -295,7 +323,11 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
   writable(): void {
     if (!this.wantsDrain || this.state !== OPEN) return;
     this.wantsDrain = false;
-    this.behavior.drain?.(this);
+    try {
+      this.behavior.drain?.(this);
+    } catch (err) {
+      this.handlerFailed('drain', err);
+    }
   }
 
   /** @internal The peer ended the TCP connection (a close without the handshake is 1006). */

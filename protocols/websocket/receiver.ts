@@ -186,11 +186,24 @@ export class Receiver {
   private unmask(buf: Buffer, off: number, n: number): void {
     if (!this.masked) return;
     const m = this.mask;
-    let k = (this.frameLength - this.remaining) & 3;
-    for (let i = 0; i < n; i++) {
-      buf[off + i]! ^= m[k]!;
-      k = (k + 1) & 3;
+    // The key rotated to where this piece of the payload starts, then four octets a step.
+    const k = (this.frameLength - this.remaining) & 3;
+    const m0 = m[k]!;
+    const m1 = m[(k + 1) & 3]!;
+    const m2 = m[(k + 2) & 3]!;
+    const m3 = m[(k + 3) & 3]!;
+    let i = off;
+    const whole = off + (n & ~3);
+    for (; i < whole; i += 4) {
+      buf[i]! ^= m0;
+      buf[i + 1]! ^= m1;
+      buf[i + 2]! ^= m2;
+      buf[i + 3]! ^= m3;
     }
+    const end = off + n;
+    if (i < end) buf[i++]! ^= m0;
+    if (i < end) buf[i++]! ^= m1;
+    if (i < end) buf[i]! ^= m2;
   }
 
   private dataPayload(conn: Conn, sink: ReceiverSink, buf: Buffer, off: number, n: number): void {

@@ -1,6 +1,6 @@
 // ws: netloom's ws-echo example (1 loop) vs the ws package's server; 100 WebSocket connections, one binary
-// message in flight each, 5 B and 1 KiB (bench/tools/wsload.c drives them from CPU 1, faster than either
-// server).
+// message in flight each, 5 B and 1 KiB (bench/tools/tcpload.c in its `ws` mode drives them from CPU 1,
+// faster than either server).
 import { join } from 'node:path';
 import {
   buildTool,
@@ -14,16 +14,17 @@ import {
 } from '../harness.ts';
 
 export async function run(args: { rounds: number; seconds: number }): Promise<void> {
-  const wsload = buildTool('wsload');
+  const tcpload = buildTool('tcpload');
   const echo = (size: number): Scenario => ({
     name: `echo, 100 conns, ${size} B`,
     async measure(server, seconds) {
-      const out = await runLoad(wsload, [
+      const out = await runLoad(tcpload, [
         '127.0.0.1',
         String(server.port),
         '100',
         String(size),
         String(seconds),
+        'ws',
       ]);
       const r = JSON.parse(out) as { rate: number; p50_us: number; p99_us: number };
       return { rate: r.rate, p50_us: r.p50_us, p99_us: r.p99_us };

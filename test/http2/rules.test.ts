@@ -48,6 +48,32 @@ async function streamError(make: (c: H2Client) => Buffer[], stream: number, code
   }
 }
 
+/**
+ * What a server whose handler never answers says first to `make`'s bytes: the code of its first
+ * RST_STREAM (on `stream`) or GOAWAY, and which it was.
+ */
+async function stalledAnswer(make: (c: H2Client) => Buffer[]): Promise<{ rst: boolean; code: number }> {
+  const slow = await startH2(() => new Promise(() => {}));
+  const c = await H2Client.connect(slow.port);
+  try {
+    c.send(...make(c));
+    const f = await c.until((x) => x.type === T.RST_STREAM || x.type === T.GOAWAY);
+    return f.type === T.RST_STREAM
+      ? { rst: true, code: f.payload.readUInt32BE(0) }
+      : { rst: false, code: f.payload.readUInt32BE(4) };
+  } finally {
+    c.close();
+    await slow.engine.stop();
+  }
+}
+
+const POST_HEAD: [string, string][] = [
+  [':method', 'POST'],
+  [':scheme', 'http'],
+  [':authority', 'x'],
+  [':path', '/p'],
+];
+
 describe('connection start (§3.4)', () => {
   test('a request served, then another on the same connection', async () => {
     const c = await H2Client.connect(port);
@@ -151,29 +177,21 @@ describe('frame sizes and stream ids (§4, §5.1.1)', () => {
     c.close();
   });
   test('an open stream that depends on itself: PROTOCOL_ERROR on the stream', async () => {
-    const slow = await startH2(() => new Promise(() => {}));
-    const c = await H2Client.connect(slow.port);
-    try {
-      c.send(c.headers(1, H2Client.get()), frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16])));
-      assert.equal(await c.rst(1), E.PROTOCOL_ERROR);
-    } finally {
-      c.close();
-      await slow.engine.stop();
-    }
+    const a = await stalledAnswer((c) => [
+      c.headers(1, H2Client.get()),
+      frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16])),
+    ]);
+    assert.deepEqual(a, { rst: true, code: E.PROTOCOL_ERROR });
   });
   test('an idle stream that depends on itself: PROTOCOL_ERROR on the connection (no RST on idle, §5.1)', async () => {
     await connectionError([frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 1, 16]))], E.PROTOCOL_ERROR);
   });
   test('PRIORITY of a wrong size on an open stream: FRAME_SIZE_ERROR on the stream', async () => {
-    const slow = await startH2(() => new Promise(() => {}));
-    const c = await H2Client.connect(slow.port);
-    try {
-      c.send(c.headers(1, H2Client.get()), frame(T.PRIORITY, 0, 1, Buffer.alloc(4)));
-      assert.equal(await c.rst(1), E.FRAME_SIZE_ERROR);
-    } finally {
-      c.close();
-      await slow.engine.stop();
-    }
+    const a = await stalledAnswer((c) => [
+      c.headers(1, H2Client.get()),
+      frame(T.PRIORITY, 0, 1, Buffer.alloc(4)),
+    ]);
+    assert.deepEqual(a, { rst: true, code: E.FRAME_SIZE_ERROR });
   });
   test('PRIORITY of a wrong size on an idle stream: FRAME_SIZE_ERROR on the connection', async () => {
     await connectionError([frame(T.PRIORITY, 0, 1, Buffer.alloc(4))], E.FRAME_SIZE_ERROR);
@@ -320,65 +338,20 @@ describe('flow control (§5.2, §6.9)', () => {
 
 describe('stream states (§5.1)', () => {
   test('DATA after END_STREAM: STREAM_CLOSED', async () => {
-    const c = await H2Client.connect(port);
-    const slow = await startH2(() => new Promise(() => {}));
-    const d = await H2Client.connect(slow.port);
-    try {
-      d.send(d.headers(1, H2Client.get()));
-      d.send(frame(T.DATA, 0, 1, 'late'));
-      const f = await d.until((x) => x.type === T.RST_STREAM || x.type === T.GOAWAY);
-      assert.equal(
-        f.type === T.RST_STREAM ? f.payload.readUInt32BE(0) : f.payload.readUInt32BE(4),
-        E.STREAM_CLOSED,
-      );
-    } finally {
-      d.close();
-      c.close();
-      await slow.engine.stop();
-    }
+    const a = await stalledAnswer((c) => [c.headers(1, H2Client.get()), frame(T.DATA, 0, 1, 'late')]);
+    assert.equal(a.code, E.STREAM_CLOSED);
   });
   test('HEADERS after END_STREAM (not trailers): STREAM_CLOSED, the HPACK state kept', async () => {
-    const slow = await startH2(() => new Promise(() => {}));
-    const d = await H2Client.connect(slow.port);
-    try {
-      d.send(d.headers(1, H2Client.get()));
-      d.send(d.headers(1, [['x-late', 'yes']]));
-      const f = await d.until((x) => x.type === T.RST_STREAM || x.type === T.GOAWAY);
-      assert.equal(
-        f.type === T.RST_STREAM ? f.payload.readUInt32BE(0) : f.payload.readUInt32BE(4),
-        E.STREAM_CLOSED,
-      );
-    } finally {
-      d.close();
-      await slow.engine.stop();
-    }
+    const a = await stalledAnswer((c) => [c.headers(1, H2Client.get()), c.headers(1, [['x-late', 'yes']])]);
+    assert.equal(a.code, E.STREAM_CLOSED);
   });
   test('DATA on a stream the client reset: STREAM_CLOSED', async () => {
-    const slow = await startH2(() => new Promise(() => {}));
-    const d = await H2Client.connect(slow.port);
-    try {
-      d.send(
-        d.headers(
-          1,
-          [
-            [':method', 'POST'],
-            [':scheme', 'http'],
-            [':authority', 'x'],
-            [':path', '/p'],
-          ],
-          false,
-        ),
-      );
-      d.send(frame(T.RST_STREAM, 0, 1, u32(E.CANCEL)), frame(T.DATA, 0, 1, 'after'));
-      const f = await d.until((x) => x.type === T.RST_STREAM || x.type === T.GOAWAY);
-      assert.equal(
-        f.type === T.RST_STREAM ? f.payload.readUInt32BE(0) : f.payload.readUInt32BE(4),
-        E.STREAM_CLOSED,
-      );
-    } finally {
-      d.close();
-      await slow.engine.stop();
-    }
+    const a = await stalledAnswer((c) => [
+      c.headers(1, POST_HEAD, false),
+      frame(T.RST_STREAM, 0, 1, u32(E.CANCEL)),
+      frame(T.DATA, 0, 1, 'after'),
+    ]);
+    assert.equal(a.code, E.STREAM_CLOSED);
   });
   test('trailers without END_STREAM: PROTOCOL_ERROR on the stream', async () => {
     await streamError(

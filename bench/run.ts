@@ -13,6 +13,7 @@ const WORKLOADS: Record<string, string> = {
   logring: 'log ring records/s and producer latency vs pino with a thread-stream transport',
   proxy: 'netloom gateway vs nginx, haproxy, a node:http proxy and an undici proxy (wrk)',
   ws: 'netloom ws-echo vs the ws package: 5 B and 1 KiB echo, 100 connections (bench/tools/tcpload.c, ws mode)',
+  'ws-idle': 'RSS per idle WebSocket: netloom ws-echo vs the ws package (--connections N)',
   idle: 'RSS per idle keep-alive connection: netloom vs node:http and nginx (--connections N)',
 };
 

@@ -2,7 +2,8 @@
 // then holds every connection open (idle) until stdin closes or a line arrives, for netloom's `idle` bench.
 // Connections are spread over the source addresses 127.0.0.1 .. 127.0.0.K so the count can pass one
 // address's ephemeral port range. After each batch it prints `open N` (N connections answered and idle).
-// Usage: idleconns PORT SOURCES BATCH [BATCH ...]   e.g. idleconns 8080 4 4000 12000
+// With --ws first, each connection opens a WebSocket instead (the upgrade request, its 101 answer read).
+// Usage: idleconns [--ws] PORT SOURCES BATCH [BATCH ...]   e.g. idleconns 8080 4 4000 12000
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,7 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static const char REQUEST[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+static const char GET[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+static const char UPGRADE[] = "GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 // Reads one response with a Content-Length body; 0 on success.
 static int read_response(int fd) {
@@ -37,8 +40,16 @@ static int read_response(int fd) {
 }
 
 int main(int argc, char **argv) {
+  const char *request = GET;
+  size_t request_len = sizeof GET - 1;
+  if (argc > 1 && strcmp(argv[1], "--ws") == 0) {
+    request = UPGRADE;
+    request_len = sizeof UPGRADE - 1;
+    argv++;
+    argc--;
+  }
   if (argc < 4) {
-    fprintf(stderr, "usage: idleconns PORT SOURCES BATCH [BATCH ...]\n");
+    fprintf(stderr, "usage: idleconns [--ws] PORT SOURCES BATCH [BATCH ...]\n");
     return 2;
   }
   int port = atoi(argv[1]);
@@ -67,7 +78,7 @@ int main(int argc, char **argv) {
         perror("connect");
         return 1;
       }
-      if (write(fd, REQUEST, sizeof REQUEST - 1) != (ssize_t)(sizeof REQUEST - 1) || read_response(fd) != 0) {
+      if (write(fd, request, request_len) != (ssize_t)request_len || read_response(fd) != 0) {
         fprintf(stderr, "connection %d: no response\n", total);
         return 1;
       }

@@ -22,14 +22,14 @@ import { startNginx } from '../nginx.ts';
 const SETTLE_MS = 2000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Contender {
+export interface Contender {
   name: string;
   start(connections: number): Promise<RunningServer>;
 }
 
 /** Starts the client and resolves each `open N` line in turn. */
-function client(tool: string, port: number, batches: number[]) {
-  const [cmd, args] = pinned(1, tool, [String(port), '4', ...batches.map(String)]);
+function client(tool: string, port: number, batches: number[], ws: boolean) {
+  const [cmd, args] = pinned(1, tool, [...(ws ? ['--ws'] : []), String(port), '4', ...batches.map(String)]);
   const child: ChildProcess = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const waiters: ((n: number) => void)[] = [];
   let text = '';
@@ -66,17 +66,6 @@ const median = (xs: number[]) => {
 
 export async function run(args: { rounds: number; seconds: number; connections?: number }): Promise<void> {
   requireTools(['taskset', 'nginx']);
-  const tool = buildTool('idleconns');
-  // Both the server and the client hold one descriptor per connection.
-  const limit = openFileLimit();
-  const wanted = args.connections ?? 100_000;
-  const n2 = Math.min(wanted, limit - 500);
-  const n1 = Math.max(1000, Math.floor(n2 / 8));
-  const notes: string[] = [];
-  if (n2 < wanted)
-    notes.push(
-      `${wanted} connections need RLIMIT_NOFILE >= ${wanted + 500}; this machine allows ${limit}, so ${n2}`,
-    );
   const contenders: Contender[] = [
     {
       name: 'netloom hello (1 loop)',
@@ -111,13 +100,55 @@ export async function run(args: { rounds: number; seconds: number; connections?:
         ),
     },
   ];
+  await idleComparison(
+    {
+      workload: 'idle',
+      what: 'keep-alive connection',
+      ws: false,
+      peer: 'node:http',
+      target: 'netloom <= 3 KB',
+    },
+    contenders,
+    args,
+  );
+}
+
+/** What an idle comparison measures: HTTP keep-alive connections, or WebSockets (`ws`). */
+export interface IdleComparison {
+  workload: string;
+  what: string;
+  ws: boolean;
+  peer: string;
+  target: string;
+}
+
+/**
+ * Opens N1 then N2 idle connections to each contender in alternating rounds and reports the RSS slope per
+ * connection, against `peer`.
+ */
+export async function idleComparison(
+  opts: IdleComparison,
+  contenders: Contender[],
+  args: { rounds: number; connections?: number },
+): Promise<void> {
+  const tool = buildTool('idleconns');
+  // Both the server and the client hold one descriptor per connection.
+  const limit = openFileLimit();
+  const wanted = args.connections ?? 100_000;
+  const n2 = Math.min(wanted, limit - 500);
+  const n1 = Math.max(1000, Math.floor(n2 / 8));
+  const notes: string[] = [];
+  if (n2 < wanted)
+    notes.push(
+      `${wanted} connections need RLIMIT_NOFILE >= ${wanted + 500}; this machine allows ${limit}, so ${n2}`,
+    );
   const perConn = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
   const rounds: { round: number; contender: string; rss1: number; rss2: number; kbPerConn: number }[] = [];
   for (let round = 1; round <= args.rounds; round++) {
     const order = round % 2 === 1 ? contenders : [...contenders].reverse();
     for (const c of order) {
       const server = await c.start(n2);
-      const load = client(tool, server.port, [n1, n2 - n1]);
+      const load = client(tool, server.port, [n1, n2 - n1], opts.ws);
       try {
         await load.next();
         await sleep(SETTLE_MS);
@@ -135,11 +166,11 @@ export async function run(args: { rounds: number; seconds: number; connections?:
       }
     }
   }
-  const peer = median(perConn.get('node:http')!);
+  const peer = median(perConn.get(opts.peer)!);
   const lines = [
     '',
-    `idle — RSS per idle keep-alive connection, ${n1} -> ${n2} connections (median of ${args.rounds} rounds)`,
-    `${'server'.padEnd(26)}${'KB/conn'.padStart(10)}${'vs node:http'.padStart(14)}`,
+    `${opts.workload} — RSS per idle ${opts.what}, ${n1} -> ${n2} connections (median of ${args.rounds} rounds)`,
+    `${'server'.padEnd(26)}${'KB/conn'.padStart(10)}${`vs ${opts.peer}`.padStart(14)}`,
   ];
   const summary: Record<string, { kbPerConn: number; ratio: number }> = {};
   for (const c of contenders) {
@@ -149,8 +180,8 @@ export async function run(args: { rounds: number; seconds: number; connections?:
       `${c.name.padEnd(26)}${kb.toFixed(2).padStart(10)}${`${(kb / peer).toFixed(2)}x`.padStart(14)}`,
     );
   }
-  lines.push('', 'KB/conn: (RSS at N2 - RSS at N1) / (N2 - N1); lower is better. target: netloom <= 3 KB');
+  lines.push('', `KB/conn: (RSS at N2 - RSS at N1) / (N2 - N1); lower is better. target: ${opts.target}`);
   for (const n of notes) lines.push(n);
   console.log(lines.join('\n'));
-  writeResult('idle', { connections: [n1, n2], openFileLimit: limit, summary, rounds, notes });
+  writeResult(opts.workload, { connections: [n1, n2], openFileLimit: limit, summary, rounds, notes });
 }

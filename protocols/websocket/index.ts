@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { connectWebSocket, type WebSocketClientOptions, WebSocketHandshakeError } from './client.ts';
 export type { CompressionOptions } from './deflate.ts';
 export {
   CLOSE_ABNORMAL,

@@ -75,6 +75,32 @@ const DEFAULTS = {
   closeOnBackpressureLimit: false,
 };
 
+/** @internal The behaviour with its defaults, checked (servers and clients alike). */
+export function resolveBehavior<UserData>(behavior: WebSocketBehavior<UserData>): ResolvedBehavior<UserData> {
+  const b = { ...DEFAULTS, ...definedOptions(behavior) } as ResolvedBehavior<UserData>;
+  for (const key of ['maxPayload', 'idleTimeout', 'closeTimeout', 'maxBackpressure'] as const) {
+    const v = b[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw netloomError(
+        'ERR_NETLOOM_OPTION',
+        `websocket option ${key} must be a positive integer, got ${String(v)}`,
+      );
+  }
+  if (typeof b.message !== 'function')
+    throw netloomError(
+      'ERR_NETLOOM_OPTION',
+      'websocket behavior needs a message(ws, message, binary) function',
+    );
+  return b;
+}
+
+/** The accept value for `key` (RFC 6455 §4.2.2). */
+export function acceptFor(key: string): string {
+  return createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
+}
+
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
@@ -117,20 +143,7 @@ export interface WebSocketServer<UserData> {
 export function webSocket<UserData = undefined>(
   behavior: WebSocketBehavior<UserData>,
 ): WebSocketServer<UserData> {
-  const b = { ...DEFAULTS, ...definedOptions(behavior) } as ResolvedBehavior<UserData>;
-  for (const key of ['maxPayload', 'idleTimeout', 'closeTimeout', 'maxBackpressure'] as const) {
-    const v = b[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-      throw netloomError(
-        'ERR_NETLOOM_OPTION',
-        `websocket option ${key} must be a positive integer, got ${String(v)}`,
-      );
-  }
-  if (typeof b.message !== 'function')
-    throw netloomError(
-      'ERR_NETLOOM_OPTION',
-      'websocket behavior needs a message(ws, message, binary) function',
-    );
+  const b = resolveBehavior(behavior);
   const protocols = b.protocols ?? [];
   const topics = new Topics(b.topics ?? 'default');
   const compression: CompressionOptions | null =
@@ -209,9 +222,7 @@ export function webSocket<UserData = undefined>(
           break;
         }
       }
-      const accept = createHash('sha1')
-        .update(key + GUID)
-        .digest('base64');
+      const accept = acceptFor(key);
       const headers: Record<string, string> = { 'sec-websocket-accept': accept };
       if (protocol !== '') headers['sec-websocket-protocol'] = protocol;
       const deflate =

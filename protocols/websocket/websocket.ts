@@ -4,6 +4,7 @@
  * a close timeout, and backpressure as uWebSockets has it: `send` says whether the message went, waits, or
  * was dropped past `maxBackpressure`.
  */
+import { randomFillSync } from 'node:crypto';
 import type { Conn } from '../../core/index.ts';
 import { deflateMessage } from './deflate.ts';
 import {
@@ -49,6 +50,8 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
   /** Messages shorter than this go uncompressed. */
   private readonly threshold: number;
   private readonly topics: Topics | null;
+  /** A client's side: frames go out masked, the server's come in unmasked (§5.1). */
+  private readonly client: boolean;
   /** The topics this connection is subscribed to (null: none yet). */
   private subscribed: Set<string> | null = null;
 
@@ -61,15 +64,17 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
     deflateBits = 0,
     threshold = 1024,
     topics: Topics | null = null,
+    client = false,
   ) {
     this.topics = topics;
+    this.client = client;
     this.conn = conn;
     this.behavior = behavior;
     this.data = data;
     this.protocol = protocol;
     this.deflateBits = deflateBits;
     this.threshold = threshold;
-    this.receiver = new Receiver(behavior.maxPayload, true, deflateBits !== 0);
+    this.receiver = new Receiver(behavior.maxPayload, !client, deflateBits !== 0);
     conn.setDeadline(behavior.idleTimeout);
   }
 
@@ -202,8 +207,12 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
 
   // ---- frames out ----------------------------------------------------------------------------------
 
-  /** A frame with `payload`, unmasked (a server's frames are never masked, §5.1). */
+  /** A frame with `payload`: unmasked from a server, masked with a fresh key from a client (§5.1, §5.3). */
   private frame(opcode: number, payload: Uint8Array, rsv = 0): void {
+    if (this.client) {
+      this.maskedFrame(opcode, payload, rsv);
+      return;
+    }
     const conn = this.conn;
     const n = payload.byteLength;
     const buf = conn.reserve(10 + (n < 4096 ? n : 0));
@@ -227,6 +236,25 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
       conn.commit(p);
       conn.write(payload);
     }
+  }
+
+  private maskedFrame(opcode: number, payload: Uint8Array, rsv: number): void {
+    const n = payload.byteLength;
+    const head = n < 126 ? 2 : n < 65_536 ? 4 : 10;
+    const out = Buffer.allocUnsafe(head + 4 + n);
+    out[0] = 0x80 | rsv | opcode;
+    if (n < 126) out[1] = 0x80 | n;
+    else if (n < 65_536) {
+      out[1] = 0x80 | 126;
+      out.writeUInt16BE(n, 2);
+    } else {
+      out[1] = 0x80 | 127;
+      out.writeUInt32BE(Math.floor(n / 2 ** 32), 2);
+      out.writeUInt32BE(n >>> 0, 6);
+    }
+    randomFillSync(out, head, 4);
+    for (let i = 0; i < n; i++) out[head + 4 + i] = payload[i]! ^ out[head + (i & 3)]!;
+    this.conn.write(out);
   }
 
   private sendClose(code: number, reason: Buffer): void {

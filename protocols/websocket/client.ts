@@ -55,17 +55,31 @@ export function connectWebSocket<UserData = undefined>(
   behavior: WebSocketBehavior<UserData>,
   options: WebSocketClientOptions<UserData> = {},
 ): Promise<WebSocket<UserData>> {
-  const b = resolveBehavior(behavior);
   const key = randomBytes(16).toString('base64');
   const offered = options.protocols ?? [];
-  let request = `GET ${options.path ?? '/'} HTTP/1.1\r\n`;
-  request += fieldLine('host', options.host ?? address);
-  request += 'upgrade: websocket\r\nconnection: Upgrade\r\n';
-  request += `sec-websocket-key: ${key}\r\nsec-websocket-version: 13\r\n`;
-  if (offered.length > 0) request += fieldLine('sec-websocket-protocol', offered.join(', '));
-  for (const [name, value] of Object.entries(options.headers ?? {})) request += fieldLine(name, value);
-  request += '\r\n';
+  const timeout = options.timeout ?? 10_000;
   return new Promise((resolve, reject) => {
+    // Bad options reject like every other failure (nothing is sent with them).
+    let b: ReturnType<typeof resolveBehavior<UserData>>;
+    let request: string;
+    try {
+      b = resolveBehavior(behavior);
+      const path = options.path ?? '/';
+      // The request line takes visible ASCII only: no space, CR or LF could add a line of its own.
+      if (!/^\/[\x21-\x7e]*$/.test(path))
+        throw new WebSocketHandshakeError(`invalid path ${JSON.stringify(path)}`);
+      request = `GET ${path} HTTP/1.1\r\n`;
+      request += fieldLine('host', options.host ?? address);
+      request += 'upgrade: websocket\r\nconnection: Upgrade\r\n';
+      request += `sec-websocket-key: ${key}\r\nsec-websocket-version: 13\r\n`;
+      if (offered.length > 0) request += fieldLine('sec-websocket-protocol', offered.join(', '));
+      for (const [name, value] of Object.entries(options.headers ?? {})) request += fieldLine(name, value);
+      request += '\r\n';
+    } catch (err) {
+      reject(err);
+      return;
+    }
+    const started = loop.now();
     let settled = false;
     const fail = (conn: Conn, why: string) => {
       if (!settled) {
@@ -76,7 +90,8 @@ export function connectWebSocket<UserData = undefined>(
     };
     const handler: EventHandler<WebSocket<UserData>> = {
       onOpen(conn) {
-        conn.setDeadline(options.timeout ?? 10_000);
+        // The handshake has what is left of the time the dial began with.
+        conn.setDeadline(Math.max(1, timeout - (loop.now() - started)));
         conn.writeLatin1(request);
       },
       onTraffic(conn) {
@@ -162,6 +177,11 @@ export function connectWebSocket<UserData = undefined>(
         }
       },
     };
-    loop.dial<WebSocket<UserData>>(address, handler, { tls: options.tls, timeout: options.timeout });
+    try {
+      loop.dial<WebSocket<UserData>>(address, handler, { tls: options.tls, timeout });
+    } catch (err) {
+      settled = true;
+      reject(new WebSocketHandshakeError(`the dial failed: ${(err as Error).message}`));
+    }
   });
 }

@@ -10,6 +10,7 @@
 import type { EventLoop } from '../core/index.ts';
 import type {
   BodyConsumer,
+  ClientConnection,
   ClientResponse,
   HttpError,
   RawRequestHeaders,
@@ -18,12 +19,13 @@ import type {
   Response,
   ResponseSink,
 } from '../protocols/http1/index.ts';
+import { acceptFor } from '../protocols/websocket/index.ts';
 import { CompletionRecord, type FailureKind } from './completion.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
 import { SKIP_REQUEST } from './hop-by-hop.ts';
 import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
-import { forwardHead, ResponseFilterError } from './response-head.ts';
+import { filteredHead, forwardHead, ResponseFilterError } from './response-head.ts';
 
 /** Methods whose responses are framed differently (no body, a tunnel): a filter may not switch to or from them. */
 const FRAMING_METHODS: ReadonlySet<string> = new Set(['HEAD', 'CONNECT']);
@@ -32,6 +34,7 @@ import type { RouteRuntime } from './runtime.ts';
 import { newRequestId, nextTraceparent } from './tracing.ts';
 import type { Upstream, UpstreamTarget } from './upstream.ts';
 import {
+  connectionTokens,
   copyHead,
   type HeaderOverride,
   type HeadInput,
@@ -39,6 +42,7 @@ import {
   type PreparedHead,
   prepareHead,
 } from './upstream-head.ts';
+import type { RelaySummary, WebSocketRelays } from './websocket-relay.ts';
 
 /** Methods that may be retried on another target (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
@@ -109,6 +113,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private resumeDownstream: (() => void) | null = null;
   /** Streams an HTTP/2 upstream did not process, sent again (twice at most, then a normal failure). */
   private refusals = 0;
+  /** A WebSocket upgrade: relayed by these once the upstream switches protocols (null: plain HTTP). */
+  private readonly relays: WebSocketRelays | null;
 
   constructor(
     req: Request,
@@ -117,8 +123,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     params: Record<string, string> | null,
     path: string,
     loop: EventLoop,
+    relays: WebSocketRelays | null = null,
   ) {
     this.req = req;
+    this.relays = relays;
     this.res = res;
     this.route = route;
     route.use.acquire(); // released in complete(): the version's filters stay open while this runs
@@ -337,8 +345,15 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     const path = route.rewrite === null ? this.path : route.rewrite(this.path);
     const query = req.query;
     const targetText = query === '' ? path : `${path}?${query}`;
+    const upgrade = this.relays === null ? undefined : 'websocket';
     const framing: RequestFraming =
-      req.contentLength >= 0 ? req.contentLength : req.hasBody ? 'chunked' : 'none';
+      upgrade !== undefined
+        ? 'none'
+        : req.contentLength >= 0
+          ? req.contentLength
+          : req.hasBody
+            ? 'chunked'
+            : 'none';
     const head = prepareHead(this, target.host, address);
     try {
       if (route.onUpstreamRequest.length === 0) {
@@ -346,7 +361,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
         rawHead.head = head;
         rawHead.client = address;
         client.request(
-          { method: req.method, target: targetText, host: head.host, raw: rawHead, framing },
+          { method: req.method, target: targetText, host: head.host, raw: rawHead, framing, upgrade },
           this,
         );
       } else {
@@ -364,7 +379,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
           return ok;
         });
         client.request(
-          { method: strings.method, target: strings.target, host: head.host, headers, framing },
+          { method: strings.method, target: strings.target, host: head.host, headers, framing, upgrade },
           this,
         );
       }
@@ -470,6 +485,87 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       this.upstream.answered(this.target!, response.status);
       this.answeredByFilter();
     }
+  }
+
+  /** The upstream accepted the WebSocket: the client gets its 101, then the two connections are relayed. */
+  onUpgrade(response: ClientResponse): void {
+    const client = this.client as ClientConnection;
+    const target = this.target!;
+    const relays = this.relays!;
+    this.client = null;
+    this.state = RECEIVING;
+    this.record.firstByteMs = this.loop.now() - this.startedMs;
+    const conn = client.conn;
+    conn.setDeadline(0);
+    // The upstream's connection still belongs to its pool's handler: destroyed, the pool counts it gone.
+    const drop = () => {
+      target.active--;
+      conn.destroy();
+    };
+    const key = this.req.header('sec-websocket-key') ?? '';
+    if (
+      !connectionTokens(response.header('upgrade'))?.has('websocket') ||
+      response.header('sec-websocket-accept') !== acceptFor(key)
+    ) {
+      drop();
+      this.upstream.failed(target, 'bad-response');
+      this.loop.log.warn('upstream WebSocket handshake refused', {
+        route: this.route.name,
+        target: target.address,
+      });
+      this.fail('bad-response', 502, 'invalid WebSocket handshake from upstream');
+      return;
+    }
+    let head: ReturnType<typeof filteredHead>;
+    try {
+      head = filteredHead(this, this.route, response, this.res, this.requestId);
+    } catch (err) {
+      drop();
+      this.upstream.answered(target, 101);
+      this.filterFailed((err as ResponseFilterError).cause);
+      return;
+    }
+    this.upstream.answered(target, 101);
+    if (head === null || head.status !== 101) {
+      // A filter answered (or turned the 101 into another status): the upstream's WebSocket is not wanted.
+      drop();
+      if (head !== null) this.respond(head.status, '', Object.fromEntries(head.headers));
+      this.answeredByFilter();
+      return;
+    }
+    const headers: Record<string, string[]> = Object.create(null); // a field may be named __proto__
+    for (const [name, value] of head.headers) {
+      const values = headers[name];
+      if (values === undefined) headers[name] = [value];
+      else values.push(value);
+    }
+    const route = this.route;
+    target.pool.detach(client);
+    try {
+      relays.accept(this.res, headers, {
+        route: route.name,
+        target: target.address,
+        limits: route.config.websocket,
+        upstream: conn,
+        onEnd: (summary) => this.relayEnded(target, summary),
+      });
+    } catch (err) {
+      target.active--;
+      conn.destroy();
+      this.loop.log.warn('WebSocket upgrade not forwarded', { route: route.name, error: err });
+      this.fail('bad-response', 502, 'invalid response from upstream');
+      return;
+    }
+    this.state = DONE;
+    this.record.answeredBy = 'upstream';
+    this.complete();
+  }
+
+  /** A relayed WebSocket ended: its target has one connection less. */
+  private relayEnded(target: UpstreamTarget, summary: RelaySummary): void {
+    target.active--;
+    // The access record went out with the 101; with access logs on, the relay's end is logged as well.
+    if (this.relays!.accessLog) this.loop.log.info('websocket closed', { ...summary });
   }
 
   onBody(chunk: Buffer): boolean {

@@ -187,6 +187,39 @@ const pathPattern = z
     message: 'a parameter segment is :name',
   });
 
+const WEBSOCKET_DEFAULTS = {
+  enabled: true,
+  maxMessageSize: 0,
+  idleTimeout: 600_000,
+  maxLifetime: 0,
+  closeTimeout: 5_000,
+};
+
+/**
+ * WebSocket upgrades on a route (an HTTP/1.1 GET with `Upgrade: websocket`): the route's filters run on
+ * the upgrade request, a target of its upstream answers it (HTTP/1.1 upstreams), then frames pass through
+ * both ways unchanged (the client's masking and any extension they negotiated are kept), with backpressure
+ * each way. The gateway reads every frame header to enforce these limits and the framing rules; a connection
+ * the gateway ends gets a close frame (1001 going away, 1009 too big, 1002 protocol error, 1014 bad gateway
+ * toward the client when the upstream broke the rules). Connections stay up across reloads that keep their
+ * route and target, and take the new limits.
+ */
+const websocketSettings = z
+  .object({
+    /** Proxy upgrades (default). Off, `Upgrade` is dropped like any hop-by-hop field: a plain GET goes up. */
+    enabled: z.boolean().default(WEBSOCKET_DEFAULTS.enabled),
+    /** Largest message (its frames' payloads together, as sent: compressed if compressed); 0: no limit. */
+    maxMessageSize: z.number().int().min(0).default(WEBSOCKET_DEFAULTS.maxMessageSize),
+    /** Milliseconds without a frame either way (pings count) before both sides get 1001; 0: never. */
+    idleTimeout: duration.default(WEBSOCKET_DEFAULTS.idleTimeout),
+    /** Milliseconds a connection may last before both sides get 1001 (clients reconnect); 0: no limit. */
+    maxLifetime: duration.default(WEBSOCKET_DEFAULTS.maxLifetime),
+    /** Milliseconds the peers have to answer the gateway's close frame before their connections are cut. */
+    closeTimeout: duration.min(1).default(WEBSOCKET_DEFAULTS.closeTimeout),
+  })
+  .strict()
+  .default(WEBSOCKET_DEFAULTS);
+
 const route = z
   .object({
     name: z.string().min(1),
@@ -235,6 +268,7 @@ const route = z
       .default({ forwarded: true, requestId: true, traceparent: true }),
     /** The route's filters, in order: `{ name, ...settings }`, each checked against its filter's schema. */
     filters: z.array(z.object({ name: z.string().min(1) }).passthrough()).default([]),
+    websocket: websocketSettings,
   })
   .strict();
 

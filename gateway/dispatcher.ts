@@ -10,7 +10,8 @@ import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
 import { openTunnel } from './tunnel.ts';
 import { TargetRegistry } from './upstream.ts';
-import { isValidHost } from './upstream-head.ts';
+import { connectionTokens, isValidHost } from './upstream-head.ts';
+import { type RelayLimits, WebSocketRelays } from './websocket-relay.ts';
 
 /** What the main thread hands every loop (structured-cloned as `loop.data`). */
 export interface GatewayLoopData {
@@ -47,6 +48,8 @@ export interface LoopSnapshot {
   loop: string;
   version: number;
   at: number;
+  /** WebSockets this loop proxies now. */
+  websockets: number;
   upstreams: Record<
     string,
     {
@@ -77,6 +80,8 @@ export class GatewayLoop {
   readonly id: string;
   private readonly loop: EventLoop;
   private readonly registry: TargetRegistry;
+  /** The WebSockets this loop proxies; they outlive reloads that keep their route. */
+  private readonly relays: WebSocketRelays;
   private readonly filters: FilterRegistry;
   private readonly local: LocalState = new Map();
   private readonly shared: SharedState;
@@ -92,7 +97,9 @@ export class GatewayLoop {
     this.filters = filters;
     this.shared = new SharedState(data.shared);
     this.registry = new TargetRegistry(loop);
+    this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);
+    this.relays.accessLog = data.config.http.accessLog;
     this.registry.apply(this.runtime.targetsInUse());
     this.channel = new BroadcastChannel(data.channel);
     this.channel.unref();
@@ -199,6 +206,8 @@ export class GatewayLoop {
     this.runtime = next;
     if (old !== next) old.use.retire(); // its filters close once its requests in flight are done
     this.registry.apply(next.targetsInUse());
+    this.relays.accessLog = next.config.http.accessLog;
+    this.relays.reconfigure((name, target) => relayLimits(next, name, target));
     this.publish();
   }
 
@@ -249,13 +258,27 @@ export class GatewayLoop {
       openTunnel(req, res, route, this.loop);
       return;
     }
+    let relays: WebSocketRelays | null = null;
+    if (route.config.websocket.enabled && isWebSocketUpgrade(req)) {
+      if (route.upstream.config.protocol === 'http2') {
+        // RFC 8441's WebSockets over HTTP/2 streams are not built: said plainly.
+        sendGatewayError(res, 501, 'WebSocket to an HTTP/2 upstream is not supported', { route: route.name });
+        return;
+      }
+      if (req.hasBody) {
+        sendGatewayError(res, 400, 'an upgrade request has no body', { route: route.name });
+        return;
+      }
+      relays = this.relays;
+    }
     // The proxy fills in the ids it sends upstream, so the access record carries them.
     req.locals = { route: route.name, domain: route.domain, requestId: undefined, traceparent: undefined };
-    return new ProxyCall(req, res, route, m.params, path, this.loop).start();
+    return new ProxyCall(req, res, route, m.params, path, this.loop, relays).start();
   }
 
   snapshot(): LoopSnapshot {
     const now = this.loop.now();
+    const websockets = this.relays.size;
     const upstreams: LoopSnapshot['upstreams'] = {};
     for (const [name, u] of this.runtime.upstreams) {
       upstreams[name] = u.targets.map((t) => ({
@@ -267,7 +290,7 @@ export class GatewayLoop {
         pool: t.pool.stats(),
       }));
     }
-    return { loop: this.id, version: this.runtime.version, at: Date.now(), upstreams };
+    return { loop: this.id, version: this.runtime.version, at: Date.now(), websockets, upstreams };
   }
 
   private publish(): void {
@@ -286,4 +309,21 @@ export class GatewayLoop {
     this.registry.close();
     this.channel.close();
   }
+}
+
+/** A WebSocket opening handshake's request (RFC 6455 §4.1): GET over HTTP/1.1 with `Upgrade: websocket`. */
+function isWebSocketUpgrade(req: Request): boolean {
+  return (
+    req.method === 'GET' &&
+    req.httpVersion === '1.1' &&
+    req.upgrade !== undefined &&
+    (connectionTokens(req.upgrade)?.has('websocket') ?? false)
+  );
+}
+
+/** A relay's limits under `runtime`: its route's, or null when the route or its target is gone. */
+function relayLimits(runtime: GatewayRuntime, route: string, target: string): RelayLimits | null {
+  const r = runtime.routes.find((x) => x.name === route);
+  if (r === undefined || !r.config.websocket.enabled) return null;
+  return r.upstream.targets.some((t) => t.address === target) ? r.config.websocket : null;
 }

@@ -117,6 +117,10 @@ export class Http2TargetPool implements UpstreamPool {
     s.session.unreserve(s);
   }
 
+  detach(): void {
+    throw new Error('HTTP/2 streams do not switch protocols');
+  }
+
   close(): void {
     this.closing = true;
     for (const c of this.sessions) if (c.active === 0) c.conn.close();

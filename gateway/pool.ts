@@ -21,6 +21,11 @@ export interface UpstreamPool {
   withdraw(requester: PoolRequester): boolean;
   /** Takes back an exchange after its response (HTTP/1.1), or one never used. */
   release(client: UpstreamExchange): void;
+  /**
+   * The exchange's connection switched protocols (a WebSocket upgrade) and left the pool: it no longer
+   * counts against `maxConnections`, and whoever took it closes it. HTTP/1.1 pools only.
+   */
+  detach(client: UpstreamExchange): void;
   close(): void;
   stats(): PoolStats;
 }
@@ -187,6 +192,21 @@ export class TargetPool implements UpstreamPool {
     this.idle.push(client);
   }
 
+  detach(exchange: UpstreamExchange): void {
+    const client = exchange as ClientConnection;
+    client.onIdle = null;
+    this.open--;
+    this.refill();
+  }
+
+  /** A slot freed up: a queued requester gets a fresh connection. */
+  private refill(): void {
+    if (this.count > 0 && this.open < this.options.maxConnections && !this.closing) {
+      const next = this.dequeue();
+      if (next !== null) this.dial(next);
+    }
+  }
+
   /** Closes idle connections and refuses new ones (a target removed by a reload). */
   close(): void {
     this.closing = true;
@@ -285,11 +305,7 @@ export class TargetPool implements UpstreamPool {
           : new PoolError('connect', `connect to ${this.address} failed: ${err?.message ?? 'closed'}`, err),
       );
     }
-    // A slot freed up: a queued requester gets a fresh connection.
-    if (this.count > 0 && this.open < this.options.maxConnections && !this.closing) {
-      const next = this.dequeue();
-      if (next !== null) this.dial(next);
-    }
+    this.refill();
   }
 
   private expireWaiters(): void {

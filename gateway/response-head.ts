@@ -5,7 +5,7 @@
  * the body again (Content-Length kept when the upstream sent one, else chunked).
  */
 import type { ClientResponse, RawHeaders, Response } from '../protocols/http1/index.ts';
-import type { FilterInstance, RequestContext, ResponseHead } from './filter.ts';
+import type { RequestContext, ResponseHead } from './filter.ts';
 import { SKIP_RESPONSE } from './hop-by-hop.ts';
 import type { RouteRuntime } from './runtime.ts';
 import { connectionTokens } from './upstream-head.ts';
@@ -59,7 +59,7 @@ export function forwardHead(
   requestId: string,
 ): boolean {
   if (route.onUpstreamResponse.length > 0) {
-    return forwardAsStrings(ctx, route.onUpstreamResponse, route, response, res, requestId);
+    return forwardAsStrings(ctx, route, response, res, requestId);
   }
   const listed = connectionTokens(response.header('connection'));
   const count = response.headerCount;
@@ -92,14 +92,18 @@ export function forwardHead(
   return false;
 }
 
-function forwardAsStrings(
+/**
+ * The upstream's head as strings (hop-by-hop fields, those `Connection` names and the route's removals
+ * dropped, the route's additions made) after the route's `onUpstreamResponse` filters; null when one of them
+ * answered the client itself. Throws {@link ResponseFilterError} when one threw.
+ */
+export function filteredHead(
   ctx: RequestContext,
-  filters: readonly FilterInstance[],
   route: RouteRuntime,
   response: ClientResponse,
   res: Response,
   requestId: string,
-): boolean {
+): ResponseHead | null {
   const listed = connectionTokens(response.header('connection'));
   const head: ResponseHead = { status: response.status, headers: [] };
   for (let k = 0; k < response.headerCount; k++) {
@@ -118,14 +122,26 @@ function forwardAsStrings(
   for (const pair of route.responseAdd) head.headers.push([pair[0], pair[1]]);
   if (route.addRequestId && response.header('x-request-id') === undefined)
     head.headers.push(['x-request-id', requestId]);
-  for (const f of filters) {
+  for (const f of route.onUpstreamResponse) {
     try {
       f.onUpstreamResponse!(ctx, head);
     } catch (err) {
       throw new ResponseFilterError(err);
     }
-    if (res.headersSent) return true; // the filter answered (ctx.respond)
+    if (res.headersSent) return null; // the filter answered (ctx.respond)
   }
+  return head;
+}
+
+function forwardAsStrings(
+  ctx: RequestContext,
+  route: RouteRuntime,
+  response: ClientResponse,
+  res: Response,
+  requestId: string,
+): boolean {
+  const head = filteredHead(ctx, route, response, res, requestId);
+  if (head === null) return true;
   res.status(head.status);
   for (const [name, value] of head.headers) {
     // Framing is the server's to write: a filter's Content-Length or Transfer-Encoding would contradict it.

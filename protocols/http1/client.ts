@@ -24,6 +24,13 @@ export interface ResponseSink {
   onEnd(trailers: readonly [string, string][]): void;
   /** The exchange failed (connection error, bad response, or a timeout); called at most once. */
   onError(err: Error): void;
+  /**
+   * The upstream switched protocols (101) for a request sent with `upgrade`: the exchange is over, the
+   * connection is no longer HTTP (never reused) and is the sink's to take with `conn.setHandler`; bytes
+   * that followed the head stay buffered for the new handler. Read the head during this call. Without this
+   * method a 101 fails the exchange.
+   */
+  onUpgrade?(response: ClientResponse): void;
 }
 
 /** A response head, read in place: header strings are made only when asked for. */
@@ -73,6 +80,11 @@ export interface OutgoingRequest {
   /** Fields as bytes, copied verbatim after `headers`. */
   readonly raw?: RawRequestHeaders;
   readonly framing: RequestFraming;
+  /**
+   * Asks to switch protocols: `connection: upgrade` and `upgrade: <this token>` are written, and a 101 goes
+   * to the sink's `onUpgrade`. The request carries no body (`framing` must be `none`).
+   */
+  readonly upgrade?: string;
 }
 
 /** Whether `s` is a token (a method or a field name). */
@@ -161,6 +173,8 @@ export class ClientConnection implements BodySink, ClientResponse {
   private sink: ResponseSink | null = null;
   private state = IDLE;
   private headRequest = false;
+  /** The request in progress asked for an upgrade: a 101 ends the exchange with `onUpgrade`. */
+  private upgradeRequest = false;
   /** The body being sent is chunked (the codec frames each piece). */
   private chunkedBody = false;
   private paused = false;
@@ -205,6 +219,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     this.sink = sink;
     this.state = WAITING;
     this.headRequest = method === 'HEAD';
+    this.upgradeRequest = false;
     this.answered = false;
     this.requests++;
     // A graceful stop waits for an exchange in progress instead of closing a quiet upstream connection.
@@ -219,14 +234,17 @@ export class ClientConnection implements BodySink, ClientResponse {
    */
   request(req: OutgoingRequest, sink: ResponseSink): void {
     if (this.state !== IDLE) throw new HttpError(500, 'client connection busy', 'ERR_HTTP_CLIENT_BUSY');
-    const { method, target, host, headers, raw, framing } = req;
+    const { method, target, host, headers, raw, framing, upgrade } = req;
     if (!token(method)) throw invalidRequest(`method ${JSON.stringify(method)}`);
+    if (upgrade !== undefined && (!token(upgrade) || framing !== 'none'))
+      throw invalidRequest(`upgrade ${JSON.stringify(upgrade)} (a token, on a request without a body)`);
     if (target.length === 0) throw invalidRequest('empty target');
     for (let i = 0; i < target.length; i++) {
       const c = target.charCodeAt(i);
       if (c > 0xff || TARGET[c] !== 1) throw invalidRequest(`target ${JSON.stringify(target)}`);
     }
-    let bound = method.length + target.length + host.length + 96 + (raw?.size ?? 0);
+    let bound =
+      method.length + target.length + host.length + 96 + (raw?.size ?? 0) + (upgrade?.length ?? -32) + 32;
     if (headers !== undefined) for (const [n, v] of headers) bound += n.length + v.length + 4;
     const conn = this.conn;
     const buf = conn.reserve(bound);
@@ -251,6 +269,12 @@ export class ClientConnection implements BodySink, ClientResponse {
       }
     }
     if (raw !== undefined) p = raw.copy(buf, p);
+    if (upgrade !== undefined) {
+      p = putText(buf, p, 'connection: upgrade\r\nupgrade: ');
+      p = putText(buf, p, upgrade);
+      buf[p++] = 0x0d;
+      buf[p++] = 0x0a;
+    }
     this.chunkedBody = framing === 'chunked';
     if (framing === 'chunked') p = putText(buf, p, 'transfer-encoding: chunked\r\n');
     else if (typeof framing === 'number') {
@@ -263,6 +287,7 @@ export class ClientConnection implements BodySink, ClientResponse {
     buf[p++] = 0x0a;
     conn.commit(p);
     this.begin(method, sink);
+    this.upgradeRequest = upgrade !== undefined;
   }
 
   /**
@@ -405,7 +430,19 @@ export class ClientConnection implements BodySink, ClientResponse {
         const status = this.head.status;
         if (status < 200) {
           if (status === 101) {
-            this.fail(new HttpError(502, 'upstream switched protocols', 'ERR_HTTP_BAD_RESPONSE'));
+            const sink = this.sink!;
+            if (!this.upgradeRequest || sink.onUpgrade === undefined) {
+              this.fail(new HttpError(502, 'upstream switched protocols', 'ERR_HTTP_BAD_RESPONSE'));
+              return;
+            }
+            // The exchange ends here; the connection is the sink's, never this codec's again.
+            this.buf = buf;
+            this.reusable = false;
+            this.sink = null;
+            this.state = IDLE;
+            this.upgradeRequest = false;
+            conn.busy = false;
+            sink.onUpgrade(this);
             return;
           }
           continue; // 100 Continue and other interim responses

@@ -20,6 +20,6 @@ export {
   WebSocketError,
   type WebSocketErrorKind,
 } from './errors.ts';
-export { type WebSocketBehavior, type WebSocketServer, webSocket } from './server.ts';
+export { acceptFor, type WebSocketBehavior, type WebSocketServer, webSocket } from './server.ts';
 export { Utf8Validator } from './utf8.ts';
 export { type SendStatus, WebSocket } from './websocket.ts';

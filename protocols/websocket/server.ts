@@ -94,7 +94,7 @@ export function resolveBehavior<UserData>(behavior: WebSocketBehavior<UserData>)
   return b;
 }
 
-/** The accept value for `key` (RFC 6455 §4.2.2). */
+/** The `Sec-WebSocket-Accept` value that answers a `Sec-WebSocket-Key` of `key` (RFC 6455 §4.2.2). */
 export function acceptFor(key: string): string {
   return createHash('sha1')
     .update(key + GUID)

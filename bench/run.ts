@@ -12,7 +12,8 @@ const WORKLOADS: Record<string, string> = {
   'http1-parse': 'tinybench: our HTTP/1.1 parser vs llhttp (small GET, browser GET, chunked POST)',
   logring: 'log ring records/s and producer latency vs pino with a thread-stream transport',
   proxy: 'netloom gateway vs nginx, haproxy, a node:http proxy and an undici proxy (wrk)',
-  ws: 'netloom ws-echo vs the ws package: 5 B and 1 KiB echo, 100 connections (bench/tools/tcpload.c, ws mode)',
+  ws: 'netloom vs the ws package: echo (100 connections, 5 B and 1 KiB) and broadcast (10,000 subscribers)',
+  'ws-proxy': 'WebSockets through the netloom gateway vs nginx and haproxy (echo upstream, 100 connections)',
   'ws-idle': 'RSS per idle WebSocket: netloom ws-echo vs the ws package (--connections N)',
   idle: 'RSS per idle keep-alive connection: netloom vs node:http and nginx (--connections N)',
 };

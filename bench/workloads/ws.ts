@@ -1,6 +1,9 @@
 // ws: netloom's ws-echo example (1 loop) vs the ws package's server; 100 WebSocket connections, one binary
 // message in flight each, 5 B and 1 KiB (bench/tools/tcpload.c in its `ws` mode drives them from CPU 1,
-// faster than either server).
+// faster than either server). Then a broadcast: examples/ws-broadcast vs ws broadcasting as its README
+// does, 10,000 subscribers and one publisher with 4 messages outstanding (bench/tools/wsfanout.c); the rate
+// is deliveries per second (messages x subscribers), and each round's server CPU includes accepting the
+// 10,001 WebSockets (both servers alike).
 import { join } from 'node:path';
 import {
   buildTool,
@@ -56,5 +59,53 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
     seconds: args.seconds,
     warmupSeconds: 2,
     notes: ['target: echo >= 1.5x ws'],
+  });
+
+  const wsfanout = buildTool('wsfanout');
+  const SUBSCRIBERS = 10_000;
+  const broadcast = (size: number): Scenario => ({
+    name: `broadcast, ${SUBSCRIBERS} subscribers, ${size} B`,
+    async measure(server, seconds) {
+      const out = await runLoad(wsfanout, [
+        '127.0.0.1',
+        String(server.port),
+        String(SUBSCRIBERS),
+        String(size),
+        String(seconds),
+        '4',
+      ]);
+      const r = JSON.parse(out) as { rate: number; p50_us: number; p99_us: number };
+      return { rate: r.rate, p50_us: r.p50_us, p99_us: r.p99_us };
+    },
+  });
+  await compare({
+    workload: 'ws-broadcast',
+    contenders: [
+      {
+        name: 'netloom (1 loop)',
+        start: () =>
+          startServer('netloom (1 loop)', NODE, [
+            ...NODE_ARGS,
+            join(ROOT, 'examples/ws-broadcast/main.ts'),
+            '--port',
+            '0',
+            '--loops',
+            '1',
+          ]),
+      },
+      {
+        name: 'ws',
+        start: () => startServer('ws', NODE, [...NODE_ARGS, join(ROOT, 'bench/peers/ws-broadcast.ts'), '0']),
+      },
+    ],
+    scenarios: [broadcast(32), broadcast(1024)],
+    peer: 'ws',
+    rounds: args.rounds,
+    seconds: args.seconds,
+    warmupSeconds: 2,
+    notes: [
+      'rate: deliveries per second (messages x subscribers); p50/p99: publish to the last subscriber',
+      'target: broadcast >= 3x ws',
+    ],
   });
 }

@@ -539,23 +539,26 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       if (values === undefined) headers[name] = [value];
       else values.push(value);
     }
+    // The protocol switched to is the one asked of the upstream, whatever else the client offered.
+    headers.upgrade = ['websocket'];
     const route = this.route;
-    target.pool.detach(client);
     try {
       relays.accept(this.res, headers, {
         route: route.name,
         target: target.address,
         limits: route.config.websocket,
+        extensions: response.header('sec-websocket-extensions') !== undefined,
         upstream: conn,
         onEnd: (summary) => this.relayEnded(target, summary),
       });
     } catch (err) {
-      target.active--;
-      conn.destroy();
+      drop(); // still the pool's: it counts the connection gone
       this.loop.log.warn('WebSocket upgrade not forwarded', { route: route.name, error: err });
       this.fail('bad-response', 502, 'invalid response from upstream');
       return;
     }
+    // Relayed now: the connection no longer counts in its pool.
+    target.pool.detach(client);
     this.state = DONE;
     this.record.answeredBy = 'upstream';
     this.complete();

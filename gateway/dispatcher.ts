@@ -100,6 +100,8 @@ export class GatewayLoop {
     this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);
     this.relays.accessLog = data.config.http.accessLog;
+    const first = this.runtime;
+    this.relays.reconfigure((name, target) => relayLimits(first, name, target));
     this.registry.apply(this.runtime.targetsInUse());
     this.channel = new BroadcastChannel(data.channel);
     this.channel.unref();
@@ -302,6 +304,7 @@ export class GatewayLoop {
   }
 
   close(): void {
+    this.relays.shutdown();
     this.runtime.use.retire();
     for (const p of this.prepared.values()) p.use.retire();
     this.prepared.clear();

@@ -41,6 +41,8 @@ class Direction {
   readonly sink: Conn<Relay>;
   /** The source is the client (its frames must be masked, and a close we put toward it is not). */
   readonly fromClient: boolean;
+  /** Reserved bits a frame may carry: those of an extension the two ends negotiated (else none). */
+  readonly rsv: number;
   state = HEADER;
   remaining = 0;
   /** Payload bytes of the data message in progress. */
@@ -53,14 +55,17 @@ class Direction {
   injection: Buffer | null = null;
   /** The sink was sent a close frame (the source's own, or the gateway's). */
   sinkTold = false;
-  /** The source sent its close frame. */
+  /** The source started its close frame (its header passed). */
+  closeSeen = false;
+  /** The source's close frame is through, whole. */
   sourceClosed = false;
   bytes = 0;
 
-  constructor(source: Conn<Relay>, sink: Conn<Relay>, fromClient: boolean) {
+  constructor(source: Conn<Relay>, sink: Conn<Relay>, fromClient: boolean, rsv: number) {
     this.source = source;
     this.sink = sink;
     this.fromClient = fromClient;
+    this.rsv = rsv;
   }
 }
 
@@ -84,6 +89,9 @@ function closeFrame(code: number, reason: string, masked: boolean): Buffer {
   payload.copy(frame, p);
   return frame;
 }
+
+/** An injection that sends nothing: forwarding stops at the next boundary (after the peer's own close). */
+const NOTHING = Buffer.alloc(0);
 
 /** Closes the side `to` writes to once it was told to close and `from` (what it sends) saw its answer. */
 function settleSide(to: Direction, from: Direction): void {
@@ -117,6 +125,8 @@ export class Relay {
   private lastActive: number;
   private timer: LoopTimer | null = null;
   private closedBy: string | null = null;
+  /** The close timer runs (a close the gateway started, or a client waiting for the upstream's close). */
+  private closing = false;
   private open = 2;
   private readonly onEnd: (summary: RelaySummary) => void;
 
@@ -127,6 +137,7 @@ export class Relay {
     limits: RelayLimits,
     client: Conn<Relay>,
     upstream: Conn<Relay>,
+    rsv: number,
     onEnd: (summary: RelaySummary) => void,
   ) {
     this.relays = relays;
@@ -135,8 +146,11 @@ export class Relay {
     this.limits = limits;
     this.client = client;
     this.upstream = upstream;
-    this.up = new Direction(client, upstream, true);
-    this.down = new Direction(upstream, client, false);
+    this.up = new Direction(client, upstream, true, rsv);
+    this.down = new Direction(upstream, client, false, rsv);
+    // A graceful stop waits for these (within its grace) instead of sweeping them as idle: each relay
+    // closes itself with a close handshake.
+    client.busy = upstream.busy = true;
     this.onEnd = onEnd;
     this.startedMs = this.lastActive = relays.loop.now();
     this.schedule();
@@ -144,7 +158,7 @@ export class Relay {
 
   /** Arms the timer for the earlier of the idle and lifetime limits (none when neither is set). */
   schedule(): void {
-    if (this.closedBy !== null) return; // the close timer runs
+    if (this.closing) return; // the close timer runs
     this.timer?.cancel();
     this.timer = null;
     const { idleTimeout, maxLifetime } = this.limits;
@@ -161,8 +175,13 @@ export class Relay {
     const { idleTimeout, maxLifetime } = this.limits;
     if (maxLifetime > 0 && now >= this.startedMs + maxLifetime)
       this.goAway('lifetime', 'connection lifetime over');
-    else if (idleTimeout > 0 && now >= this.lastActive + idleTimeout) this.goAway('idle', 'idle timeout');
-    else this.schedule();
+    else if (idleTimeout > 0 && now >= this.lastActive + idleTimeout) {
+      // Bytes still draining to a slow reader are activity, not idleness.
+      if (this.client.outboundBuffered > 0 || this.upstream.outboundBuffered > 0) {
+        this.lastActive = now;
+        this.schedule();
+      } else this.goAway('idle', 'idle timeout');
+    } else this.schedule();
   }
 
   /** Moves what arrived from `d.source` on, frame by frame. */
@@ -181,7 +200,10 @@ export class Relay {
         const n = Math.min(d.remaining, end - at);
         at += n;
         d.remaining -= n;
-        if (d.remaining === 0) d.state = HEADER;
+        if (d.remaining === 0) {
+          d.state = HEADER;
+          if (d.closeSeen) d.sourceClosed = true;
+        }
         continue;
       }
       if (d.injection !== null) {
@@ -209,8 +231,11 @@ export class Relay {
         this.violation(d, problem);
         return;
       }
-      if ((b0 & 0x0f) === 0x8) d.sourceClosed = true;
       at += size;
+      if ((b0 & 0x0f) === 0x8) {
+        d.closeSeen = true;
+        if (len === 0) d.sourceClosed = true;
+      }
       if (len > 0) {
         d.remaining = len;
         d.state = PAYLOAD;
@@ -227,12 +252,12 @@ export class Relay {
 
   /** The rule a frame header breaks, as the close code for its sender, or 0. */
   private check(d: Direction, b0: number, masked: boolean, len: number): number {
-    if (masked !== d.fromClient || len < 0) return PROTOCOL_ERROR;
+    if (masked !== d.fromClient || len < 0 || (b0 & 0x70 & ~d.rsv) !== 0) return PROTOCOL_ERROR;
     const opcode = b0 & 0x0f;
     const fin = (b0 & 0x80) !== 0;
     if (opcode >= 0x8) {
-      // Control frames: close, ping, pong; never fragmented, 125 bytes at most.
-      if (opcode > 0xa || !fin || len > 125) return PROTOCOL_ERROR;
+      // Control frames: close, ping, pong; never fragmented, 125 bytes at most; a close body has a code.
+      if (opcode > 0xa || !fin || len > 125 || (opcode === 0x8 && len === 1)) return PROTOCOL_ERROR;
       return 0;
     }
     if (opcode === 0x0) {
@@ -264,7 +289,7 @@ export class Relay {
     d.injection = null;
     d.forwarding = false;
     d.sinkTold = true;
-    if (!d.sink.closed) d.sink.write(frame);
+    if (frame.length > 0 && !d.sink.closed) d.sink.write(frame);
   }
 
   /** `d.source` broke the rules: it gets `code` and is cut; the other side is told the relay ends. */
@@ -288,13 +313,8 @@ export class Relay {
   /** Queues a close frame of the gateway's toward `d.sink`, now if `d` is at a boundary. */
   private tell(d: Direction, code: number, reason: string): void {
     if (d.sinkTold || d.injection !== null) return;
-    if (d.sourceClosed) {
-      // The sink already has its peer's close frame, forwarded: that one stands.
-      d.sinkTold = true;
-      d.forwarding = false;
-      return;
-    }
-    d.injection = closeFrame(code, reason, d.fromClient);
+    // The sink has (or is getting) its peer's own close frame: that one stands, sent whole.
+    d.injection = d.closeSeen ? NOTHING : closeFrame(code, reason, d.fromClient);
     if (d.state !== PAYLOAD) this.inject(d);
   }
 
@@ -314,6 +334,7 @@ export class Relay {
   }
 
   private armCloseTimer(): void {
+    this.closing = true;
     this.timer?.cancel();
     this.timer = this.relays.loop.after(this.limits.closeTimeout, () => {
       this.timer = null;
@@ -334,6 +355,12 @@ export class Relay {
 
   /** The upstream or the client ended its side: the other follows once what was sent to it is out. */
   eof(conn: Conn<Relay>): void {
+    if (conn === this.client && this.up.sourceClosed && !this.upstream.closed && !this.client.closed) {
+      // The client sent its close and its FIN: it still waits for the upstream's close, which follows
+      // (then the upstream closes, and so does this); the close timeout bounds the wait.
+      if (!this.closing) this.armCloseTimer();
+      return;
+    }
     this.follow(conn);
     conn.close();
   }
@@ -380,7 +407,10 @@ export class Relay {
 export interface RelayArrival {
   readonly route: string;
   readonly target: string;
+  /** The limits when the request was routed (the configuration in force now may differ: it wins). */
   readonly limits: RelayLimits;
+  /** The two ends negotiated an extension (`Sec-WebSocket-Extensions` in the 101): reserved bits allowed. */
+  readonly extensions: boolean;
   /** The upstream's connection, switched to WebSocket (its HTTP codec let go of it). */
   readonly upstream: Conn<unknown>;
   /** Runs once both connections closed. */
@@ -400,6 +430,10 @@ export class WebSocketRelays {
   accessLog = false;
   /** The upgrade being accepted now (one thread: set around `res.upgrade`, taken by the client's `onOpen`). */
   private arriving: RelayArrival | null = null;
+  /** The limits of a route and target under the configuration in force (see {@link reconfigure}). */
+  private limitsFor: ((route: string, target: string) => RelayLimits | null) | null = null;
+  /** The loop stops: relays opening now are told 1001 at once. */
+  private stopping = false;
 
   constructor(loop: EventLoop) {
     this.loop = loop;
@@ -410,10 +444,15 @@ export class WebSocketRelays {
         this.arriving = null;
         if (a === null) throw new Error('a WebSocket relay opened with no upgrade accepted');
         const upstream = a.upstream as Conn<Relay>;
-        const relay = new Relay(this, a.route, a.target, a.limits, conn, upstream, a.onEnd);
+        // A reload while the upstream answered the handshake may have changed or dropped the route.
+        const limits = this.limitsFor === null ? a.limits : this.limitsFor(a.route, a.target);
+        const rsv = a.extensions ? 0x70 : 0;
+        const relay = new Relay(this, a.route, a.target, limits ?? a.limits, conn, upstream, rsv, a.onEnd);
         this.live.add(relay);
         conn.context = upstream.context = relay;
         upstream.setHandler(this.handler);
+        if (this.stopping) relay.goAway('shutdown', 'server shutting down');
+        else if (limits === null) relay.goAway('route-gone', 'route changed');
       },
       onTraffic: (conn) => {
         const relay = conn.context!;
@@ -422,9 +461,17 @@ export class WebSocketRelays {
       onWritable: (conn) => conn.context!.writable(conn),
       onEof: (conn) => conn.context!.eof(conn),
       onClose: (conn) => conn.context!.closed(conn),
-      // The loop stops: every WebSocket is told 1001 and given its close timeout (within the stop's grace).
-      onShutdown: () => this.closeAll('shutdown', 'server shutting down'),
+      onShutdown: () => this.shutdown(),
     };
+  }
+
+  /**
+   * The loop stops: every WebSocket, and any that opens from now on, is told 1001 and given its close
+   * timeout (within the stop's grace: relay connections count as busy).
+   */
+  shutdown(): void {
+    this.stopping = true;
+    for (const relay of this.live) relay.goAway('shutdown', 'server shutting down');
   }
 
   /** How many WebSockets this loop proxies now. */
@@ -452,10 +499,12 @@ export class WebSocketRelays {
   }
 
   /**
-   * After a reload: `limitsFor(route, target)` gives a relay's new limits, or null when its route (or the
-   * route's target) is gone or no longer proxies WebSockets; those are told 1001.
+   * A configuration came into force (at start, and after each reload): `limitsFor(route, target)` gives a
+   * relay's limits, or null when its route (or the route's target) is gone or no longer proxies WebSockets;
+   * those are told 1001.
    */
   reconfigure(limitsFor: (route: string, target: string) => RelayLimits | null): void {
+    this.limitsFor = limitsFor;
     for (const relay of this.live) {
       const limits = limitsFor(relay.route, relay.target);
       if (limits === null) relay.goAway('route-gone', 'route changed');
@@ -464,9 +513,5 @@ export class WebSocketRelays {
         relay.schedule();
       }
     }
-  }
-
-  closeAll(why: string, reason: string): void {
-    for (const relay of this.live) relay.goAway(why, reason);
   }
 }

@@ -193,7 +193,9 @@ export interface Response {
   /**
    * Accepts a protocol upgrade (HTTP/1.1 only: over HTTP/2 it throws `ERR_HTTP_NO_UPGRADE`): sends 101 with
    * `upgrade: <protocol>` (for a CONNECT request, a 200 that makes the connection a tunnel) and the given
-   * headers, then hands the connection, and any bytes that followed the request, to `handler`.
+   * headers, then hands the connection, and any bytes that followed the request, to `handler`. The protocol
+   * is `headers.upgrade` when given (the one chosen among several the client offered), else the client's
+   * `Upgrade` value.
    */
   upgrade(handler: EventHandler, headers?: Readonly<Record<string, HeaderValue>>): void;
 }

@@ -467,8 +467,9 @@ export class Http1Response implements Response {
   }
 
   /**
-   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` (for a CONNECT request, a 200 that makes
-   * the connection a tunnel) and the given headers (each name and value checked whole), then hands the
+   * Accepts a protocol upgrade: sends 101 with `upgrade: <protocol>` (`headers.upgrade` when given, else the
+   * client's value; for a CONNECT request, a 200 that makes the connection a tunnel) and the given headers
+   * (each name and value checked whole), then hands the
    * connection, and any bytes that followed the request, to `handler`: its `onOpen` runs under the loop's
    * error handling and its returned `Action` applies.
    */
@@ -479,11 +480,21 @@ export class Http1Response implements Response {
     if (protocol === undefined)
       throw new HttpError(500, 'the request asked for no upgrade', 'ERR_HTTP_NO_UPGRADE');
     const tunnel = protocol === 'CONNECT';
+    // The protocol switched to: `headers.upgrade` when given (one of several the client offered), else
+    // what the client asked for.
+    let switched = protocol;
+    for (const [name, value] of Object.entries(headers)) {
+      if (name.toLowerCase() !== 'upgrade' || tunnel) continue;
+      switched = String(typeof value === 'object' ? value.join(', ') : value);
+      if (!isFieldValue(switched) || switched.trim() === '') throw invalidHeader(name, 'value');
+    }
     let head = tunnel
       ? 'HTTP/1.1 200 OK\r\n'
-      : `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${protocol}\r\n`;
+      : `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${switched}\r\n`;
     for (const [name, value] of Object.entries(headers)) {
       if (!isToken(name)) throw invalidHeader(name, 'name');
+      const lower = name.toLowerCase();
+      if (lower === 'connection' || (lower === 'upgrade' && !tunnel)) continue; // written above
       for (const v of typeof value === 'object' ? value : [value]) {
         const text = String(v);
         if (!isFieldValue(text)) throw invalidHeader(name, 'value');

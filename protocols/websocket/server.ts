@@ -198,7 +198,8 @@ export function webSocket<UserData = undefined>(
     upgrade(req, res, data) {
       if (req.method !== 'GET') return refuse(res, 405, 'a WebSocket opens with GET', { allow: 'GET' });
       if (req.httpVersion !== '1.1') return refuse(res, 400, 'a WebSocket opens over HTTP/1.1');
-      if (req.upgrade?.toLowerCase() !== 'websocket')
+      // `Upgrade` lists protocols (RFC 9110 §7.8): websocket among them is enough, and is what the 101 names.
+      if (!(req.upgrade ?? '').split(',').some((p) => p.trim().toLowerCase() === 'websocket'))
         return refuse(res, 426, 'this resource needs a WebSocket upgrade', { upgrade: 'websocket' });
       // Each of these fields is allowed once (RFC 6455 §11.3.1, §11.3.5).
       const versions = req.headerValues('sec-websocket-version');
@@ -223,7 +224,7 @@ export function webSocket<UserData = undefined>(
         }
       }
       const accept = acceptFor(key);
-      const headers: Record<string, string> = { 'sec-websocket-accept': accept };
+      const headers: Record<string, string> = { upgrade: 'websocket', 'sec-websocket-accept': accept };
       if (protocol !== '') headers['sec-websocket-protocol'] = protocol;
       const deflate =
         compression === null

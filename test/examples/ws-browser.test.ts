@@ -48,9 +48,13 @@ function page(wsPort: number): string {
 }
 
 test('headless chromium: WebSocket with permessage-deflate to examples/ws-echo, text and binary echoed, clean close', async (t) => {
-  const echo = spawn(process.execPath, [...process.execArgv.filter((a) => a.startsWith('--conditions')), main, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const echo = spawn(
+    process.execPath,
+    [...process.execArgv.filter((a) => a.startsWith('--conditions')), main, '--port', '0'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.after(() => echo.kill('SIGKILL'));
   const [line] = (await once(echo.stdout!, 'data')) as [Buffer];
   const match = /^listening (\d+)\n$/.exec(line.toString());
@@ -97,7 +101,9 @@ test('headless chromium: WebSocket with permessage-deflate to examples/ws-echo, 
   browser.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d).slice(-4000)));
   const failed = new Promise<never>((_, reject) => {
     browser.once('error', (err) => reject(new Error(`chromium did not start (${CHROMIUM}): ${err.message}`)));
-    browser.once('exit', (code) => reject(new Error(`chromium exited (${code}) before reporting:\n${stderr}`)));
+    browser.once('exit', (code) =>
+      reject(new Error(`chromium exited (${code}) before reporting:\n${stderr}`)),
+    );
   });
   t.after(() => {
     try {

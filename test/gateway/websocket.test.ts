@@ -391,6 +391,8 @@ describe('WebSocket proxy', () => {
         '64-bit length with the top bit set',
         Buffer.from([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
       ],
+      ['RSV1 without a negotiated extension', Buffer.from([0xc1, 0x80, 1, 2, 3, 4])],
+      ['a close frame with a 1-byte body', frame(0x8, Buffer.from([3]))],
     ];
     for (const [what, bytes] of cases) {
       const { socket, received } = await rawClient(gw.port);
@@ -557,6 +559,20 @@ describe('WebSocket proxy', () => {
     ws2.terminate();
     await waitUntil(() => up.closes.length === 2, 2000, 'upstream sees the client gone');
     assert.equal(up.closes[1]!.code, 1006);
+  });
+
+  test('a client that sends its close and its FIN still gets the upstream close answer', async (t) => {
+    const up = await wsUpstream();
+    t.after(() => up.close());
+    const gw = await gatewayFor(up.address);
+    t.after(() => gw.stop());
+    const { socket, received } = await rawClient(gw.port);
+    t.after(() => socket.destroy());
+    socket.end(frame(0x8, Buffer.from([0x03, 0xe8, 0x62, 0x79, 0x65]))); // 1000 "bye", then FIN
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    assert.equal(closeCodeIn(received()), 1000);
+    await waitUntil(() => up.closes.length === 1, 2000, 'upstream close');
+    assert.deepEqual(up.closes[0], { code: 1000, reason: 'bye' });
   });
 
   test('backpressure: a client that stops reading stops the upstream, and loses nothing', async (t) => {

@@ -7,6 +7,8 @@ import { webSocket } from 'netloom/websocket';
 const echo = webSocket({
   compression: true,
   maxPayload: 64 * 1024 * 1024,
+  // Room for the echo of the largest message allowed (past the outbound limit a send is dropped).
+  maxBackpressure: 128 * 1024 * 1024,
   message(ws, message, binary) {
     ws.send(message, binary);
   },

@@ -34,6 +34,15 @@ test('ws-echo example: listening line, text and binary echoed on 2 loops (compre
       c.close();
       await once(c, 'close');
     }
+    // A message past the default outbound limit (16 MiB) is echoed too: the example allows 64 MiB.
+    const c = new WebSocketClient(`ws://127.0.0.1:${match[1]}/`);
+    await once(c, 'open');
+    const big = Buffer.alloc(20 * 1024 * 1024, 7);
+    c.send(big);
+    const [echoed] = (await once(c, 'message')) as [Buffer];
+    assert.equal(echoed.length, big.length);
+    c.close();
+    await once(c, 'close');
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0);

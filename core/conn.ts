@@ -492,6 +492,20 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
     if ((this.flags & F_DIRTY) === 0) this.loop.markDirty(this);
   }
 
+  /**
+   * Queues bytes by reference, never copied: for a buffer the caller will not modify again (a frame built
+   * once and sent to many connections), so none of them stages a copy. Loop thread only.
+   */
+  writeShared(data: Uint8Array): void {
+    if (this.state >= CLOSING) return;
+    const n = data.byteLength;
+    if (n === 0) return;
+    this.cutSegment();
+    this.segmentList().push(data);
+    this.staged += n;
+    if ((this.flags & F_DIRTY) === 0) this.loop.markDirty(this);
+  }
+
   /** Queues several chunks in order; they leave in the same socket write. */
   writev(chunks: readonly (Uint8Array | string)[]): void {
     for (let i = 0; i < chunks.length; i++) this.write(chunks[i]!);

@@ -172,7 +172,7 @@ export class WebSocket<UserData = unknown> implements ReceiverSink, Subscriber {
         this.fail(wsError('backpressure', 'the client does not keep up'));
       return;
     }
-    conn.write(frame);
+    conn.writeShared(frame); // the same frame for every subscriber: by reference, not copied each time
   }
 
   /** Sends a ping (at most 125 octets of payload). */

@@ -17,7 +17,9 @@ test('a publish to 700 subscribers allocates no arena slab per subscriber, and e
   const engine = await serve(
     (l: EventLoop) => {
       loop = l;
-      return server((req, res) => room.upgrade(req, res));
+      return server((req, res) => {
+        room.upgrade(req, res);
+      });
     },
     { loops: 1 },
   );

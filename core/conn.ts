@@ -493,13 +493,18 @@ export class Conn<Ctx = unknown> implements WheelNode, WriteOwner {
   }
 
   /**
-   * Queues bytes by reference, never copied: for a buffer the caller will not modify again (a frame built
-   * once and sent to many connections), so none of them stages a copy. Loop thread only.
+   * Queues bytes by reference, not copied: for a buffer the caller will not modify again (a frame built
+   * once and sent to many connections), so none of them stages a copy. Memory the engine lent (views from
+   * `peek` or `next`) is copied as by {@link write}: the engine reuses it. Loop thread only.
    */
   writeShared(data: Uint8Array): void {
     if (this.state >= CLOSING) return;
     const n = data.byteLength;
     if (n === 0) return;
+    if (this.loop.arena.owns(data)) {
+      this.write(data);
+      return;
+    }
     this.cutSegment();
     this.segmentList().push(data);
     this.staged += n;

@@ -4,7 +4,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compare, freePort, NODE, NODE_ARGS, ROOT, requireTools, startServer, which } from '../harness.ts';
+import { startHaproxy } from '../haproxy.ts';
+import { compare, freePort, NODE, NODE_ARGS, ROOT, requireTools, startServer } from '../harness.ts';
 import { startNginx } from '../nginx.ts';
 import { wrk } from '../wrk.ts';
 
@@ -65,15 +66,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
         },
         {
           name: 'haproxy',
-          start: async () => {
-            const port = await freePort();
-            const cfg = join(dir, 'haproxy.cfg');
-            writeFileSync(
-              cfg,
-              `global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  option http-keep-alive\n  http-reuse always\nfrontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:${up}\n`,
-            );
-            return startServer('haproxy', which('haproxy')!, ['-f', cfg, '-db'], { port });
-          },
+          start: () => startHaproxy(dir, up, ['option http-keep-alive', 'http-reuse always']),
         },
         {
           name: 'node:http proxy',

@@ -6,6 +6,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startHaproxy } from '../haproxy.ts';
 import {
   buildTool,
   compare,
@@ -14,12 +15,10 @@ import {
   NODE_ARGS,
   ROOT,
   requireTools,
-  runLoad,
-  type Scenario,
   startServer,
-  which,
 } from '../harness.ts';
 import { startNginx } from '../nginx.ts';
+import { wsEcho } from './ws.ts';
 
 export async function run(args: { rounds: number; seconds: number }): Promise<void> {
   requireTools(['nginx', 'haproxy']);
@@ -34,21 +33,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
   ]);
   const up = upstream.port;
   const dir = mkdtempSync(join(tmpdir(), 'netloom-bench-ws-proxy-'));
-  const echo = (size: number): Scenario => ({
-    name: `echo through the proxy, 100 conns, ${size} B`,
-    async measure(server, seconds) {
-      const out = await runLoad(tcpload, [
-        '127.0.0.1',
-        String(server.port),
-        '100',
-        String(size),
-        String(seconds),
-        'ws',
-      ]);
-      const r = JSON.parse(out) as { rate: number; p50_us: number; p99_us: number };
-      return { rate: r.rate, p50_us: r.p50_us, p99_us: r.p99_us };
-    },
-  });
+  const echo = (size: number) => wsEcho(tcpload, size, `echo through the proxy, 100 conns, ${size} B`);
   try {
     await compare({
       workload: 'ws-proxy',
@@ -80,7 +65,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
             startNginx(
               'nginx proxy',
               [
-                'location / { proxy_pass http://127.0.0.1:' + up + '; proxy_http_version 1.1;',
+                `location / { proxy_pass http://127.0.0.1:${up}; proxy_http_version 1.1;`,
                 '  proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";',
                 '  proxy_read_timeout 600s; }',
               ].join('\n'),
@@ -88,15 +73,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
         },
         {
           name: 'haproxy',
-          start: async () => {
-            const port = await freePort();
-            const cfg = join(dir, 'haproxy.cfg');
-            writeFileSync(
-              cfg,
-              `global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  timeout tunnel 600s\nfrontend f\n  bind 127.0.0.1:${port}\n  default_backend b\nbackend b\n  server s1 127.0.0.1:${up}\n`,
-            );
-            return startServer('haproxy', which('haproxy')!, ['-f', cfg, '-db'], { port });
-          },
+          start: () => startHaproxy(dir, up, ['timeout tunnel 600s']),
         },
       ],
       scenarios: [echo(5), echo(1024)],

@@ -16,10 +16,10 @@ import {
   startServer,
 } from '../harness.ts';
 
-export async function run(args: { rounds: number; seconds: number }): Promise<void> {
-  const tcpload = buildTool('tcpload');
-  const echo = (size: number): Scenario => ({
-    name: `echo, 100 conns, ${size} B`,
+/** 100 WebSockets with one `size`-octet binary message in flight each (tcpload's `ws` mode). */
+export function wsEcho(tcpload: string, size: number, name = `echo, 100 conns, ${size} B`): Scenario {
+  return {
+    name,
     async measure(server, seconds) {
       const out = await runLoad(tcpload, [
         '127.0.0.1',
@@ -32,7 +32,12 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       const r = JSON.parse(out) as { rate: number; p50_us: number; p99_us: number };
       return { rate: r.rate, p50_us: r.p50_us, p99_us: r.p99_us };
     },
-  });
+  };
+}
+
+export async function run(args: { rounds: number; seconds: number }): Promise<void> {
+  const tcpload = buildTool('tcpload');
+  const echo = (size: number) => wsEcho(tcpload, size);
   await compare({
     workload: 'ws',
     contenders: [

@@ -18,6 +18,7 @@ import {
   upstreamOf,
   waitUntil,
 } from './support.ts';
+import { frame, stopServer } from './websocket-support.ts';
 
 const FILTERS = new URL('./fixtures/websocket-filters.ts', import.meta.url).href;
 
@@ -50,12 +51,6 @@ async function wsUpstream(options: { perMessageDeflate?: boolean; name?: string 
     ws.on('error', () => {});
   });
   return state;
-}
-
-/** Closes a ws server, its clients first (its close waits for them). */
-function stopServer(wss: WebSocketServer): Promise<void> {
-  for (const s of wss.clients) s.terminate();
-  return new Promise<void>((resolve) => wss.close(() => resolve()));
 }
 
 /** Opens a ws client; rejects with the status of a non-101 answer. */
@@ -146,25 +141,6 @@ async function rawClient(
   assert.match(head, new RegExp(`sec-websocket-accept: ${accept.replace(/[+/]/g, '\\$&')}`, 'i'));
   const start = end;
   return { socket, received: () => all().subarray(start), length: () => length - start };
-}
-
-/** A client frame (masked unless `mask` is false). */
-function frame(opcode: number, payload: Buffer, options: { fin?: boolean; mask?: boolean } = {}): Buffer {
-  const fin = options.fin ?? true;
-  const mask = options.mask ?? true;
-  const len = payload.length;
-  const ext = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const head = Buffer.alloc(2 + ext + (mask ? 4 : 0));
-  head[0] = (fin ? 0x80 : 0) | opcode;
-  head[1] = (mask ? 0x80 : 0) | (ext === 0 ? len : ext === 2 ? 126 : 127);
-  if (ext === 2) head.writeUInt16BE(len, 2);
-  if (ext === 8) head.writeBigUInt64BE(BigInt(len), 2);
-  if (!mask) return Buffer.concat([head, payload]);
-  const key = randomBytes(4);
-  key.copy(head, 2 + ext);
-  const body = Buffer.from(payload);
-  for (let i = 0; i < body.length; i++) body[i]! ^= key[i & 3]!;
-  return Buffer.concat([head, body]);
 }
 
 /** The first close frame in server-to-client bytes: its code. */

@@ -5,6 +5,10 @@ import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { gatewayConfig, startTestGateway, upstreamOf, waitUntil } from '../support.ts';
 
+export { frame, stopServer } from '../websocket-support.ts';
+
+import { frame, stopServer } from '../websocket-support.ts';
+
 export const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 export const acceptOf = (key: string) =>
   createHash('sha1')
@@ -36,11 +40,6 @@ export async function wsUpstream(options: { name?: string } = {}) {
     ws.on('error', () => {});
   });
   return state;
-}
-
-export function stopServer(wss: WebSocketServer): Promise<void> {
-  for (const s of wss.clients) s.terminate();
-  return new Promise<void>((resolve) => wss.close(() => resolve()));
 }
 
 export function openWs(url: string, headers?: Record<string, string>): Promise<WebSocket> {
@@ -124,28 +123,6 @@ export async function rawClient(port: number, path = '/', extraHeaders = '', aft
   const head = data.subarray(0, end).toString('latin1');
   assert.match(head, /^HTTP\/1\.1 101 /, head);
   return { ...r, head, received: () => r.all().subarray(end) };
-}
-
-export function frame(
-  opcode: number,
-  payload: Buffer,
-  options: { fin?: boolean; mask?: boolean } = {},
-): Buffer {
-  const fin = options.fin ?? true;
-  const mask = options.mask ?? true;
-  const len = payload.length;
-  const ext = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const head = Buffer.alloc(2 + ext + (mask ? 4 : 0));
-  head[0] = (fin ? 0x80 : 0) | opcode;
-  head[1] = (mask ? 0x80 : 0) | (ext === 0 ? len : ext === 2 ? 126 : 127);
-  if (ext === 2) head.writeUInt16BE(len, 2);
-  if (ext === 8) head.writeBigUInt64BE(BigInt(len), 2);
-  if (!mask) return Buffer.concat([head, payload]);
-  const key = randomBytes(4);
-  key.copy(head, 2 + ext);
-  const body = Buffer.from(payload);
-  for (let i = 0; i < body.length; i++) body[i]! ^= key[i & 3]!;
-  return Buffer.concat([head, body]);
 }
 
 export interface ParsedFrame {

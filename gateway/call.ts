@@ -120,6 +120,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     req: Request,
     res: Response,
     route: RouteRuntime,
+    upstream: Upstream,
     params: Record<string, string> | null,
     path: string,
     loop: EventLoop,
@@ -133,7 +134,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     this.params = params;
     this.path = path;
     this.loop = loop;
-    this.upstream = route.upstream;
+    this.upstream = upstream; // the route's, or the one its traffic rules chose
     this.startedMs = loop.now();
     this.record = new CompletionRecord(route.name, route.domain, req.method, path, this.startedMs);
     this.record.upstream = this.upstream.name;

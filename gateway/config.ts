@@ -4,10 +4,12 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseAddress } from '../core/index.ts';
+import { duration, headerName, headerRecord, headerValue } from './config-fields.ts';
 import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
 import { stockFilters } from './stock-filters.ts';
 import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
+import { trafficSettings } from './traffic.ts';
 
 /**
  * The gateway's declarative configuration: listeners, an admin endpoint, upstreams, routes and the plugin
@@ -15,10 +17,6 @@ import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
  * field (`routes.2.match.path: ...`), filter settings included (each filter's own schema).
  */
 
-/** Milliseconds, up to what a Node timer takes (a longer one would fire at once: setInterval clamps it to 1). */
-const duration = z.number().int().nonnegative().max(2_147_483_647, 'at most 2147483647 ms (about 24.8 days)');
-const headerName = z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'not a valid header name');
-const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]*$/, 'invalid character in a header value');
 const ADDRESS_FORM = /^((tcp[46]?):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$|^unix:\/\/.+$/;
 /** An address a loop can listen on or dial: the engine's own parser decides (ports up to 65535). */
 const address = z
@@ -43,16 +41,6 @@ const rewritePath = requestPath.regex(
   /^[^?#]*$/,
   "a rewritten path has no '?' or '#' (the client's query is kept)",
 );
-
-/** A record keyed by header names, each key checked with the same message as elsewhere. */
-function headerRecord<V extends z.ZodType>(value: V) {
-  return z.record(z.string(), value).superRefine((obj, ctx) => {
-    for (const key of Object.keys(obj)) {
-      if (!headerName.safeParse(key).success)
-        ctx.addIssue({ code: 'custom', path: [key], message: 'not a valid header name' });
-    }
-  });
-}
 
 /** A target: an address, `https://` before it for TLS (and `http://`, which changes nothing). */
 const targetAddress = z.string().superRefine((a, ctx) => {
@@ -269,6 +257,8 @@ const route = z
     /** The route's filters, in order: `{ name, ...settings }`, each checked against its filter's schema. */
     filters: z.array(z.object({ name: z.string().min(1) }).passthrough()).default([]),
     websocket: websocketSettings,
+    /** Canary and A/B: rules and a weighted split choosing among upstreams per user (gateway/traffic.ts). */
+    traffic: trafficSettings.optional(),
   })
   .strict();
 
@@ -369,6 +359,23 @@ export const configSchema = z
           message: `no upstream named "${r.upstream}"`,
         });
       }
+      if (r.traffic === undefined) return;
+      r.traffic.rules.forEach((rule, k) => {
+        if (!(rule.upstream in c.upstreams))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'traffic', 'rules', k, 'upstream'],
+            message: `no upstream named "${rule.upstream}"`,
+          });
+      });
+      r.traffic.split?.forEach((side, k) => {
+        if (!(side.upstream in c.upstreams))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'traffic', 'split', k, 'upstream'],
+            message: `no upstream named "${side.upstream}"`,
+          });
+      });
     });
     for (const [i, r] of c.routes.entries()) checkAddedHeaders(r, i, ctx);
     const names = new Set<string>();

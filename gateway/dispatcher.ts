@@ -260,9 +260,10 @@ export class GatewayLoop {
       openTunnel(req, res, route, this.loop);
       return;
     }
+    const upstream = route.traffic === null ? route.upstream : route.traffic.choose(req);
     let relays: WebSocketRelays | null = null;
     if (route.config.websocket.enabled && isWebSocketUpgrade(req)) {
-      if (route.upstream.config.protocol === 'http2') {
+      if (upstream.config.protocol === 'http2') {
         // RFC 8441's WebSockets over HTTP/2 streams are not built: said plainly.
         sendGatewayError(res, 501, 'WebSocket to an HTTP/2 upstream is not supported', { route: route.name });
         return;
@@ -275,7 +276,7 @@ export class GatewayLoop {
     }
     // The proxy fills in the ids it sends upstream, so the access record carries them.
     req.locals = { route: route.name, domain: route.domain, requestId: undefined, traceparent: undefined };
-    return new ProxyCall(req, res, route, m.params, path, this.loop, relays).start();
+    return new ProxyCall(req, res, route, upstream, m.params, path, this.loop, relays).start();
   }
 
   snapshot(): LoopSnapshot {
@@ -328,5 +329,6 @@ function isWebSocketUpgrade(req: Request): boolean {
 function relayLimits(runtime: GatewayRuntime, route: string, target: string): RelayLimits | null {
   const r = runtime.routes.find((x) => x.name === route);
   if (r === undefined || !r.config.websocket.enabled) return null;
-  return r.upstream.targets.some((t) => t.address === target) ? r.config.websocket : null;
+  const upstreams = r.traffic === null ? [r.upstream] : r.traffic.upstreams();
+  return upstreams.some((u) => u.targets.some((t) => t.address === target)) ? r.config.websocket : null;
 }

@@ -4,6 +4,7 @@ import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
+import { TrafficSplit } from './traffic.ts';
 import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
 
 /** A route compiled for one loop: its filters by stage, and the header policies the proxy applies. */
@@ -13,6 +14,8 @@ export interface RouteRuntime {
   readonly domain: string;
   readonly config: RouteConfig;
   readonly upstream: Upstream;
+  /** Canary and A/B rules choosing another upstream per user, or null (then `upstream` serves all). */
+  readonly traffic: TrafficSplit | null;
   /** Maps the (normalised) request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
   /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
@@ -253,6 +256,8 @@ export class GatewayRuntime {
         domain: r.domain,
         config: r,
         upstream: upstreams.get(r.upstream)!,
+        traffic:
+          r.traffic === undefined ? null : new TrafficSplit(r.traffic, upstreams, upstreams.get(r.upstream)!),
         rewrite: rewriter(r.rewrite),
         allowsConnect: r.match.methods?.includes('CONNECT') ?? false,
         use,

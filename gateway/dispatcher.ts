@@ -25,6 +25,8 @@ export interface GatewayLoopData {
   plugins: string[];
   /** The gateway's shared memory (see shared-state.ts). */
   shared: SharedArrayBuffer;
+  /** The per-key limiter table every loop shares (see shared-keys.ts). */
+  keys: SharedArrayBuffer;
 }
 
 /** Messages on the gateway's channel. */
@@ -95,7 +97,7 @@ export class GatewayLoop {
     this.loop = loop;
     this.id = `${data.listener}:${loop.index}`;
     this.filters = filters;
-    this.shared = new SharedState(data.shared);
+    this.shared = new SharedState(data.shared, data.keys);
     this.registry = new TargetRegistry(loop);
     this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);

@@ -13,6 +13,7 @@ import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validat
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import type { FilterRegistry } from './filter.ts';
+import { createKeyTable } from './shared-keys.ts';
 import { createSharedMemory } from './shared-state.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
 
@@ -130,6 +131,7 @@ export class Gateway {
   private readonly channel: BroadcastChannel;
   private readonly channelName: string;
   private readonly shared = createSharedMemory();
+  private readonly keys = createKeyTable();
   private readonly loopSnapshots = new Map<string, LoopSnapshot>();
   private reloadTimeout = 5000;
   private rollout: Rollout | null = null;
@@ -172,6 +174,7 @@ export class Gateway {
         listener: i,
         plugins: [...this.plugins],
         shared: this.shared,
+        keys: this.keys,
       };
       const engine = await serve(module, {
         ...options.engine,

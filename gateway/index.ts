@@ -50,6 +50,15 @@ export { Gateway, type GatewayOptions, type ReloadResult, startGateway } from '.
 export { createGatewayHandler } from './handler.ts';
 export { normalizePath, PathError, type PathOptions } from './paths.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';
+export {
+  createKeyTable,
+  hashKey,
+  KEY_SEED,
+  KEY_SLOTS,
+  type KeyHash,
+  type LimitOutcome,
+  SharedKeyTable,
+} from './shared-keys.ts';
 export { type SharedCounter, SharedState, type SharedTokenBucket } from './shared-state.ts';
 export { respond, stockFilters } from './stock-filters.ts';
 export { newRequestId, nextTraceparent } from './tracing.ts';

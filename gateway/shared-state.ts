@@ -5,6 +5,8 @@
  * loop to use a name claims its slot, the others find it.
  */
 
+import { createKeyTable, SharedKeyTable } from './shared-keys.ts';
+
 /** Slots in a gateway's table (each 32 bytes). */
 export const SHARED_SLOTS = 4096;
 const WORDS = 4; // per slot: key hash, kind, two data words
@@ -57,11 +59,15 @@ export interface SharedTokenBucket {
 
 /** The view of a gateway's shared memory one thread uses. */
 export class SharedState {
+  /** Per-key limiter state (rate limits by client, app key...), bounded, shared by every loop. */
+  readonly keys: SharedKeyTable;
   private readonly cells: BigInt64Array;
   private readonly slots: number;
   private readonly origin: number;
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** `keys`: the key table's memory (a small one of this view's own when not given). */
+  constructor(buffer: SharedArrayBuffer, keys: SharedArrayBuffer = createKeyTable(1024)) {
+    this.keys = new SharedKeyTable(keys);
     this.cells = new BigInt64Array(buffer);
     this.slots = Math.floor((this.cells.length - 1) / WORDS);
     this.origin = new Float64Array(buffer)[this.slots * WORDS]!;

@@ -1,6 +1,7 @@
 /** The filters every gateway knows without plugins. */
 import { z } from 'zod';
 import { defineFilter, FilterRegistry } from './filter.ts';
+import { rateLimit } from './rate-limit.ts';
 
 /** `respond`: answers directly, without an upstream (maintenance pages, fixed health answers). */
 export const respond = defineFilter({
@@ -26,6 +27,6 @@ export const respond = defineFilter({
 /** A registry holding the stock filters. */
 export function stockFilters(): FilterRegistry {
   const registry = new FilterRegistry();
-  registry.add([respond], 'netloom (stock)');
+  registry.add([respond, rateLimit], 'netloom (stock)');
   return registry;
 }

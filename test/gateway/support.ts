@@ -1,5 +1,6 @@
 // Helpers for gateway tests: upstreams on node:http or raw sockets (port 0), a gateway on an inline
 // configuration, an HTTP client with its own agent, and polling.
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -277,4 +278,120 @@ export async function waitUntil(
     if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(10);
   }
+}
+
+/** An upstream answering every request with `name` (a 1-byte body), as fast as it can parse them. */
+export async function namedUpstream(name: string) {
+  const answer = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${name.length}\r\n\r\n${name}`);
+  const sockets = new Set<net.Socket>();
+  let requests = 0;
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    let pending = '';
+    s.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      let end = pending.indexOf('\r\n\r\n');
+      while (end !== -1) {
+        requests++;
+        s.write(answer);
+        pending = pending.slice(end + 4);
+        end = pending.indexOf('\r\n\r\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    get requests() {
+      return requests;
+    },
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * Sends one GET per entry of `requests` (extra header lines each), pipelined in batches over `conns`
+ * keep-alive connections; returns each response's body, in request order (every response must be a 200).
+ */
+export async function pipelined(port: number, requests: string[], conns = 8, batch = 500): Promise<string[]> {
+  const replies = await pipelinedReplies(port, requests, conns, batch);
+  for (const r of replies) assert.equal(r.status, 200, r.head);
+  return replies.map((r) => r.body);
+}
+
+/** One response of {@link pipelinedReplies}. */
+export interface PipelinedReply {
+  status: number;
+  head: string;
+  body: string;
+}
+
+/** {@link pipelined}, returning each response's status, head and body. */
+export async function pipelinedReplies(
+  port: number,
+  requests: string[],
+  conns = 8,
+  batch = 500,
+): Promise<PipelinedReply[]> {
+  const answers: PipelinedReply[] = new Array(requests.length);
+  let next = 0;
+  const worker = async () => {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    let buffered = '';
+    let waiting: (() => void) | null = null;
+    socket.on('data', (d: Buffer) => {
+      buffered += d.toString('latin1');
+      waiting?.();
+    });
+    try {
+      while (next < requests.length) {
+        const from = next;
+        const to = Math.min(requests.length, from + batch);
+        next = to;
+        let out = '';
+        for (let i = from; i < to; i++) out += `GET / HTTP/1.1\r\nhost: t\r\n${requests[i]}\r\n`;
+        socket.write(out);
+        for (let i = from; i < to; i++) {
+          // One response: head, then a content-length body.
+          for (;;) {
+            const end = buffered.indexOf('\r\n\r\n');
+            if (end !== -1) {
+              const length = Number(/content-length: (\d+)/i.exec(buffered.slice(0, end))?.[1] ?? 0);
+              if (buffered.length >= end + 4 + length) {
+                const head = buffered.slice(0, end);
+                answers[i] = {
+                  status: Number(head.slice(9, 12)),
+                  head,
+                  body: buffered.slice(end + 4, end + 4 + length),
+                };
+                buffered = buffered.slice(end + 4 + length);
+                break;
+              }
+            }
+            await new Promise<void>((resolve, reject) => {
+              const timer = setTimeout(() => reject(new Error('no response within 10 s')), 10_000);
+              waiting = () => {
+                clearTimeout(timer);
+                waiting = null;
+                resolve();
+              };
+            });
+          }
+        }
+      }
+    } finally {
+      socket.destroy();
+    }
+  };
+  await Promise.all(Array.from({ length: conns }, worker));
+  return answers;
 }

@@ -1,0 +1,189 @@
+/**
+ * The `rate-limit` stock filter: several limits per route, all of which must pass, each a token bucket
+ * (`rate` a second, `burst` at once) or a sliding window (`limit` in any `window` ms, estimated from two
+ * fixed windows as APISIX's `window_type=sliding` does), plus a bound on requests in flight. Keys combine
+ * the client address, header and cookie values, the route and its business domain (`[ip, {header:
+ * x-app-key}]` is one bucket per address and app key). State lives in the gateway's shared key table, so a
+ * limit is one budget across every loop, and a flood of distinct keys evicts the least recently used ones
+ * (counted) instead of growing memory.
+ *
+ * A refused request is answered 429 with `Retry-After`, the IETF draft's `RateLimit-Policy` and `RateLimit`
+ * fields (draft-ietf-httpapi-ratelimit-headers: `"name";q=100;w=1` and `"name";r=0;t=1`) and a JSON body
+ * naming the limit; it never reaches the upstream.
+ */
+import { z } from 'zod';
+import type { Request } from '../protocols/http1/index.ts';
+import { headerName } from './config-fields.ts';
+import { defineFilter, type RequestContext } from './filter.ts';
+import { hashKey, KEY_SEED, type KeyHash, type SharedKeyTable } from './shared-keys.ts';
+import { cookieValue } from './upstream.ts';
+
+const keyPart = z.union([
+  z.enum(['ip', 'route', 'domain']),
+  z.object({ header: headerName }).strict(),
+  z.object({ cookie: z.string().min(1) }).strict(),
+]);
+
+/** A policy name: a token, so it stands in the RateLimit fields' quoted strings as it is. */
+const policyName = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'a limit name is letters, digits, ".", "_" or "-"');
+
+const limit = z.discriminatedUnion('algorithm', [
+  z
+    .object({
+      algorithm: z.literal('token-bucket'),
+      name: policyName.optional(),
+      key: z.array(keyPart).min(1).default(['ip']),
+      /** Requests a second, sustained. */
+      rate: z.number().positive().max(1_000_000),
+      /** Requests at once after a quiet spell (default: one second's worth). */
+      burst: z.number().int().min(1).max(10_000_000).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      algorithm: z.literal('sliding-window'),
+      name: policyName.optional(),
+      key: z.array(keyPart).min(1).default(['ip']),
+      /** Requests allowed in any window. */
+      limit: z.number().int().min(1).max(1_000_000_000),
+      /** The window, in milliseconds. */
+      window: z.number().int().min(1).max(86_400_000),
+    })
+    .strict(),
+]);
+
+const settings = z
+  .object({
+    limits: z.array(limit).default([]),
+    /** Requests in flight at once per key (the upstream's concurrency a client may hold). */
+    concurrency: z
+      .object({
+        name: policyName.default('concurrency'),
+        key: z.array(keyPart).min(1).default(['ip']),
+        max: z.number().int().min(1).max(1_000_000),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine(
+    (s) => s.limits.length > 0 || s.concurrency !== undefined,
+    'a rate-limit filter needs limits or concurrency',
+  )
+  .superRefine((s, ctx) => {
+    const names = new Set<string>();
+    s.limits.forEach((l, i) => {
+      const name = l.name ?? `limit${i}`;
+      if (names.has(name))
+        ctx.addIssue({ code: 'custom', path: ['limits', i, 'name'], message: `"${name}" twice` });
+      names.add(name);
+    });
+  });
+
+type KeyPart = z.infer<typeof keyPart>;
+
+/** Builds a request's key hash for `parts`, continuing from `seed` (the route and the limit). */
+function keyOf(parts: readonly KeyPart[], seed: KeyHash, ctx: RequestContext, out: KeyHash): KeyHash {
+  let h: KeyHash = seed;
+  const req: Request = ctx.req;
+  for (const part of parts) {
+    let value: string | undefined;
+    if (part === 'ip') value = req.remoteAddress;
+    else if (part === 'route') value = ctx.route.name;
+    else if (part === 'domain') value = ctx.route.domain;
+    else if ('header' in part) value = req.header(part.header);
+    else value = cookieValue(req.header('cookie'), part.cookie);
+    // A separator no value holds keeps ("a", "bc") and ("ab", "c") apart; an absent value is "".
+    h = hashKey(hashKey(h, '\u0000', out), value ?? '', out);
+  }
+  return h;
+}
+
+interface CompiledLimit {
+  readonly name: string;
+  readonly parts: readonly KeyPart[];
+  readonly seed: KeyHash;
+  readonly check: (table: SharedKeyTable, key: KeyHash) => ReturnType<SharedKeyTable['tokenBucket']>;
+  /** `"name";q=...;w=...` for RateLimit-Policy. */
+  readonly policy: string;
+}
+
+/** The places in flight a request holds, to give back when it completes. */
+const held = new WeakMap<RequestContext, KeyHash>();
+
+/** `rate-limit`: see the module comment. */
+export const rateLimit = defineFilter({
+  name: 'rate-limit',
+  settings,
+  create(s, setup) {
+    const table = setup.shared.keys;
+    const seedOf = (what: string) => hashKey(KEY_SEED, `${setup.route}\u0000${what}`, { a: 0, b: 0 });
+    const limits: CompiledLimit[] = s.limits.map((l, i) => {
+      const name = l.name ?? `limit${i}`;
+      if (l.algorithm === 'token-bucket') {
+        const rate = l.rate;
+        const burst = l.burst ?? Math.max(1, Math.ceil(rate));
+        return {
+          name,
+          parts: l.key,
+          seed: seedOf(`tb\u0000${name}`),
+          check: (t, k) => t.tokenBucket(k, rate, burst),
+          policy: `"${name}";q=${burst};w=${Math.max(1, Math.round(burst / rate))}`,
+        };
+      }
+      const { limit: max, window } = l;
+      return {
+        name,
+        parts: l.key,
+        seed: seedOf(`sw\u0000${name}`),
+        check: (t, k) => t.slidingWindow(k, max, window),
+        policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
+      };
+    });
+    const concurrency = s.concurrency;
+    const concurrencySeed = concurrency === undefined ? null : seedOf(`cc\u0000${concurrency.name}`);
+    const rejected = setup.shared.counter(`rate-limit|${setup.route}|rejected`);
+    const scratch: KeyHash = { a: 0, b: 0 };
+
+    const refuse = (ctx: RequestContext, name: string, policy: string, retryMs: number, resetMs: number) => {
+      rejected.add(1);
+      const retry = Math.max(1, Math.ceil(retryMs / 1000));
+      ctx.respond(
+        429,
+        { error: 'rate limited', status: 429, limit: name, retryAfter: retry },
+        {
+          'retry-after': String(retry),
+          'ratelimit-policy': policy,
+          ratelimit: `"${name}";r=0;t=${Math.max(1, Math.ceil(resetMs / 1000))}`,
+          'cache-control': 'no-store',
+        },
+      );
+      return false as const;
+    };
+
+    return {
+      onRequest(ctx) {
+        for (const l of limits) {
+          const outcome = l.check(table, keyOf(l.parts, l.seed, ctx, scratch));
+          if (!outcome.allowed) return refuse(ctx, l.name, l.policy, outcome.retryMs, outcome.resetMs);
+        }
+        if (concurrency !== undefined) {
+          const key = keyOf(concurrency.key, concurrencySeed!, ctx, scratch);
+          const outcome = table.acquire(key, concurrency.max);
+          if (!outcome.allowed)
+            return refuse(ctx, concurrency.name, `"${concurrency.name}";q=${concurrency.max}`, 1000, 1000);
+          if (!outcome.untracked) held.set(ctx, { a: key.a, b: key.b });
+        }
+        return undefined;
+      },
+      onComplete(ctx) {
+        const key = held.get(ctx);
+        if (key === undefined) return;
+        held.delete(ctx);
+        table.release(key);
+      },
+    };
+  },
+});

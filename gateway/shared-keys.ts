@@ -1,0 +1,290 @@
+/**
+ * Per-key limiter state every loop of a gateway shares: a fixed table in a SharedArrayBuffer, so a limit
+ * of 1,000 requests a second is 1,000 across all loops, and memory stays bounded however many keys (client
+ * addresses, app keys) arrive. A key lives in one of `PROBE` slots from its hash; a new key takes a free
+ * one, else the least recently used of them (never one with requests in flight): an eviction, counted.
+ *
+ * Each slot has a lock word; a loop holds it for a handful of arithmetic operations (no allocation, no
+ * call out), so contention costs a few spins. The lock's Atomics operations order the plain reads and
+ * writes of the slot's words between loops.
+ */
+
+/** Slots of a gateway's key table: 65,536 keys (4 MiB). */
+export const KEY_SLOTS = 65_536;
+const SLOT_BYTES = 64;
+const HEADER_BYTES = 64;
+/** Slots a key may live in (from its hash on). */
+const PROBE = 8;
+
+// Int32 words of a slot (16 per slot).
+const LOCK = 0;
+const KEY_A = 1;
+const KEY_B = 2;
+const IN_USE = 3;
+// Float64 words of a slot (8 per slot; the first two overlap the Int32 words above).
+const LAST_USED = 2;
+const W0 = 3;
+const W1 = 4;
+const W2 = 5;
+const IN_FLIGHT = 6;
+// Header: float64 0 is the time origin; int32 2 counts evictions.
+const EVICTIONS = 2;
+
+/** Allocates a key table (main thread). */
+export function createKeyTable(slots = KEY_SLOTS): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(HEADER_BYTES + slots * SLOT_BYTES);
+  new Float64Array(buffer)[0] = performance.timeOrigin + performance.now();
+  return buffer;
+}
+
+/** A key's 64-bit identity: two 32-bit FNV-1a hashes with different offset bases. */
+export interface KeyHash {
+  a: number;
+  b: number;
+}
+
+/** Continues FNV-1a hashes `from` over `text` (UTF-16 code units), into `out`. */
+export function hashKey(from: KeyHash, text: string, out: KeyHash): KeyHash {
+  let a = from.a;
+  let b = from.b;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193);
+  }
+  out.a = a | 0;
+  out.b = b | 0;
+  return out;
+}
+
+/** The hashes of nothing yet. */
+export const KEY_SEED: Readonly<KeyHash> = { a: 0x811c9dc5 | 0, b: 0x050c5d1f };
+
+/** What a limiter decided (one object per thread, overwritten by the next call). */
+export interface LimitOutcome {
+  allowed: boolean;
+  /** Requests still allowed now. */
+  remaining: number;
+  /** Milliseconds until the limit is whole again (for `RateLimit`'s `t`). */
+  resetMs: number;
+  /** When refused: milliseconds until one request would be allowed (for `Retry-After`). */
+  retryMs: number;
+  /** The key had no slot (every candidate busy with requests in flight): allowed, not counted. */
+  untracked: boolean;
+}
+
+/** One thread's view of a key table. */
+export class SharedKeyTable {
+  private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
+  private readonly slots: number;
+  private readonly origin: number;
+  private readonly outcome: LimitOutcome = {
+    allowed: true,
+    remaining: 0,
+    resetMs: 0,
+    retryMs: 0,
+    untracked: false,
+  };
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.i32 = new Int32Array(buffer, HEADER_BYTES);
+    this.f64 = new Float64Array(buffer, HEADER_BYTES);
+    this.slots = (buffer.byteLength - HEADER_BYTES) / SLOT_BYTES;
+    this.origin = new Float64Array(buffer, 0, 1)[0]!;
+  }
+
+  /** Keys pushed out to make room for others, by every loop. */
+  get evictions(): number {
+    return Atomics.load(new Int32Array(this.i32.buffer, 0, 4), EVICTIONS);
+  }
+
+  /** Milliseconds on the clock every loop shares. */
+  now(): number {
+    return performance.timeOrigin + performance.now() - this.origin;
+  }
+
+  /**
+   * Locks the slot of `key` (found, free, or taken from the least recently used candidate) and returns
+   * its index, or -1 when every candidate has requests in flight. Unlock with {@link unlock}.
+   */
+  private lock(key: KeyHash, now: number): number {
+    const i32 = this.i32;
+    const f64 = this.f64;
+    const start = (key.a >>> 0) % this.slots;
+    let victim = -1;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (let k = 0; k < PROBE; k++) {
+      const s = (start + k) % this.slots;
+      const base = s * 16;
+      while (Atomics.compareExchange(i32, base + LOCK, 0, 1) !== 0);
+      if (i32[base + IN_USE] === 0) {
+        i32[base + KEY_A] = key.a;
+        i32[base + KEY_B] = key.b;
+        i32[base + IN_USE] = 1;
+        this.clear(s, now);
+        return s;
+      }
+      if (i32[base + KEY_A] === key.a && i32[base + KEY_B] === key.b) {
+        f64[s * 8 + LAST_USED] = now;
+        return s;
+      }
+      const used = f64[s * 8 + LAST_USED]!;
+      if (f64[s * 8 + IN_FLIGHT] === 0 && used < oldest) {
+        oldest = used;
+        victim = s;
+      }
+      Atomics.store(i32, base + LOCK, 0);
+    }
+    if (victim === -1) return -1;
+    const base = victim * 16;
+    while (Atomics.compareExchange(i32, base + LOCK, 0, 1) !== 0);
+    if (f64[victim * 8 + IN_FLIGHT] !== 0) {
+      // Another loop put a request in flight on it meanwhile: leave it be.
+      Atomics.store(i32, base + LOCK, 0);
+      return -1;
+    }
+    i32[base + KEY_A] = key.a;
+    i32[base + KEY_B] = key.b;
+    this.clear(victim, now);
+    Atomics.add(new Int32Array(i32.buffer, 0, 4), EVICTIONS, 1);
+    return victim;
+  }
+
+  private clear(s: number, now: number): void {
+    const f = s * 8;
+    this.f64[f + LAST_USED] = now;
+    this.f64[f + W0] = 0;
+    this.f64[f + W1] = 0;
+    this.f64[f + W2] = 0;
+    this.f64[f + IN_FLIGHT] = 0;
+  }
+
+  private unlock(s: number): void {
+    Atomics.store(this.i32, s * 16 + LOCK, 0);
+  }
+
+  private untracked(): LimitOutcome {
+    const o = this.outcome;
+    o.allowed = true;
+    o.untracked = true;
+    o.remaining = 0;
+    o.resetMs = 0;
+    o.retryMs = 0;
+    return o;
+  }
+
+  /**
+   * A token bucket (GCRA) for `key`: `rate` requests a second, `burst` at once; takes one token if it can.
+   */
+  tokenBucket(key: KeyHash, rate: number, burst: number): LimitOutcome {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return this.untracked();
+    const f = s * 8 + W0;
+    const interval = 1000 / rate;
+    const tolerance = burst * interval;
+    // W0 holds the theoretical arrival time; 0 (new) is "full since the origin".
+    const tat = Math.max(this.f64[f]!, now);
+    const next = tat + interval;
+    const o = this.outcome;
+    o.untracked = false;
+    if (next - now > tolerance) {
+      o.allowed = false;
+      o.remaining = 0;
+      o.retryMs = next - now - tolerance;
+      o.resetMs = tat - now;
+    } else {
+      this.f64[f] = next;
+      o.allowed = true;
+      o.remaining = Math.floor((tolerance - (next - now)) / interval);
+      o.retryMs = 0;
+      o.resetMs = next - now;
+    }
+    this.unlock(s);
+    return o;
+  }
+
+  /**
+   * A sliding window for `key`: at most `limit` requests in any `windowMs`, estimated from the current
+   * and the previous fixed window (the previous one weighted by how much of it the sliding window still
+   * covers); counts this request if it is allowed.
+   */
+  slidingWindow(key: KeyHash, limit: number, windowMs: number): LimitOutcome {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return this.untracked();
+    const f = s * 8;
+    const f64 = this.f64;
+    const index = Math.floor(now / windowMs);
+    // W0: the current window's index + 1 (0: new); W1: its count; W2: the previous window's count.
+    const current = f64[f + W0]! - 1;
+    if (current !== index) {
+      f64[f + W2] = current === index - 1 ? f64[f + W1]! : 0;
+      f64[f + W1] = 0;
+      f64[f + W0] = index + 1;
+    }
+    const into = (now - index * windowMs) / windowMs;
+    const estimate = f64[f + W2]! * (1 - into) + f64[f + W1]!;
+    const o = this.outcome;
+    o.untracked = false;
+    o.resetMs = (index + 1) * windowMs - now;
+    if (estimate + 1 > limit) {
+      o.allowed = false;
+      o.remaining = 0;
+      // The previous window's weight falls as time passes; at the latest the next window frees room.
+      const previous = f64[f + W2]!;
+      const need = estimate + 1 - limit;
+      o.retryMs = previous > 0 ? Math.min(o.resetMs, (need / previous) * windowMs) : o.resetMs;
+    } else {
+      f64[f + W1] = f64[f + W1]! + 1;
+      o.allowed = true;
+      o.remaining = Math.max(0, Math.floor(limit - estimate - 1));
+      o.retryMs = 0;
+    }
+    this.unlock(s);
+    return o;
+  }
+
+  /** Takes one of `max` places in flight for `key`; {@link release} gives it back (if tracked). */
+  acquire(key: KeyHash, max: number): LimitOutcome {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return this.untracked();
+    const f = s * 8 + IN_FLIGHT;
+    const inFlight = this.f64[f]!;
+    const o = this.outcome;
+    o.untracked = false;
+    o.resetMs = 0;
+    o.retryMs = 0;
+    if (inFlight >= max) {
+      o.allowed = false;
+      o.remaining = 0;
+      o.retryMs = 1000;
+    } else {
+      this.f64[f] = inFlight + 1;
+      o.allowed = true;
+      o.remaining = max - inFlight - 1;
+    }
+    this.unlock(s);
+    return o;
+  }
+
+  /** Gives back a place {@link acquire} took (a slot with requests in flight is never evicted). */
+  release(key: KeyHash): void {
+    const s = this.lock(key, this.now());
+    if (s === -1) return;
+    const f = s * 8 + IN_FLIGHT;
+    this.f64[f] = Math.max(0, this.f64[f]! - 1);
+    this.unlock(s);
+  }
+
+  /** Requests in flight for `key` (for tests and the admin endpoint). */
+  inFlight(key: KeyHash): number {
+    const s = this.lock(key, this.now());
+    if (s === -1) return 0;
+    const n = this.f64[s * 8 + IN_FLIGHT]!;
+    this.unlock(s);
+    return n;
+  }
+}

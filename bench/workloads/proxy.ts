@@ -33,6 +33,21 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
             }),
         },
         {
+          // Governance on the route: a per-address token bucket that admits everything (its cost, not its
+          // refusals), as the local-governance contender.
+          name: 'netloom gateway, bare + rate limit',
+          start: () =>
+            startGateway('netloom gateway, bare + rate limit', dir, up, {
+              proxyHeaders: { forwarded: false, requestId: false, traceparent: false },
+              filters: [
+                {
+                  name: 'rate-limit',
+                  limits: [{ algorithm: 'token-bucket', key: ['ip'], rate: 10_000_000, burst: 10_000_000 }],
+                },
+              ],
+            }),
+        },
+        {
           name: 'nginx proxy',
           start: () =>
             startNginx(
@@ -98,6 +113,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       peer: 'nginx proxy',
       pairs: [
         ['netloom gateway, bare', 'nginx proxy'],
+        ['netloom gateway, bare + rate limit', 'netloom gateway, bare'],
         ['netloom gateway', 'nginx proxy, same fields'],
         ['netloom gateway, bare', 'node:http proxy'],
         ['netloom gateway, bare', 'undici proxy'],
@@ -106,7 +122,8 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
       seconds: args.seconds,
       warmupSeconds: 2,
       notes: [
-        'targets: bare >= 0.95x nginx; default >= 0.9x nginx with the same fields; >= 3x the undici proxy',
+        'targets: bare >= 0.95x nginx; default >= 0.9x nginx with the same fields; >= 3x the undici proxy;',
+        'a local rate limit costs <= 5% of the bare gateway (its bucket admits everything: the cost is the check)',
         'the gateway adds X-Forwarded-*, Forwarded, X-Request-Id and traceparent by default; "bare" turns them',
         'off (the work nginx, haproxy and the node proxies do); "nginx proxy, same fields" adds them in nginx',
         'CPU µs/op covers the proxy only (the upstream shares its core)',

@@ -144,7 +144,10 @@ export function adminHandler(gateway: Gateway): EventHandler {
       case 'GET /upstreams':
         return res.json({ version: gateway.version, loops: gateway.snapshots() });
       case 'GET /stats':
-        return res.json({ listeners: gateway.listeners.map((e) => ({ address: e.address, ...e.stats() })) });
+        return res.json({
+          listeners: gateway.listeners.map((e) => ({ address: e.address, ...e.stats() })),
+          rateLimits: gateway.limitStats(),
+        });
       case 'POST /reload':
         return res.json(await gateway.reload());
       default: {

@@ -14,7 +14,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import type { FilterRegistry } from './filter.ts';
 import { createKeyTable } from './shared-keys.ts';
-import { createSharedMemory } from './shared-state.ts';
+import { createSharedMemory, SharedState } from './shared-state.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
 
 /** Options of {@link startGateway}. */
@@ -116,6 +116,20 @@ export class Gateway {
   get loadedAt(): number {
     return this.loadedAtMs;
   }
+  /**
+   * Rate limiting across the loops: requests each route's `rate-limit` filter refused, and the keys the
+   * shared table evicted to make room (of `keySlots`).
+   */
+  limitStats(): { keySlots: number; evictions: number; rejected: Record<string, number> } {
+    this.sharedView ??= new SharedState(this.shared, this.keys);
+    const view = this.sharedView;
+    const rejected: Record<string, number> = {};
+    for (const r of this.configInForce.routes)
+      if (r.filters.some((f) => f.name === 'rate-limit'))
+        rejected[r.name] = view.counter(`rate-limit|${r.name}|rejected`).get();
+    return { keySlots: view.keys.slots, evictions: view.keys.evictions, rejected };
+  }
+
   /** The admin endpoint's engine, when the configuration has one. */
   get admin(): Engine | null {
     return this.adminEngine;
@@ -132,6 +146,8 @@ export class Gateway {
   private readonly channelName: string;
   private readonly shared = createSharedMemory();
   private readonly keys = createKeyTable();
+  /** The main thread's view of the loops' shared memory (for the admin endpoint). */
+  private sharedView: SharedState | null = null;
   private readonly loopSnapshots = new Map<string, LoopSnapshot>();
   private reloadTimeout = 5000;
   private rollout: Rollout | null = null;

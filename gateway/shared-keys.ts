@@ -77,7 +77,8 @@ export interface LimitOutcome {
 export class SharedKeyTable {
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
-  private readonly slots: number;
+  /** Keys the table holds at most. */
+  readonly slots: number;
   private readonly origin: number;
   private readonly outcome: LimitOutcome = {
     allowed: true,

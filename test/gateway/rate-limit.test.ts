@@ -12,6 +12,7 @@ import {
   namedUpstream,
   pipelinedReplies,
   send,
+  sendJson,
   startTestGateway,
   upstreamOf,
 } from './support.ts';
@@ -63,19 +64,23 @@ describe('rate-limit filter', () => {
     const up = await namedUpstream('ok');
     t.after(() => up.close());
     const gw = await startTestGateway(
-      gatewayConfig({ up: upstreamOf([up.address]) }, [
-        {
-          name: 'api',
-          match: { path: '/' },
-          upstream: 'up',
-          filters: [
-            {
-              name: 'rate-limit',
-              limits: [{ algorithm: 'sliding-window', name: 'per-minute', limit: 50, window: 60_000 }],
-            },
-          ],
-        },
-      ]),
+      gatewayConfig(
+        { up: upstreamOf([up.address]) },
+        [
+          {
+            name: 'api',
+            match: { path: '/' },
+            upstream: 'up',
+            filters: [
+              {
+                name: 'rate-limit',
+                limits: [{ algorithm: 'sliding-window', name: 'per-minute', limit: 50, window: 60_000 }],
+              },
+            ],
+          },
+        ],
+        { admin: { address: '127.0.0.1:0' } },
+      ),
     );
     t.after(() => gw.stop());
     const replies = await pipelinedReplies(gw.port, new Array(120).fill(''), 1, 120);
@@ -98,6 +103,11 @@ describe('rate-limit filter', () => {
       retryAfter: retry,
     });
     assert.equal(up.requests, 50);
+    // The admin endpoint counts the refusals of every loop.
+    const stats = await sendJson<{
+      rateLimits: { keySlots: number; evictions: number; rejected: Record<string, number> };
+    }>(gw.gateway.admin!.port, '/stats');
+    assert.deepEqual(stats.json.rateLimits, { keySlots: 65_536, evictions: 0, rejected: { api: 71 } });
   });
 
   test('keys: address and app key together; several limits on one route must all pass', async (t) => {

@@ -26,6 +26,7 @@ import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts
 import { SKIP_REQUEST } from './hop-by-hop.ts';
 import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
 import { filteredHead, forwardHead, ResponseFilterError } from './response-head.ts';
+import { openTunnel } from './tunnel.ts';
 
 /** Methods whose responses are framed differently (no body, a tunnel): a filter may not switch to or from them. */
 const FRAMING_METHODS: ReadonlySet<string> = new Set(['HEAD', 'CONNECT']);
@@ -115,6 +116,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private refusals = 0;
   /** A WebSocket upgrade: relayed by these once the upstream switches protocols (null: plain HTTP). */
   private readonly relays: WebSocketRelays | null;
+  /** A CONNECT request: once the filters let it through, a tunnel to the upstream instead of a request. */
+  private tunnelled = false;
 
   constructor(
     req: Request,
@@ -209,6 +212,15 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   // ---- the pipeline ---------------------------------------------------------------------------------
 
+  /**
+   * Runs a CONNECT request: the filters, then a tunnel to a target (`openTunnel` answers the client); the
+   * call completes once the tunnel is asked for.
+   */
+  startTunnel(): void | Promise<void> {
+    this.tunnelled = true;
+    return this.start();
+  }
+
   /** Runs the request: filters first (they may answer or go async), then the upstream. */
   start(): void | Promise<void> {
     const filters = this.route.onRequest;
@@ -257,6 +269,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 
   private connect(): void {
+    if (this.tunnelled) {
+      this.state = DONE;
+      this.record.answeredBy = 'upstream';
+      openTunnel(this.req, this.res, this.route, this.upstream, this.loop);
+      this.complete();
+      return;
+    }
     this.state = CONNECTING;
     this.deadlineTotal = this.startedMs + this.upstream.config.timeouts.total;
     this.attempt(0, '');

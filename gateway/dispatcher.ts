@@ -8,7 +8,6 @@ import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
-import { openTunnel } from './tunnel.ts';
 import { TargetRegistry } from './upstream.ts';
 import { connectionTokens, isValidHost } from './upstream-head.ts';
 import { type RelayLimits, WebSocketRelays } from './websocket-relay.ts';
@@ -248,6 +247,7 @@ export class GatewayLoop {
       return;
     }
     const route = m.value;
+    const upstream = route.traffic === null ? route.upstream : route.traffic.choose(req);
     if (method === 'CONNECT') {
       if (!route.allowsConnect) {
         res.header('allow', ALLOW_OPTIONS);
@@ -259,10 +259,10 @@ export class GatewayLoop {
         sendGatewayError(res, 501, 'CONNECT over HTTP/2 is not supported', { route: route.name });
         return;
       }
-      openTunnel(req, res, route, this.loop);
-      return;
+      // The route's filters (auth, rate limits) run on the CONNECT request before the tunnel opens.
+      req.locals = { route: route.name, domain: route.domain, requestId: undefined, traceparent: undefined };
+      return new ProxyCall(req, res, route, upstream, m.params, path, this.loop).startTunnel();
     }
-    const upstream = route.traffic === null ? route.upstream : route.traffic.choose(req);
     let relays: WebSocketRelays | null = null;
     if (route.config.websocket.enabled && isWebSocketUpgrade(req)) {
       if (upstream.config.protocol === 'http2') {

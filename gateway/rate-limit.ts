@@ -110,16 +110,18 @@ interface CompiledLimit {
   readonly policy: string;
 }
 
-/** The places in flight a request holds, to give back when it completes. */
-const held = new WeakMap<RequestContext, KeyHash>();
-
 /** `rate-limit`: see the module comment. */
 export const rateLimit = defineFilter({
   name: 'rate-limit',
   settings,
   create(s, setup) {
     const table = setup.shared.keys;
-    const seedOf = (what: string) => hashKey(KEY_SEED, `${setup.route}\u0000${what}`, { a: 0, b: 0 });
+    // A budget is the route's, unless its key names the domain: then the domain's routes that use a limit
+    // of the same name share it.
+    const seedOf = (what: string, parts: readonly KeyPart[]) =>
+      hashKey(KEY_SEED, `${parts.includes('domain') ? '' : setup.route}\u0000${what}`, { a: 0, b: 0 });
+    /** The place in flight each request of this instance holds, to give back when it completes. */
+    const held = new WeakMap<RequestContext, KeyHash>();
     const limits: CompiledLimit[] = s.limits.map((l, i) => {
       const name = l.name ?? `limit${i}`;
       if (l.algorithm === 'token-bucket') {
@@ -128,22 +130,25 @@ export const rateLimit = defineFilter({
         return {
           name,
           parts: l.key,
-          seed: seedOf(`tb\u0000${name}`),
+          seed: seedOf(`tb\u0000${name}`, l.key),
           check: (t, k) => t.tokenBucket(k, rate, burst),
-          policy: `"${name}";q=${burst};w=${Math.max(1, Math.round(burst / rate))}`,
+          // The sustained rate as a quota per window: q a second, or 1 per w seconds below one a second.
+          policy:
+            rate >= 1 ? `"${name}";q=${Math.round(rate)};w=1` : `"${name}";q=1;w=${Math.round(1 / rate)}`,
         };
       }
       const { limit: max, window } = l;
       return {
         name,
         parts: l.key,
-        seed: seedOf(`sw\u0000${name}`),
+        seed: seedOf(`sw\u0000${name}`, l.key),
         check: (t, k) => t.slidingWindow(k, max, window),
         policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
       };
     });
     const concurrency = s.concurrency;
-    const concurrencySeed = concurrency === undefined ? null : seedOf(`cc\u0000${concurrency.name}`);
+    const concurrencySeed =
+      concurrency === undefined ? null : seedOf(`cc\u0000${concurrency.name}`, concurrency.key);
     const rejected = setup.shared.counter(`rate-limit|${setup.route}|rejected`);
     const scratch: KeyHash = { a: 0, b: 0 };
 

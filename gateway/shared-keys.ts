@@ -27,14 +27,20 @@ const W0 = 3;
 const W1 = 4;
 const W2 = 5;
 const IN_FLIGHT = 6;
-// Header: float64 0 is the time origin; int32 2 counts evictions.
+// Header: float64 0 is the time origin; int32 2 counts evictions; int32 3 is the insert lock.
 const EVICTIONS = 2;
+const INSERTING = 3;
 
 /** Allocates a key table (main thread). */
 export function createKeyTable(slots = KEY_SLOTS): SharedArrayBuffer {
   const buffer = new SharedArrayBuffer(HEADER_BYTES + slots * SLOT_BYTES);
   new Float64Array(buffer)[0] = performance.timeOrigin + performance.now();
   return buffer;
+}
+
+/** The Int32 words of a table's header, from a view of its slots. */
+function header32(slots: Int32Array): Int32Array {
+  return new Int32Array(slots.buffer, 0, HEADER_BYTES / 4);
 }
 
 /** A key's 64-bit identity: two 32-bit FNV-1a hashes with different offset bases. */
@@ -73,10 +79,34 @@ export interface LimitOutcome {
   untracked: boolean;
 }
 
+/**
+ * Milliseconds until a sliding window admits one more request, `into` (0-1) the current window with
+ * `previous` and `current` counted: within this window once the previous one's weight has fallen enough,
+ * else in the next, where this window's count is the one that falls.
+ */
+function slidingRetry(
+  previous: number,
+  current: number,
+  limit: number,
+  into: number,
+  windowMs: number,
+): number {
+  const room = limit - 1 - current; // what the previous window's weighted share may be
+  if (room >= 0 && previous > 0) {
+    const at = 1 - room / previous; // previous * (1 - f) <= room
+    if (at <= 1) return Math.max(0, (at - into) * windowMs);
+  }
+  // Next window: current * (1 - f') + 1 <= limit.
+  const at = current > 0 ? Math.max(0, 1 - (limit - 1) / current) : 0;
+  return (1 - into + at) * windowMs;
+}
+
 /** One thread's view of a key table. */
 export class SharedKeyTable {
   private readonly i32: Int32Array;
   private readonly f64: Float64Array;
+  /** The header's Int32 words (evictions, the insert lock). */
+  private readonly header: Int32Array;
   /** Keys the table holds at most. */
   readonly slots: number;
   private readonly origin: number;
@@ -90,6 +120,7 @@ export class SharedKeyTable {
 
   constructor(buffer: SharedArrayBuffer) {
     this.i32 = new Int32Array(buffer, HEADER_BYTES);
+    this.header = header32(this.i32);
     this.f64 = new Float64Array(buffer, HEADER_BYTES);
     this.slots = (buffer.byteLength - HEADER_BYTES) / SLOT_BYTES;
     this.origin = new Float64Array(buffer, 0, 1)[0]!;
@@ -97,7 +128,7 @@ export class SharedKeyTable {
 
   /** Keys pushed out to make room for others, by every loop. */
   get evictions(): number {
-    return Atomics.load(new Int32Array(this.i32.buffer, 0, 4), EVICTIONS);
+    return Atomics.load(this.header, EVICTIONS);
   }
 
   /** Milliseconds on the clock every loop shares. */
@@ -106,13 +137,50 @@ export class SharedKeyTable {
   }
 
   /**
-   * Locks the slot of `key` (found, free, or taken from the least recently used candidate) and returns
-   * its index, or -1 when every candidate has requests in flight. Unlock with {@link unlock}.
+   * Locks the slot of `key` and returns its index: the slot holding it, else a free one or the least
+   * recently used candidate (an eviction), claimed for it; -1 when every candidate has requests in flight.
+   * Unlock with {@link unlock}. Finding takes one slot lock at a time; claiming also takes the table's
+   * insert lock, so two loops never place one key twice or evict for it twice.
    */
   private lock(key: KeyHash, now: number): number {
+    const start = (key.a >>> 0) % this.slots;
+    const found = this.find(key, start, now);
+    if (found !== -1) return found;
+    const header = this.header;
+    while (Atomics.compareExchange(header, INSERTING, 0, 1) !== 0);
+    try {
+      // Another loop may have placed it between the search and the insert lock.
+      const again = this.find(key, start, now);
+      if (again !== -1) return again;
+      return this.claim(key, start, now);
+    } finally {
+      Atomics.store(header, INSERTING, 0);
+    }
+  }
+
+  /** The slot holding `key`, locked, or -1 (nothing locked). */
+  private find(key: KeyHash, start: number, now: number): number {
+    const i32 = this.i32;
+    for (let k = 0; k < PROBE; k++) {
+      const s = (start + k) % this.slots;
+      const base = s * 16;
+      while (Atomics.compareExchange(i32, base + LOCK, 0, 1) !== 0);
+      if (i32[base + IN_USE] === 1 && i32[base + KEY_A] === key.a && i32[base + KEY_B] === key.b) {
+        this.f64[s * 8 + LAST_USED] = now;
+        return s;
+      }
+      Atomics.store(i32, base + LOCK, 0);
+    }
+    return -1;
+  }
+
+  /**
+   * Places `key` (holding the insert lock): the first free candidate, else the least recently used one
+   * with nothing in flight. Returns it locked, or -1.
+   */
+  private claim(key: KeyHash, start: number, now: number): number {
     const i32 = this.i32;
     const f64 = this.f64;
-    const start = (key.a >>> 0) % this.slots;
     let victim = -1;
     let oldest = Number.POSITIVE_INFINITY;
     for (let k = 0; k < PROBE; k++) {
@@ -120,14 +188,7 @@ export class SharedKeyTable {
       const base = s * 16;
       while (Atomics.compareExchange(i32, base + LOCK, 0, 1) !== 0);
       if (i32[base + IN_USE] === 0) {
-        i32[base + KEY_A] = key.a;
-        i32[base + KEY_B] = key.b;
-        i32[base + IN_USE] = 1;
-        this.clear(s, now);
-        return s;
-      }
-      if (i32[base + KEY_A] === key.a && i32[base + KEY_B] === key.b) {
-        f64[s * 8 + LAST_USED] = now;
+        this.place(s, key, now);
         return s;
       }
       const used = f64[s * 8 + LAST_USED]!;
@@ -140,16 +201,23 @@ export class SharedKeyTable {
     if (victim === -1) return -1;
     const base = victim * 16;
     while (Atomics.compareExchange(i32, base + LOCK, 0, 1) !== 0);
+    // Slots are only placed under the insert lock (held): the victim still holds a key; one may have put
+    // a request in flight on it meanwhile, and then it stays.
     if (f64[victim * 8 + IN_FLIGHT] !== 0) {
-      // Another loop put a request in flight on it meanwhile: leave it be.
       Atomics.store(i32, base + LOCK, 0);
       return -1;
     }
-    i32[base + KEY_A] = key.a;
-    i32[base + KEY_B] = key.b;
-    this.clear(victim, now);
-    Atomics.add(new Int32Array(i32.buffer, 0, 4), EVICTIONS, 1);
+    this.place(victim, key, now);
+    Atomics.add(this.header, EVICTIONS, 1);
     return victim;
+  }
+
+  private place(s: number, key: KeyHash, now: number): void {
+    const base = s * 16;
+    this.i32[base + KEY_A] = key.a;
+    this.i32[base + KEY_B] = key.b;
+    this.i32[base + IN_USE] = 1;
+    this.clear(s, now);
   }
 
   private clear(s: number, now: number): void {
@@ -233,10 +301,7 @@ export class SharedKeyTable {
     if (estimate + 1 > limit) {
       o.allowed = false;
       o.remaining = 0;
-      // The previous window's weight falls as time passes; at the latest the next window frees room.
-      const previous = f64[f + W2]!;
-      const need = estimate + 1 - limit;
-      o.retryMs = previous > 0 ? Math.min(o.resetMs, (need / previous) * windowMs) : o.resetMs;
+      o.retryMs = slidingRetry(f64[f + W2]!, f64[f + W1]!, limit, into, windowMs);
     } else {
       f64[f + W1] = f64[f + W1]! + 1;
       o.allowed = true;

@@ -8,6 +8,7 @@ import type { Conn, EventHandler, EventLoop } from '../core/index.ts';
 import type { Request, Response } from '../protocols/http1/index.ts';
 import { sendGatewayError } from './call.ts';
 import type { RouteRuntime } from './runtime.ts';
+import type { Upstream } from './upstream.ts';
 
 /** One side of a tunnel; `context` is the other side's connection (null until both are up). */
 const side: EventHandler<Conn<unknown> | null> = {
@@ -31,9 +32,17 @@ const side: EventHandler<Conn<unknown> | null> = {
   },
 };
 
-/** Opens a tunnel for a CONNECT request on `route` (the request is answered here, now or once dialed). */
-export function openTunnel(req: Request, res: Response, route: RouteRuntime, loop: EventLoop): void {
-  const upstream = route.upstream;
+/**
+ * Opens a tunnel for a CONNECT request on `route` to a target of `upstream` (the route's, or the one its
+ * traffic rules chose); the request is answered here, now or once dialed.
+ */
+export function openTunnel(
+  req: Request,
+  res: Response,
+  route: RouteRuntime,
+  upstream: Upstream,
+  loop: EventLoop,
+): void {
   const target = upstream.pick(undefined, null);
   if (target === null) {
     sendGatewayError(res, 503, 'no healthy upstream', { upstream: upstream.name, route: route.name });

@@ -42,7 +42,7 @@ export async function run(args: { rounds: number; seconds: number }): Promise<vo
               filters: [
                 {
                   name: 'rate-limit',
-                  limits: [{ algorithm: 'token-bucket', key: ['ip'], rate: 10_000_000, burst: 10_000_000 }],
+                  limits: [{ algorithm: 'token-bucket', key: ['ip'], rate: 1_000_000, burst: 1_000_000 }],
                 },
               ],
             }),

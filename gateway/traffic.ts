@@ -5,11 +5,12 @@
  * function of the request and the configuration: the same user lands on the same side on every loop and
  * process, before and after a reload, and no state drifts (unlike weighted round robin's).
  *
- * The key hashes with 32-bit FNV-1a (UTF-16 code units). Rule buckets are that hash modulo 100; the split
- * uses the hash mixed once more (murmur3's finaliser), so the users a bucket rule took and the split's sides
+ * The key hashes with the engine's `hash32` (FNV-1a with murmur3's finaliser). Rule buckets are that hash
+ * modulo 100; the split uses the hash mixed once more, so the users a bucket rule took and the split's sides
  * are independent of each other.
  */
 import { z } from 'zod';
+import { hash32 } from '../core/index.ts';
 import type { Request } from '../protocols/http1/index.ts';
 import { headerName, headerRecord } from './config-fields.ts';
 import { cookieValue, type Upstream } from './upstream.ts';
@@ -67,17 +68,7 @@ export function trafficUpstreams(settings: TrafficSettings): string[] {
   return [...settings.rules.map((r) => r.upstream), ...(settings.split ?? []).map((s) => s.upstream)];
 }
 
-/** FNV-1a, 32 bits, over UTF-16 code units. */
-export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/** murmur3's 32-bit finaliser: a second, independent-looking hash from the first. */
+/** murmur3's 32-bit finaliser once more: a second, independent-looking hash from the first. */
 function mix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -141,7 +132,7 @@ export class TrafficSplit {
 
   /** The upstream that serves `req`. */
   choose(req: Request): Upstream {
-    const h = this.hashes ? keyHash(this.userKey(req)) : 0;
+    const h = this.hashes ? hash32(this.userKey(req)) : 0;
     const b = h % 100;
     rules: for (const r of this.rules) {
       if (b < r.from || b > r.to) continue;

@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { createKeyTable } from 'netloom/gateway';
 
-test('key table: a new key met by 2 loops at once keeps every count (no double claim of the victim)', { timeout: 60_000 }, async () => {
+test('key table: a new key met by 2 loops at once keeps every count (no double claim of the victim)', {
+  timeout: 60_000,
+}, async () => {
   const table = createKeyTable(8); // 8 slots: every key probes all of them, so each new round's key evicts
   const sync = new SharedArrayBuffer(16);
   const s = new Int32Array(sync);

@@ -1,8 +1,14 @@
 // Worker for key-table-race.test.ts: rounds of a fresh key each, started together by a barrier.
-import { workerData, parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { hashKey, KEY_SEED, SharedKeyTable } from 'netloom/gateway';
 
-const { table: buffer, sync, id, rounds, perRound } = workerData as {
+const {
+  table: buffer,
+  sync,
+  id,
+  rounds,
+  perRound,
+} = workerData as {
   table: SharedArrayBuffer;
   sync: SharedArrayBuffer;
   id: number;

@@ -32,7 +32,8 @@ describe('gov-review: rate-limit defects', { timeout: 30_000 }, () => {
     t.after(() => gw.stop());
     const statuses: number[] = [];
     // Sequential requests, each answered (200) before the next: never more than 1 in flight.
-    for (let i = 0; i < 3; i++) statuses.push((await send(gw.port, '/', { headers: { 'x-app': 'a' } })).status);
+    for (let i = 0; i < 3; i++)
+      statuses.push((await send(gw.port, '/', { headers: { 'x-app': 'a' } })).status);
     assert.deepEqual(statuses, [200, 200, 200]);
   });
 

@@ -1,7 +1,7 @@
 // Review (gov-review): the places in flight of `concurrency` come back on every way a request can end, and
 // counts hold across 2 loops. (Expected to pass: these are the paths checked that work.)
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { describe, test } from 'node:test';
@@ -18,7 +18,10 @@ import {
   waitUntil,
 } from '../support.ts';
 
-const cc = (extra: Record<string, unknown> = {}) => ({ name: 'rate-limit', concurrency: { max: 1, ...extra } });
+const cc = (extra: Record<string, unknown> = {}) => ({
+  name: 'rate-limit',
+  concurrency: { max: 1, ...extra },
+});
 
 describe('gov-review: concurrency places come back', { timeout: 40_000 }, () => {
   test('client abort, upstream timeout, connect failure with retry, HTTP/2 cancel, later filter answering, reload', async (t) => {

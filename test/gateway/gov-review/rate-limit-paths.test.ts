@@ -63,12 +63,12 @@ describe('gov-review: concurrency places come back', { timeout: 40_000 }, () => 
     sock.destroy();
     await sleep(100);
     assert.equal((await send(gw.port, '/abort')).status, 200);
-    hung.forEach((r) => r.destroy());
+    for (const r of hung) r.destroy();
     hung = [];
 
     // The upstream times out (504): the place comes back.
     assert.equal((await send(gw.port, '/hang')).status, 504);
-    hung.forEach((r) => r.destroy());
+    for (const r of hung) r.destroy();
     hung = [];
     assert.equal((await send(gw.port, '/hang')).status, 504);
     hung = [];
@@ -96,7 +96,7 @@ describe('gov-review: concurrency places come back', { timeout: 40_000 }, () => 
       r.end();
     });
     assert.equal(status, 200);
-    hung.forEach((r) => r.destroy());
+    for (const r of hung) r.destroy();
     hung = [];
 
     // A reload (a new filter instance) while a request is in flight: its place comes back once it ends.

@@ -1,5 +1,6 @@
 /** The filters every gateway knows without plugins. */
 import { z } from 'zod';
+import { circuitBreaker } from './circuit-breaker.ts';
 import { defineFilter, FilterRegistry } from './filter.ts';
 import { rateLimit } from './rate-limit.ts';
 
@@ -27,6 +28,6 @@ export const respond = defineFilter({
 /** A registry holding the stock filters. */
 export function stockFilters(): FilterRegistry {
   const registry = new FilterRegistry();
-  registry.add([respond, rateLimit], 'netloom (stock)');
+  registry.add([respond, rateLimit, circuitBreaker], 'netloom (stock)');
   return registry;
 }

@@ -270,10 +270,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   private connect(): void {
     if (this.tunnelled) {
-      this.state = DONE;
-      this.record.answeredBy = 'upstream';
-      openTunnel(this.req, this.res, this.route, this.upstream, this.loop);
-      this.complete();
+      this.state = CONNECTING;
+      openTunnel(this.req, this.res, this.route, this.upstream, this.loop, (failure) =>
+        this.tunnelSettled(failure),
+      );
       return;
     }
     this.state = CONNECTING;
@@ -581,6 +581,18 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     target.pool.detach(client);
     this.state = DONE;
     this.record.answeredBy = 'upstream';
+    this.complete();
+  }
+
+  /** The tunnel stands (null) or failed: the call completes with that outcome. */
+  private tunnelSettled(failure: FailureKind | null): void {
+    if (this.state === DONE) return; // the client left first (abandon completed the call)
+    this.state = DONE;
+    if (failure === null) this.record.answeredBy = 'upstream';
+    else {
+      this.record.error = failure;
+      this.record.answeredBy = failure === 'client-gone' ? 'nobody' : 'gateway';
+    }
     this.complete();
   }
 

@@ -69,6 +69,10 @@ const HALF_OPEN = 2;
 class Circuit {
   state = CLOSED;
   openedAt = 0;
+  /** Bucket width (ms) the counts were made with. */
+  width = 0;
+  /** Half-open rounds so far: a probe counts only in its own round. */
+  round = 0;
   /** Probes let through in this half-open spell, and how many of them succeeded. */
   probes = 0;
   passed = 0;
@@ -118,14 +122,28 @@ export const circuitBreaker = defineFilter({
     const loop = setup.loop;
     const width = s.window / BUCKETS;
     const failing = new Set(s.failureStatuses);
-    let circuit = setup.local.get('circuit') as Circuit | undefined;
+    // One circuit per breaker entry of the route (a second one, for slow calls say, counts apart).
+    const slot = `circuit:${setup.occurrence}`;
+    let circuit = setup.local.get(slot) as Circuit | undefined;
     if (circuit === undefined) {
       circuit = new Circuit();
-      setup.local.set('circuit', circuit);
+      setup.local.set(slot, circuit);
     }
     const c = circuit;
-    /** Requests let through as probes, to judge when they complete. */
-    const probes = new WeakSet<RequestContext>();
+    // A reload that changes the window: outcomes counted in the old buckets mean nothing in the new ones.
+    if (c.width !== width) {
+      c.reset();
+      c.width = width;
+    }
+    /** Requests let through as probes, with the half-open round that let them (only that round judges them). */
+    const probes = new WeakMap<RequestContext, number>();
+    /** Forgets `ctx` as a probe; true when it was one of the current round. */
+    const takeProbe = (ctx: RequestContext): boolean => {
+      const round = probes.get(ctx);
+      if (round === undefined) return false;
+      probes.delete(ctx);
+      return round === c.round && c.state === HALF_OPEN;
+    };
     const open = (now: number, why: string) => {
       c.state = OPEN;
       c.openedAt = now;
@@ -153,13 +171,14 @@ export const circuitBreaker = defineFilter({
         if (c.state === OPEN) {
           if (now - c.openedAt < s.openTime) return fallback(ctx, now);
           c.state = HALF_OPEN;
+          c.round++;
           c.probes = c.passed = 0;
           loop.log.info('circuit half-open', { route: setup.route });
         }
         if (c.state === HALF_OPEN) {
           if (c.probes >= s.halfOpenRequests) return fallback(ctx, now);
           c.probes++;
-          probes.add(ctx);
+          probes.set(ctx, c.round);
         }
         return undefined;
       },
@@ -167,19 +186,20 @@ export const circuitBreaker = defineFilter({
         if (record.answeredBy === 'filter' && record.error === null) {
           // Answered by a filter (this one's fallback, an auth refusal): says nothing of the upstream. A
           // probe a later filter answered gives its place back.
-          if (probes.delete(ctx)) c.probes--;
+          if (takeProbe(ctx)) c.probes--;
           return;
         }
         const now = loop.now();
         const error = record.error;
         if (error !== null && !UPSTREAM_FAILURES.has(error)) {
-          if (probes.delete(ctx)) c.probes--;
+          if (takeProbe(ctx)) c.probes--;
           return; // the client left, or a filter failed: not the upstream's doing
         }
         const failed = error !== null || (record.answeredBy === 'upstream' && failing.has(record.status));
         const slow = s.slowCalls !== undefined && record.totalMs >= s.slowCalls.threshold;
-        if (probes.delete(ctx)) {
-          if (c.state !== HALF_OPEN) return;
+        const probe = probes.has(ctx);
+        if (probe) {
+          if (!takeProbe(ctx)) return; // a probe of an earlier round: that round is over
           if (failed || slow) open(now, failed ? 'a probe failed' : 'a probe was slow');
           else if (++c.passed >= s.halfOpenRequests) {
             c.state = CLOSED;

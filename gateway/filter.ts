@@ -37,6 +37,11 @@ export interface FilterSetup {
   /** The route the instance serves. */
   readonly route: string;
   /**
+   * Which entry of this filter the instance is on its route: 0 for the first `{ name }` of its kind, 1 for
+   * a second one, and so on (keep state apart per entry; `local` is shared by a route's entries of one name).
+   */
+  readonly occurrence: number;
+  /**
    * State of this filter on this loop that outlives reloads, one map per filter name and route: counters,
    * caches, connections. Loop thread only.
    */

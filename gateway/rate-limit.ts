@@ -119,7 +119,11 @@ export const rateLimit = defineFilter({
     // A budget is the route's, unless its key names the domain: then the domain's routes that use a limit
     // of the same name share it.
     const seedOf = (what: string, parts: readonly KeyPart[]) =>
-      hashKey(KEY_SEED, `${parts.includes('domain') ? '' : setup.route}\u0000${what}`, { a: 0, b: 0 });
+      hashKey(
+        KEY_SEED,
+        `${parts.includes('domain') ? '' : setup.route}\u0000${setup.occurrence}\u0000${what}`,
+        { a: 0, b: 0 },
+      );
     /** The place in flight each request of this instance holds, to give back when it completes. */
     const held = new WeakMap<RequestContext, KeyHash>();
     const limits: CompiledLimit[] = s.limits.map((l, i) => {

@@ -226,7 +226,10 @@ export class GatewayRuntime {
     use: VersionUse,
   ): RouteRuntime[] {
     return config.routes.map((r) => {
+      const seen = new Map<string, number>();
       const instances = r.filters.map(({ name, ...settings }) => {
+        const occurrence = seen.get(name) ?? 0;
+        seen.set(name, occurrence + 1);
         const definition = filters.get(name);
         if (definition === undefined) throw new Error(`route ${r.name}: no filter named "${name}"`);
         const key = `${name}|${r.name}`;
@@ -235,7 +238,13 @@ export class GatewayRuntime {
           state = new Map();
           local.set(key, state);
         }
-        const instance = definition.create(settings, { loop, route: r.name, local: state, shared });
+        const instance = definition.create(settings, {
+          loop,
+          route: r.name,
+          occurrence,
+          local: state,
+          shared,
+        });
         all.push(instance);
         return instance;
       });

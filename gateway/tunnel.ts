@@ -7,6 +7,7 @@
 import type { Conn, EventHandler, EventLoop } from '../core/index.ts';
 import type { Request, Response } from '../protocols/http1/index.ts';
 import { sendGatewayError } from './call.ts';
+import type { FailureKind } from './completion.ts';
 import type { RouteRuntime } from './runtime.ts';
 import type { Upstream } from './upstream.ts';
 
@@ -34,7 +35,8 @@ const side: EventHandler<Conn<unknown> | null> = {
 
 /**
  * Opens a tunnel for a CONNECT request on `route` to a target of `upstream` (the route's, or the one its
- * traffic rules chose); the request is answered here, now or once dialed.
+ * traffic rules chose); the request is answered here, now or once dialed, and `settle` says how (null:
+ * the tunnel stands), once.
  */
 export function openTunnel(
   req: Request,
@@ -42,10 +44,12 @@ export function openTunnel(
   route: RouteRuntime,
   upstream: Upstream,
   loop: EventLoop,
+  settle: (failure: FailureKind | null) => void,
 ): void {
   const target = upstream.pick(undefined, null);
   if (target === null) {
     sendGatewayError(res, 503, 'no healthy upstream', { upstream: upstream.name, route: route.name });
+    settle('no-healthy-target');
     return;
   }
   let settled = false;
@@ -57,6 +61,7 @@ export function openTunnel(
         settled = true;
         if (res.closed) {
           upstreamConn.close();
+          settle('client-gone');
           return;
         }
         res.upgrade({
@@ -69,20 +74,21 @@ export function openTunnel(
             upstreamConn.wake();
           },
         } as EventHandler);
+        settle(null);
       },
       onClose(upstreamConn, err) {
         if (!settled) {
           settled = true;
-          upstream.failed(
-            target,
+          const kind =
             (err as { code?: string } | undefined)?.code === 'ERR_NETLOOM_DIAL_TIMEOUT'
               ? 'connect-timeout'
-              : 'connect-failed',
-          );
+              : 'connect-failed';
+          upstream.failed(target, kind);
           sendGatewayError(res, 502, 'upstream connect failed', {
             upstream: upstream.name,
             route: route.name,
           });
+          settle(kind);
           return;
         }
         side.onClose!(upstreamConn, err);

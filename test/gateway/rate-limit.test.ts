@@ -37,11 +37,11 @@ describe('rate-limit filter', () => {
     config.listeners = [{ address: '127.0.0.1:0', loops: 2 }];
     const gw = await startTestGateway(config);
     t.after(() => gw.stop());
-    // Offer well above the rate for 3 s (pipelined batches on 16 connections), counting what got through.
+    // Offer well above the rate for 4.5 s (pipelined batches on 16 connections), counting what got through.
     const started = Date.now();
     let admitted = 0;
     let refused = 0;
-    while (Date.now() - started < 3000) {
+    while (Date.now() - started < 4500) {
       const replies = await pipelinedReplies(gw.port, new Array(800).fill(''), 16, 50);
       for (const r of replies) {
         if (r.status === 200) admitted++;
@@ -49,15 +49,18 @@ describe('rate-limit filter', () => {
         else assert.fail(`unexpected ${r.head}`);
       }
     }
-    const seconds = (Date.now() - started) / 1000;
-    // The burst is spent once (and refills across the short gaps between batches, never beyond the rate).
-    const expected = 1000 * seconds + 100;
     assert.ok(refused > admitted, `the load was above the rate (${admitted} admitted, ${refused} refused)`);
-    assert.ok(
-      Math.abs(admitted - expected) <= expected * 0.03,
-      `${admitted} admitted in ${seconds.toFixed(2)} s, expected ${expected.toFixed(0)}`,
-    );
     assert.equal(up.requests, admitted);
+    // Requests the upstream got in each whole second after the first (which holds the burst): a stall of
+    // the load generator (this thread, shared with other tests) can starve one second, so the median.
+    const t0 = up.times[0]!;
+    const perSecond = [0, 0, 0];
+    for (const at of up.times) {
+      const k = Math.floor((at - t0) / 1000) - 1;
+      if (k >= 0 && k < 3) perSecond[k]!++;
+    }
+    const median = [...perSecond].sort((a, b) => a - b)[1]!;
+    assert.ok(Math.abs(median - 1000) <= 30, `admitted per second: ${perSecond.join(', ')}`);
   });
 
   test('a sliding window admits its limit; the rest get 429 with Retry-After, RateLimit-Policy, RateLimit and a JSON body', async (t) => {

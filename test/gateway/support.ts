@@ -285,6 +285,8 @@ export async function namedUpstream(name: string) {
   const answer = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${name.length}\r\n\r\n${name}`);
   const sockets = new Set<net.Socket>();
   let requests = 0;
+  /** When each request arrived (ms, performance.now()). */
+  const times: number[] = [];
   const server = net.createServer((s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -295,6 +297,7 @@ export async function namedUpstream(name: string) {
       let end = pending.indexOf('\r\n\r\n');
       while (end !== -1) {
         requests++;
+        times.push(performance.now());
         s.write(answer);
         pending = pending.slice(end + 4);
         end = pending.indexOf('\r\n\r\n');
@@ -304,6 +307,7 @@ export async function namedUpstream(name: string) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    times,
     get requests() {
       return requests;
     },

@@ -15,7 +15,15 @@ import { type Request, type RequestHandler, type Response, server } from '../pro
 import type { GatewayConfig } from './config.ts';
 import type { Gateway } from './gateway.ts';
 
-const ENDPOINTS = ['GET /config', 'GET /routes', 'GET /upstreams', 'GET /stats', 'POST /reload'];
+const ENDPOINTS = [
+  'GET /config',
+  'GET /routes',
+  'GET /upstreams',
+  'GET /stats',
+  'POST /reload',
+  'GET /faults',
+  'POST /faults',
+];
 const REDACTED = '[redacted]';
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
 
@@ -150,6 +158,19 @@ export function adminHandler(gateway: Gateway): EventHandler {
         });
       case 'POST /reload':
         return res.json(await gateway.reload());
+      case 'GET /faults':
+        return res.json(gateway.faults());
+      case 'POST /faults': {
+        // POST /faults?route=NAME&switch=on|off|config
+        const q = new URLSearchParams(req.query);
+        const name = q.get('route') ?? '';
+        const to = q.get('switch');
+        if (to !== 'on' && to !== 'off' && to !== 'config')
+          return refuse(res, 400, 'switch is on, off or config');
+        if (!gateway.switchFaults(name, to))
+          return refuse(res, 404, `no route "${name}" with a fault filter`);
+        return res.json(gateway.faults());
+      }
       default: {
         const known = ENDPOINTS.find((e) => e.endsWith(` ${req.path}`));
         if (known !== undefined) {

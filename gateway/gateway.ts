@@ -12,6 +12,7 @@ import { adminHandler } from './admin.ts';
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
+import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
 import { createKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
@@ -121,13 +122,35 @@ export class Gateway {
    * shared table evicted to make room (of `keySlots`).
    */
   limitStats(): { keySlots: number; evictions: number; rejected: Record<string, number> } {
-    this.sharedView ??= new SharedState(this.shared, this.keys);
-    const view = this.sharedView;
+    const view = this.sharedState();
     const rejected: Record<string, number> = {};
     for (const r of this.configInForce.routes)
       if (r.filters.some((f) => f.name === 'rate-limit'))
         rejected[r.name] = view.counter(`rate-limit|${r.name}|rejected`).get();
     return { keySlots: view.keys.slots, evictions: view.keys.evictions, rejected };
+  }
+
+  /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */
+  faults(): Record<string, FaultSwitch> {
+    const out: Record<string, FaultSwitch> = {};
+    for (const r of this.configInForce.routes)
+      if (r.filters.some((f) => f.name === 'fault')) out[r.name] = faultSwitch(this.sharedState(), r.name);
+    return out;
+  }
+
+  /**
+   * Switches the faults of `route` on or off at runtime (on every loop, across reloads), or back to what
+   * the configuration says; false when no route of that name has a `fault` filter.
+   */
+  switchFaults(route: string, to: FaultSwitch): boolean {
+    if (!(route in this.faults())) return false;
+    setFaultSwitch(this.sharedState(), route, to);
+    return true;
+  }
+
+  private sharedState(): SharedState {
+    this.sharedView ??= new SharedState(this.shared, this.keys);
+    return this.sharedView;
   }
 
   /** The admin endpoint's engine, when the configuration has one. */

@@ -1,6 +1,7 @@
 /** The filters every gateway knows without plugins. */
 import { z } from 'zod';
 import { circuitBreaker } from './circuit-breaker.ts';
+import { fault } from './fault.ts';
 import { defineFilter, FilterRegistry } from './filter.ts';
 import { rateLimit } from './rate-limit.ts';
 
@@ -28,6 +29,6 @@ export const respond = defineFilter({
 /** A registry holding the stock filters. */
 export function stockFilters(): FilterRegistry {
   const registry = new FilterRegistry();
-  registry.add([respond, rateLimit, circuitBreaker], 'netloom (stock)');
+  registry.add([respond, rateLimit, circuitBreaker, fault], 'netloom (stock)');
   return registry;
 }

@@ -140,7 +140,7 @@ describe('the api-key example filter', () => {
       (err: unknown) => {
         assert.ok(err instanceof ConfigError);
         assert.deepEqual(err.problems, [
-          'routes.0.filters.0.name: no filter named "api-key" (known: circuit-breaker, rate-limit, respond)',
+          'routes.0.filters.0.name: no filter named "api-key" (known: circuit-breaker, fault, rate-limit, respond)',
         ]);
         return true;
       },

@@ -278,6 +278,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     }
     this.state = CONNECTING;
     this.deadlineTotal = this.startedMs + this.upstream.config.timeouts.total;
+    if (this.loop.now() >= this.deadlineTotal) {
+      // The filters used up the whole budget (a slow auth call, an injected delay): nothing goes up.
+      this.fail('upstream-timeout', 504, 'upstream timeout');
+      return;
+    }
     this.attempt(0, '');
   }
 

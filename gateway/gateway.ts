@@ -132,10 +132,16 @@ export class Gateway {
 
   /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */
   faults(): Record<string, FaultSwitch> {
-    const out: Record<string, FaultSwitch> = {};
-    for (const r of this.configInForce.routes)
-      if (r.filters.some((f) => f.name === 'fault')) out[r.name] = faultSwitch(this.sharedState(), r.name);
-    return out;
+    // Built from entries: a route may be named `__proto__` or `toString` (any non-empty string).
+    return Object.fromEntries(
+      this.faultRoutes().map((name): [string, FaultSwitch] => [name, faultSwitch(this.sharedState(), name)]),
+    );
+  }
+
+  private faultRoutes(): string[] {
+    return this.configInForce.routes
+      .filter((r) => r.filters.some((f) => f.name === 'fault'))
+      .map((r) => r.name);
   }
 
   /**
@@ -143,7 +149,7 @@ export class Gateway {
    * the configuration says; false when no route of that name has a `fault` filter.
    */
   switchFaults(route: string, to: FaultSwitch): boolean {
-    if (!(route in this.faults())) return false;
+    if (!this.faultRoutes().includes(route)) return false;
     setFaultSwitch(this.sharedState(), route, to);
     return true;
   }

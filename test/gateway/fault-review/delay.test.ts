@@ -126,7 +126,9 @@ describe('fault delay review', { timeout: 30_000 }, () => {
       s.write('GET / HTTP/1.1\r\nhost: t\r\n\r\n');
       sockets.push(s);
     }
-    t.after(() => sockets.forEach((s) => s.destroy()));
+    t.after(() => {
+      for (const s of sockets) s.destroy();
+    });
     await sleep(100);
     const at = Date.now();
     await gw.stop(300);

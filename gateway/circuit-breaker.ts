@@ -94,8 +94,13 @@ class Circuit {
     if (slow) this.slow[b]!++;
   }
 
-  /** Requests, failures and slow ones in the window ending at `now`. */
-  sums(now: number, width: number): [number, number, number] {
+  /** Sums of the window ending at `now` (set by {@link sum}: no array a request). */
+  sumTotal = 0;
+  sumFailed = 0;
+  sumSlow = 0;
+
+  /** Adds up the requests, failures and slow ones in the window ending at `now`. */
+  sum(now: number, width: number): void {
     const e = Math.floor(now / width);
     let total = 0;
     let failed = 0;
@@ -106,7 +111,9 @@ class Circuit {
       failed += this.failed[b]!;
       slow += this.slow[b]!;
     }
-    return [total, failed, slow];
+    this.sumTotal = total;
+    this.sumFailed = failed;
+    this.sumSlow = slow;
   }
 
   reset(): void {
@@ -210,7 +217,10 @@ export const circuitBreaker = defineFilter({
         }
         if (c.state !== CLOSED) return;
         c.record(now, width, failed, slow);
-        const [total, failures, slows] = c.sums(now, width);
+        c.sum(now, width);
+        const total = c.sumTotal;
+        const failures = c.sumFailed;
+        const slows = c.sumSlow;
         if (total < s.minimumRequests) return;
         if ((failures * 100) / total >= s.failureRate) open(now, `${failures} of ${total} failed`);
         else if (s.slowCalls !== undefined && (slows * 100) / total >= s.slowCalls.rate)

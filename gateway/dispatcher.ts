@@ -101,8 +101,7 @@ export class GatewayLoop {
     this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);
     this.relays.accessLog = data.config.http.accessLog;
-    const first = this.runtime;
-    this.relays.reconfigure((name, target) => relayLimits(first, name, target));
+    this.relays.reconfigure(relayLimits(this.runtime));
     this.registry.apply(this.runtime.targetsInUse());
     this.channel = new BroadcastChannel(data.channel);
     this.channel.unref();
@@ -210,7 +209,7 @@ export class GatewayLoop {
     if (old !== next) old.use.retire(); // its filters close once its requests in flight are done
     this.registry.apply(next.targetsInUse());
     this.relays.accessLog = next.config.http.accessLog;
-    this.relays.reconfigure((name, target) => relayLimits(next, name, target));
+    this.relays.reconfigure(relayLimits(next));
     this.publish();
   }
 
@@ -327,10 +326,20 @@ function isWebSocketUpgrade(req: Request): boolean {
   );
 }
 
-/** A relay's limits under `runtime`: its route's, or null when the route or its target is gone. */
-function relayLimits(runtime: GatewayRuntime, route: string, target: string): RelayLimits | null {
-  const r = runtime.routes.find((x) => x.name === route);
-  if (r === undefined || !r.config.websocket.enabled) return null;
-  const upstreams = r.traffic === null ? [r.upstream] : r.traffic.upstreams();
-  return upstreams.some((u) => u.targets.some((t) => t.address === target)) ? r.config.websocket : null;
+/**
+ * Relay limits under `runtime`, looked up by route and target: the route's, or null when the route, its
+ * WebSockets or the target (among every upstream its traffic may choose) are gone. Built once a version.
+ */
+function relayLimits(runtime: GatewayRuntime): (route: string, target: string) => RelayLimits | null {
+  const byRoute = new Map<string, { limits: RelayLimits; targets: ReadonlySet<string> }>();
+  for (const r of runtime.routes) {
+    if (!r.config.websocket.enabled) continue;
+    const upstreams = r.traffic === null ? [r.upstream] : r.traffic.upstreams();
+    const targets = new Set(upstreams.flatMap((u) => u.targets.map((t) => t.address)));
+    byRoute.set(r.name, { limits: r.config.websocket, targets });
+  }
+  return (route, target) => {
+    const entry = byRoute.get(route);
+    return entry !== undefined && entry.targets.has(target) ? entry.limits : null;
+  };
 }

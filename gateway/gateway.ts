@@ -14,6 +14,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
+import { redisCounters } from './rate-limit-redis.ts';
 import { createKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
@@ -49,6 +50,16 @@ export interface GatewayOptions {
 }
 
 /** The outcome of a reload. */
+/** {@link Gateway.limitStats}: the admin endpoint's `rateLimits`. */
+export interface LimitStats {
+  keySlots: number;
+  evictions: number;
+  /** Requests each route's `rate-limit` filters refused (429, and 503 while Redis failed closed). */
+  rejected: Record<string, number>;
+  /** Present when a route keeps limits on Redis: this process's figures. */
+  redis?: { calls: number; errors: number; failOpen: number; failClosed: number; breakerOpened: number };
+}
+
 export type ReloadResult =
   | {
       ok: true;
@@ -119,15 +130,32 @@ export class Gateway {
   }
   /**
    * Rate limiting across the loops: requests each route's `rate-limit` filter refused, and the keys the
-   * shared table evicted to make room (of `keySlots`).
+   * shared table evicted to make room (of `keySlots`); with limits on Redis, this process's calls to it,
+   * the failed ones, the requests admitted (`failOpen`) or refused (`failClosed`) because Redis could not
+   * answer, and the times a loop's Redis breaker opened.
    */
-  limitStats(): { keySlots: number; evictions: number; rejected: Record<string, number> } {
+  limitStats(): LimitStats {
     const view = this.sharedState();
     const rejected: Record<string, number> = {};
+    let redis = false;
     for (const r of this.configInForce.routes)
-      if (r.filters.some((f) => f.name === 'rate-limit'))
-        rejected[r.name] = view.counter(`rate-limit|${r.name}|rejected`).get();
-    return { keySlots: view.keys.slots, evictions: view.keys.evictions, rejected };
+      for (const f of r.filters)
+        if (f.name === 'rate-limit') {
+          rejected[r.name] = view.counter(`rate-limit|${r.name}|rejected`).get();
+          if ((f as { redis?: unknown }).redis !== undefined) redis = true;
+        }
+    const stats: LimitStats = { keySlots: view.keys.slots, evictions: view.keys.evictions, rejected };
+    if (redis) {
+      const c = redisCounters(view);
+      stats.redis = {
+        calls: c.calls.get(),
+        errors: c.errors.get(),
+        failOpen: c.failOpen.get(),
+        failClosed: c.failClosed.get(),
+        breakerOpened: c.breakerOpened.get(),
+      };
+    }
+    return stats;
   }
 
   /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */

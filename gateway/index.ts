@@ -46,7 +46,7 @@ export {
   type ResponseHead,
   type UpstreamRequestHead,
 } from './filter.ts';
-export { Gateway, type GatewayOptions, type ReloadResult, startGateway } from './gateway.ts';
+export { Gateway, type GatewayOptions, type LimitStats, type ReloadResult, startGateway } from './gateway.ts';
 export { createGatewayHandler } from './handler.ts';
 export { normalizePath, PathError, type PathOptions } from './paths.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';

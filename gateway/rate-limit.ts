@@ -7,6 +7,9 @@
  * limit is one budget across every loop, and a flood of distinct keys evicts the least recently used ones
  * (counted) instead of growing memory.
  *
+ * With `redis`, the limits are cluster-wide: every gateway process naming that Redis spends one budget
+ * (leased in batches; see rate-limit-redis.ts). `concurrency` stays a budget of the process.
+ *
  * A refused request is answered 429 with `Retry-After`, the IETF draft's `RateLimit-Policy` and `RateLimit`
  * fields (draft-ietf-httpapi-ratelimit-headers: `"name";q=100;w=1` and `"name";r=0;t=1`) and a JSON body
  * naming the limit; it never reaches the upstream.
@@ -15,7 +18,23 @@ import { z } from 'zod';
 import type { Request } from '../protocols/http1/index.ts';
 import { headerName } from './config-fields.ts';
 import { defineFilter, type RequestContext } from './filter.ts';
-import { hashKey, KEY_SEED, type KeyHash, type SharedKeyTable } from './shared-keys.ts';
+import {
+  acquireStore,
+  type LeaseAnswer,
+  type RedisLimitStore,
+  RedisUnavailable,
+  redisCounters,
+  redisSettings,
+  releaseStore,
+} from './rate-limit-redis.ts';
+import {
+  hashKey,
+  KEY_SEED,
+  type KeyHash,
+  LEASE_DENIED,
+  LEASE_TAKEN,
+  type SharedKeyTable,
+} from './shared-keys.ts';
 import { cookieValue } from './upstream.ts';
 
 const keyPart = z.union([
@@ -57,6 +76,8 @@ const limit = z.discriminatedUnion('algorithm', [
 const settings = z
   .object({
     limits: z.array(limit).default([]),
+    /** Keep the limits in this Redis, shared by every gateway process that names it. */
+    redis: redisSettings.optional(),
     /** Requests in flight at once per key (the upstream's concurrency a client may hold). */
     concurrency: z
       .object({
@@ -108,7 +129,16 @@ interface CompiledLimit {
   readonly check: (table: SharedKeyTable, key: KeyHash) => ReturnType<SharedKeyTable['tokenBucket']>;
   /** `"name";q=...;w=...` for RateLimit-Policy. */
   readonly policy: string;
+  /** With `redis`: asks the store for a lease of `lease` tokens of this limit's `key`. */
+  readonly remote: ((store: RedisLimitStore, key: string) => Promise<LeaseAnswer>) | null;
+  /** Tokens a lease asks for. */
+  readonly lease: number;
 }
+
+/** Lease rounds a request may wait through (other requests of the process may spend each lease first). */
+const LEASE_ROUNDS = 4;
+
+const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0');
 
 /** `rate-limit`: see the module comment. */
 export const rateLimit = defineFilter({
@@ -126,27 +156,39 @@ export const rateLimit = defineFilter({
       );
     /** The place in flight each request of this instance holds, to give back when it completes. */
     const held = new WeakMap<RequestContext, KeyHash>();
+    const redis = s.redis;
+    // A lease of 2% of a second's budget: about 50 Redis calls a second per busy key.
+    const leaseOf = (perSecond: number, max: number) =>
+      Math.min(max, redis?.lease.tokens ?? Math.max(1, Math.floor(perSecond * 0.02)));
+    // Leases live under their own seed: a reload between local and Redis must not read one as the other.
+    const where = redis === undefined ? '' : 'redis\u0000';
     const limits: CompiledLimit[] = s.limits.map((l, i) => {
       const name = l.name ?? `limit${i}`;
       if (l.algorithm === 'token-bucket') {
         const rate = l.rate;
         const burst = l.burst ?? Math.max(1, Math.ceil(rate));
+        const lease = leaseOf(rate, burst);
         return {
           name,
           parts: l.key,
-          seed: seedOf(`tb\u0000${name}`, l.key),
+          seed: seedOf(`${where}tb\u0000${name}`, l.key),
           check: (t, k) => t.tokenBucket(k, rate, burst),
+          remote: redis === undefined ? null : (store, key) => store.tokenBucket(key, rate, burst, lease),
+          lease,
           // The sustained rate as a quota per window: q a second, or 1 per w seconds below one a second.
           policy:
             rate >= 1 ? `"${name}";q=${Math.round(rate)};w=1` : `"${name}";q=1;w=${Math.round(1 / rate)}`,
         };
       }
       const { limit: max, window } = l;
+      const lease = leaseOf((max * 1000) / window, max);
       return {
         name,
         parts: l.key,
-        seed: seedOf(`sw\u0000${name}`, l.key),
+        seed: seedOf(`${where}sw\u0000${name}`, l.key),
         check: (t, k) => t.slidingWindow(k, max, window),
+        remote: redis === undefined ? null : (store, key) => store.slidingWindow(key, max, window, lease),
+        lease,
         policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
       };
     });
@@ -172,20 +214,106 @@ export const rateLimit = defineFilter({
       return false as const;
     };
 
+    const admitConcurrency = (ctx: RequestContext): false | undefined => {
+      if (concurrency === undefined) return undefined;
+      const key = keyOf(concurrency.key, concurrencySeed!, ctx, scratch);
+      const outcome = table.acquire(key, concurrency.max);
+      if (!outcome.allowed)
+        return refuse(ctx, concurrency.name, `"${concurrency.name}";q=${concurrency.max}`, 1000, 1000);
+      if (!outcome.untracked) held.set(ctx, { a: key.a, b: key.b });
+      return undefined;
+    };
+
+    // The Redis side: this loop's connection, its counters, and the lease requests on their way (one a
+    // key: requests arriving meanwhile wait for it rather than ask again).
+    const store = redis === undefined ? null : acquireStore(setup.loop, redis, setup.shared);
+    const counters = redis === undefined ? null : redisCounters(setup.shared);
+    const pending = new Map<string, Promise<void>>();
+
+    /** Asks Redis for a lease of `l`'s `key` (or joins the request on its way) and records the answer. */
+    const fetchLease = (l: CompiledLimit, key: KeyHash): Promise<void> => {
+      const id = `${redis!.prefix}${l.name}:${hex(key.a)}${hex(key.b)}`;
+      let p = pending.get(id);
+      if (p === undefined) {
+        const k = { a: key.a, b: key.b };
+        p = l.remote!(store!, id).then(
+          (answer) => {
+            pending.delete(id);
+            if (answer.granted > 0) table.leaseGrant(k, answer.granted, redis!.lease.ttl);
+            else table.leaseDeny(k, Math.max(1, answer.retryMs));
+          },
+          (e: unknown) => {
+            pending.delete(id);
+            throw e;
+          },
+        );
+        pending.set(id, p);
+      }
+      return p;
+    };
+
+    /** Limits from `from` on, for a request that found no lease of limit `from`'s key. */
+    const viaRedis = async (
+      ctx: RequestContext,
+      from: number,
+      first: KeyHash,
+    ): Promise<false | undefined> => {
+      for (let i = from; i < limits.length; i++) {
+        const l = limits[i]!;
+        const key = i === from ? first : { ...keyOf(l.parts, l.seed, ctx, scratch) };
+        let code = table.leaseTake(key);
+        for (let round = 0; code !== LEASE_TAKEN && code !== LEASE_DENIED && round < LEASE_ROUNDS; round++) {
+          try {
+            await fetchLease(l, key);
+          } catch (e) {
+            if (!(e instanceof RedisUnavailable)) throw e;
+            if (ctx.signal.aborted) return false;
+            if (redis!.onFailure === 'open') {
+              counters!.failOpen.add(1);
+              code = LEASE_TAKEN;
+              break;
+            }
+            counters!.failClosed.add(1);
+            rejected.add(1);
+            ctx.respond(
+              503,
+              { error: 'rate limit unavailable', status: 503, limit: l.name },
+              { 'retry-after': '1', 'cache-control': 'no-store' },
+            );
+            return false;
+          }
+          if (ctx.signal.aborted) return false;
+          code = table.leaseTake(key);
+        }
+        if (code !== LEASE_TAKEN) {
+          // Refused by Redis, or every lease went to other requests first: the budget is spent.
+          const retry = code === LEASE_DENIED ? table.last.retryMs : 1000;
+          return refuse(ctx, l.name, l.policy, retry, retry);
+        }
+      }
+      return admitConcurrency(ctx);
+    };
+
     return {
       onRequest(ctx) {
-        for (const l of limits) {
-          const outcome = l.check(table, keyOf(l.parts, l.seed, ctx, scratch));
-          if (!outcome.allowed) return refuse(ctx, l.name, l.policy, outcome.retryMs, outcome.resetMs);
+        for (let i = 0; i < limits.length; i++) {
+          const l = limits[i]!;
+          const key = keyOf(l.parts, l.seed, ctx, scratch);
+          if (l.remote === null) {
+            const outcome = l.check(table, key);
+            if (!outcome.allowed) return refuse(ctx, l.name, l.policy, outcome.retryMs, outcome.resetMs);
+            continue;
+          }
+          const code = table.leaseTake(key);
+          if (code === LEASE_TAKEN) continue;
+          if (code === LEASE_DENIED)
+            return refuse(ctx, l.name, l.policy, table.last.retryMs, table.last.retryMs);
+          return viaRedis(ctx, i, { a: key.a, b: key.b });
         }
-        if (concurrency !== undefined) {
-          const key = keyOf(concurrency.key, concurrencySeed!, ctx, scratch);
-          const outcome = table.acquire(key, concurrency.max);
-          if (!outcome.allowed)
-            return refuse(ctx, concurrency.name, `"${concurrency.name}";q=${concurrency.max}`, 1000, 1000);
-          if (!outcome.untracked) held.set(ctx, { a: key.a, b: key.b });
-        }
-        return undefined;
+        return admitConcurrency(ctx);
+      },
+      close() {
+        if (store !== null) releaseStore(setup.loop, redis!, store);
       },
       onComplete(ctx) {
         const key = held.get(ctx);

@@ -66,6 +66,13 @@ export function hashKey(from: KeyHash, text: string, out: KeyHash): KeyHash {
 /** The hashes of nothing yet. */
 export const KEY_SEED: Readonly<KeyHash> = { a: 0x811c9dc5 | 0, b: 0x050c5d1f };
 
+/** {@link SharedKeyTable.leaseTake}: no token here; ask the store. */
+export const LEASE_EMPTY = 0;
+/** {@link SharedKeyTable.leaseTake}: one token taken from the lease. */
+export const LEASE_TAKEN = 1;
+/** {@link SharedKeyTable.leaseTake}: the store refused a moment ago; refuse without asking. */
+export const LEASE_DENIED = 2;
+
 /** What a limiter decided (one object per thread, overwritten by the next call). */
 export interface LimitOutcome {
   allowed: boolean;
@@ -343,6 +350,59 @@ export class SharedKeyTable {
     const f = s * 8 + IN_FLIGHT;
     this.f64[f] = Math.max(0, this.f64[f]! - 1);
     this.unlock(s);
+  }
+
+  /**
+   * Takes one token of the lease `key` holds from a store several processes share (a Redis limit): a
+   * lease is a batch of tokens the store granted this process, valid until it expires, so most requests
+   * need no round trip; a store's refusal is kept for as long as it said, so a flood is refused here too.
+   * Returns {@link LEASE_TAKEN}, {@link LEASE_DENIED} (the outcome's `retryMs` says for how long) or
+   * {@link LEASE_EMPTY}: ask the store. A key without a slot is always empty.
+   */
+  leaseTake(key: KeyHash): number {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return LEASE_EMPTY;
+    const f = s * 8;
+    const f64 = this.f64;
+    // W0: tokens left; W1: when they expire; W2: until when the store refused.
+    let code = LEASE_EMPTY;
+    if (f64[f + W2]! > now) {
+      this.outcome.retryMs = f64[f + W2]! - now;
+      code = LEASE_DENIED;
+    } else if (f64[f + W0]! >= 1 && f64[f + W1]! > now) {
+      f64[f + W0] = f64[f + W0]! - 1;
+      code = LEASE_TAKEN;
+    }
+    this.unlock(s);
+    return code;
+  }
+
+  /** Adds `tokens` the store granted to the lease of `key`, all valid for `ttlMs` from now. */
+  leaseGrant(key: KeyHash, tokens: number, ttlMs: number): void {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return;
+    const f = s * 8;
+    const f64 = this.f64;
+    f64[f + W0] = (f64[f + W1]! > now ? f64[f + W0]! : 0) + tokens;
+    f64[f + W1] = now + ttlMs;
+    f64[f + W2] = 0;
+    this.unlock(s);
+  }
+
+  /** Records the store's refusal for `key`: {@link leaseTake} answers denied for `retryMs`. */
+  leaseDeny(key: KeyHash, retryMs: number): void {
+    const now = this.now();
+    const s = this.lock(key, now);
+    if (s === -1) return;
+    this.f64[s * 8 + W2] = now + retryMs;
+    this.unlock(s);
+  }
+
+  /** The outcome of the last call on this thread (`retryMs` after {@link leaseTake} answered denied). */
+  get last(): Readonly<LimitOutcome> {
+    return this.outcome;
   }
 
   /** Requests in flight for `key` (for tests and the admin endpoint). */

@@ -133,6 +133,8 @@ interface CompiledLimit {
   readonly remote: ((store: RedisLimitStore, key: string) => Promise<LeaseAnswer>) | null;
   /** Tokens a lease asks for. */
   readonly lease: number;
+  /** Tokens left below which the next lease is fetched ahead (0: leases too small to split). */
+  readonly low: number;
 }
 
 /** Lease rounds a request may wait through (other requests of the process may spend each lease first). */
@@ -175,6 +177,7 @@ export const rateLimit = defineFilter({
           check: (t, k) => t.tokenBucket(k, rate, burst),
           remote: redis === undefined ? null : (store, key) => store.tokenBucket(key, rate, burst, lease),
           lease,
+          low: lease >= 4 ? lease / 2 : 0,
           // The sustained rate as a quota per window: q a second, or 1 per w seconds below one a second.
           policy:
             rate >= 1 ? `"${name}";q=${Math.round(rate)};w=1` : `"${name}";q=1;w=${Math.round(1 / rate)}`,
@@ -189,6 +192,7 @@ export const rateLimit = defineFilter({
         check: (t, k) => t.slidingWindow(k, max, window),
         remote: redis === undefined ? null : (store, key) => store.slidingWindow(key, max, window, lease),
         lease,
+        low: lease >= 4 ? lease / 2 : 0,
         policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
       };
     });
@@ -252,6 +256,16 @@ export const rateLimit = defineFilter({
       return p;
     };
 
+    /**
+     * Fetches the next lease of `l`'s `key` in the background (this request took the token that left the
+     * lease low and was handed the refill): requests keep spending the old one meanwhile.
+     */
+    const refill = (l: CompiledLimit, key: KeyHash): void => {
+      const k = { a: key.a, b: key.b };
+      fetchLease(l, k).catch(() => table.leaseRefillFailed(k)); // counted and logged by the store
+    };
+    const refillMs = redis === undefined ? 0 : redis.timeout + 50;
+
     /** Limits from `from` on, for a request that found no lease of limit `from`'s key. */
     const viaRedis = async (
       ctx: RequestContext,
@@ -261,7 +275,7 @@ export const rateLimit = defineFilter({
       for (let i = from; i < limits.length; i++) {
         const l = limits[i]!;
         const key = i === from ? first : { ...keyOf(l.parts, l.seed, ctx, scratch) };
-        let code = table.leaseTake(key);
+        let code = table.leaseTake(key, l.low, refillMs);
         for (let round = 0; code !== LEASE_TAKEN && code !== LEASE_DENIED && round < LEASE_ROUNDS; round++) {
           try {
             await fetchLease(l, key);
@@ -283,8 +297,9 @@ export const rateLimit = defineFilter({
             return false;
           }
           if (ctx.signal.aborted) return false;
-          code = table.leaseTake(key);
+          code = table.leaseTake(key, l.low, refillMs);
         }
+        if (code === LEASE_TAKEN && table.last.untracked) refill(l, key);
         if (code !== LEASE_TAKEN) {
           // Refused by Redis, or every lease went to other requests first: the budget is spent.
           const retry = code === LEASE_DENIED ? table.last.retryMs : 1000;
@@ -304,8 +319,11 @@ export const rateLimit = defineFilter({
             if (!outcome.allowed) return refuse(ctx, l.name, l.policy, outcome.retryMs, outcome.resetMs);
             continue;
           }
-          const code = table.leaseTake(key);
-          if (code === LEASE_TAKEN) continue;
+          const code = table.leaseTake(key, l.low, refillMs);
+          if (code === LEASE_TAKEN) {
+            if (table.last.untracked) refill(l, key);
+            continue;
+          }
           if (code === LEASE_DENIED)
             return refuse(ctx, l.name, l.policy, table.last.retryMs, table.last.retryMs);
           return viaRedis(ctx, i, { a: key.a, b: key.b });

@@ -27,6 +27,8 @@ const W0 = 3;
 const W1 = 4;
 const W2 = 5;
 const IN_FLIGHT = 6;
+/** A lease's refill: until when a loop is fetching the next one (0: nobody). */
+const REFILL = 7;
 // Header: float64 0 is the time origin; int32 2 counts evictions; int32 3 is the insert lock.
 const EVICTIONS = 2;
 const INSERTING = 3;
@@ -234,6 +236,7 @@ export class SharedKeyTable {
     this.f64[f + W1] = 0;
     this.f64[f + W2] = 0;
     this.f64[f + IN_FLIGHT] = 0;
+    this.f64[f + REFILL] = 0;
   }
 
   private unlock(s: number): void {
@@ -358,24 +361,44 @@ export class SharedKeyTable {
    * need no round trip; a store's refusal is kept for as long as it said, so a flood is refused here too.
    * Returns {@link LEASE_TAKEN}, {@link LEASE_DENIED} (the outcome's `retryMs` says for how long) or
    * {@link LEASE_EMPTY}: ask the store. A key without a slot is always empty.
+   *
+   * When a take leaves fewer than `low` tokens and no loop is fetching the next lease, the outcome's
+   * `untracked` is set: this caller is to fetch it now (for up to `refillMs`), before the lease runs dry
+   * (then {@link leaseGrant} or {@link leaseRefillFailed} ends the claim).
    */
-  leaseTake(key: KeyHash): number {
+  leaseTake(key: KeyHash, low: number, refillMs: number): number {
     const now = this.now();
+    const o = this.outcome;
+    o.untracked = false;
     const s = this.lock(key, now);
     if (s === -1) return LEASE_EMPTY;
     const f = s * 8;
     const f64 = this.f64;
-    // W0: tokens left; W1: when they expire; W2: until when the store refused.
+    // W0: tokens left; W1: when they expire; W2: until when the store refused (a refill's refusal does
+    // not void the tokens still held).
     let code = LEASE_EMPTY;
-    if (f64[f + W2]! > now) {
-      this.outcome.retryMs = f64[f + W2]! - now;
-      code = LEASE_DENIED;
-    } else if (f64[f + W0]! >= 1 && f64[f + W1]! > now) {
-      f64[f + W0] = f64[f + W0]! - 1;
+    if (f64[f + W0]! >= 1 && f64[f + W1]! > now) {
+      const left = f64[f + W0]! - 1;
+      f64[f + W0] = left;
       code = LEASE_TAKEN;
+      if (left < low && f64[f + REFILL]! <= now && f64[f + W2]! <= now) {
+        f64[f + REFILL] = now + refillMs;
+        o.untracked = true;
+      }
+    } else if (f64[f + W2]! > now) {
+      o.retryMs = f64[f + W2]! - now;
+      code = LEASE_DENIED;
     }
     this.unlock(s);
     return code;
+  }
+
+  /** Ends a refill claim {@link leaseTake} handed out, when the fetch failed. */
+  leaseRefillFailed(key: KeyHash): void {
+    const s = this.lock(key, this.now());
+    if (s === -1) return;
+    this.f64[s * 8 + REFILL] = 0;
+    this.unlock(s);
   }
 
   /** Adds `tokens` the store granted to the lease of `key`, all valid for `ttlMs` from now. */
@@ -388,6 +411,7 @@ export class SharedKeyTable {
     f64[f + W0] = (f64[f + W1]! > now ? f64[f + W0]! : 0) + tokens;
     f64[f + W1] = now + ttlMs;
     f64[f + W2] = 0;
+    f64[f + REFILL] = 0;
     this.unlock(s);
   }
 
@@ -397,6 +421,7 @@ export class SharedKeyTable {
     const s = this.lock(key, now);
     if (s === -1) return;
     this.f64[s * 8 + W2] = now + retryMs;
+    this.f64[s * 8 + REFILL] = 0;
     this.unlock(s);
   }
 

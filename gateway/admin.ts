@@ -155,6 +155,7 @@ export function adminHandler(gateway: Gateway): EventHandler {
         return res.json({
           listeners: gateway.listeners.map((e) => ({ address: e.address, ...e.stats() })),
           rateLimits: gateway.limitStats(),
+          circuits: gateway.circuitStats(),
         });
       case 'POST /reload':
         return res.json(await gateway.reload());

@@ -97,8 +97,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   overrides: HeaderOverride[] | null = null;
 
   private state = FILTERING;
-  private readonly upstream: Upstream;
-  private readonly key: string | undefined;
+  private upstream: Upstream;
+  private key: string | undefined;
   private target: UpstreamTarget | null = null;
   private client: UpstreamExchange | null = null;
   private reused = false;
@@ -165,6 +165,21 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   get signal(): AbortSignal {
     return this.req.signal;
+  }
+
+  get upstreamName(): string {
+    return this.upstream.name;
+  }
+
+  useUpstream(name: string): void {
+    if (this.state !== FILTERING)
+      throw new GatewayError('ERR_GATEWAY_FILTER_UPSTREAM', 'the upstream can only change in onRequest');
+    const next = this.route.upstreams.get(name);
+    if (next === undefined)
+      throw new GatewayError('ERR_GATEWAY_FILTER_UPSTREAM', `no upstream named ${JSON.stringify(name)}`);
+    this.upstream = next;
+    this.record.upstream = name;
+    this.key = next.config.balance === 'consistent_hash' ? next.hashKey(this.req) : undefined;
   }
 
   setHeader(name: string, value: string): void {
@@ -298,6 +313,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     if (!fresh) {
       // A request sent again on a fresh connection (its pooled one was stale) uses up no retry.
       if (this.attempts > 0) this.record.retries++;
+      else this.upstream.retryBudget?.request(this.loop.now());
       this.attempts++;
     }
     this.target = target;
@@ -319,6 +335,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     );
   }
 
+  private withinRetryBudget(): boolean {
+    const budget = this.upstream.retryBudget;
+    if (budget === null || budget.retry(this.loop.now())) return true;
+    this.record.retryDenied = true;
+    return false;
+  }
+
   /** The attempt failed before a response: retry elsewhere if allowed, else answer `status`. */
   private failAttempt(kind: FailureKind, status: number, message: string): void {
     const target = this.target!;
@@ -326,7 +349,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     if (!this.clientGone) this.upstream.failed(target, kind);
     this.client = null;
     if (this.state === DONE) return;
-    if (this.canRetry()) {
+    if (this.canRetry() && this.withinRetryBudget()) {
       if (this.tried === null) this.tried = new Set();
       this.tried.add(target);
       this.attempt(status, message, kind);

@@ -42,6 +42,13 @@ export class CompletionRecord {
   answeredBy: AnsweredBy = 'nobody';
   /** Extra attempts on other targets. */
   retries = 0;
+  /** A retry was due but the upstream's retry budget was spent (the failure was answered instead). */
+  retryDenied = false;
+  /**
+   * What a `circuit-breaker` made of the request: the state its circuit was in (`half-open`: let through
+   * as a probe), or `shed` (a low-priority route cut while the circuit is still closed); null without one.
+   */
+  circuit: 'closed' | 'open' | 'half-open' | 'shed' | null = null;
   error: FailureKind | null = null;
   /** Until an upstream connection was ready (connected or taken from the pool), for the last attempt. */
   connectMs = -1;

@@ -7,6 +7,7 @@ import { parseAddress } from '../core/index.ts';
 import { duration, headerName, headerRecord, headerValue } from './config-fields.ts';
 import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
+import { retryBudgetSettings } from './retry-budget.ts';
 import { stockFilters } from './stock-filters.ts';
 import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
 import { trafficSettings } from './traffic.ts';
@@ -124,6 +125,13 @@ const upstream = z
       .strict()
       .default({ firstByte: 30_000, total: 60_000 }),
     retries: z.number().int().min(0).max(5).default(1),
+    /**
+     * Retries may add at most `percent` of the upstream's requests (plus `minPerSecond`) over `window`, so
+     * they never multiply the load of an outage; `false` lifts the bound.
+     */
+    retryBudget: z
+      .union([z.literal(false), retryBudgetSettings])
+      .default({ percent: 20, minPerSecond: 3, window: 10_000 }),
     /**
      * The protocol spoken to the targets: `http1` (keep-alive connections, one exchange each at a time), or
      * `http2`: streams multiplexed on pooled connections (`pool.maxConnections` of them), by prior
@@ -477,18 +485,23 @@ export function validateConfig(
       ? routes.map((r) => ({ filters: Array.isArray(r?.filters) ? (r.filters as unknown[]) : [] }))
       : [];
     const problems = result.error.issues.map((issue) => `${issuePath(issue.path)}: ${issue.message}`);
-    checkFilters(readable, filters, problems);
+    checkFilters(readable, filters, problems, null);
     throw new ConfigError(source, problems);
   }
   const config = result.data;
   const problems: string[] = [];
-  checkFilters(config.routes, filters, problems);
+  checkFilters(config.routes, filters, problems, new Set(Object.keys(config.upstreams)));
   if (problems.length > 0) throw new ConfigError(source, problems);
   return config;
 }
 
 /** Checks each route's filter entries against their filters' schemas; replaces them with the parsed ones. */
-function checkFilters(routes: { filters: unknown[] }[], filters: FilterRegistry, problems: string[]): void {
+function checkFilters(
+  routes: { filters: unknown[] }[],
+  filters: FilterRegistry,
+  problems: string[],
+  upstreams: ReadonlySet<string> | null,
+): void {
   routes.forEach((r, i) => {
     r.filters = r.filters.map((raw, k) => {
       if (typeof raw !== 'object' || raw === null || typeof (raw as { name?: unknown }).name !== 'string')
@@ -510,6 +523,9 @@ function checkFilters(routes: { filters: unknown[] }[], filters: FilterRegistry,
           problems.push(`${at}${issue.path.length > 0 ? `.${issuePath(issue.path)}` : ''}: ${issue.message}`);
         return entry;
       }
+      if (upstreams !== null && definition.upstreamsOf !== undefined)
+        for (const [path, upstream] of Object.entries(definition.upstreamsOf(parsed.data)))
+          if (!upstreams.has(upstream)) problems.push(`${at}.${path}: no upstream named "${upstream}"`);
       return { name, ...(parsed.data as object) };
     });
   });

@@ -4,6 +4,8 @@
 export type GatewayErrorCode =
   /** A filter set a field the gateway writes itself, an invalid name or value, or too late. */
   | 'ERR_GATEWAY_FILTER_HEADER'
+  /** A filter named an upstream the configuration does not have, or changed it after `onRequest`. */
+  | 'ERR_GATEWAY_FILTER_UPSTREAM'
   /** A reload did not apply on every loop (it was rolled back). */
   | 'ERR_GATEWAY_RELOAD'
   /** The admin endpoint refused a request (authentication, Host, cross-site). */

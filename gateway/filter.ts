@@ -28,6 +28,11 @@ export interface FilterDefinition<S extends ZodType = ZodType> {
    * has it. `settings` are parsed (defaults applied).
    */
   create(settings: z.output<S>, setup: FilterSetup): FilterInstance;
+  /**
+   * The upstreams an entry's settings name, by their settings path (`{ 'fallback.upstream': 'degraded' }`):
+   * the configuration is refused when one does not exist, at that path.
+   */
+  upstreamsOf?(settings: z.output<S>): Record<string, string>;
 }
 
 /** What `create` gets besides the settings. */
@@ -94,6 +99,13 @@ export interface RequestContext {
   readonly res: Response;
   /** The route's name and business domain. */
   readonly route: { readonly name: string; readonly domain: string };
+  /** The upstream the request goes to: the route's, or the one its traffic rules chose. */
+  readonly upstreamName: string;
+  /**
+   * Sends the request to another upstream of the configuration (a degraded fallback, say); `onRequest`
+   * only. An unknown name, or a call after `onRequest`, throws `ERR_GATEWAY_FILTER_UPSTREAM`.
+   */
+  useUpstream(name: string): void;
   /** `:name` path parameters of the matched route, or null. */
   readonly params: Record<string, string> | null;
   /** The normalised path the route matched and the upstream receives (before the route's rewrite). */

@@ -9,6 +9,7 @@ import {
   startLogShipper,
 } from '../core/index.ts';
 import { adminHandler } from './admin.ts';
+import { type CircuitStats, circuitIds, circuitStats } from './circuit-breaker.ts';
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
@@ -156,6 +157,25 @@ export class Gateway {
       };
     }
     return stats;
+  }
+
+  /**
+   * The circuits of the routes' `circuit-breaker` filters, summed over the loops: `route:NAME#N` for a
+   * route's Nth breaker, `upstream:NAME` for a circuit its upstream's routes share.
+   */
+  circuitStats(): Record<string, CircuitStats> {
+    const view = this.sharedState();
+    const ids = new Set<string>();
+    for (const r of this.configInForce.routes) {
+      const entries = r.filters.filter((f) => f.name === 'circuit-breaker') as { scope?: unknown }[];
+      if (entries.length === 0) continue;
+      const upstreams = new Set([r.upstream]);
+      for (const rule of r.traffic?.rules ?? []) upstreams.add(rule.upstream);
+      for (const side of r.traffic?.split ?? []) upstreams.add(side.upstream);
+      for (const id of circuitIds(r.name, entries, [...upstreams])) ids.add(id);
+    }
+    // Built from entries: names may be `__proto__`.
+    return Object.fromEntries([...ids].map((id): [string, CircuitStats] => [id, circuitStats(view, id)]));
   }
 
   /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */

@@ -17,6 +17,7 @@ export {
   RoundRobin,
   SmoothWeighted,
 } from './balancer.ts';
+export type { CircuitStats } from './circuit-breaker.ts';
 export { type AnsweredBy, CompletionRecord, type FailureKind } from './completion.ts';
 export {
   ConfigError,
@@ -49,6 +50,7 @@ export {
 export { Gateway, type GatewayOptions, type LimitStats, type ReloadResult, startGateway } from './gateway.ts';
 export { createGatewayHandler } from './handler.ts';
 export { normalizePath, PathError, type PathOptions } from './paths.ts';
+export type { RetryBudgetSettings } from './retry-budget.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';
 export {
   createKeyTable,

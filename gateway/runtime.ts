@@ -14,6 +14,8 @@ export interface RouteRuntime {
   readonly domain: string;
   readonly config: RouteConfig;
   readonly upstream: Upstream;
+  /** Every upstream of the version, by name (a filter may send a request to another). */
+  readonly upstreams: ReadonlyMap<string, Upstream>;
   /** Canary and A/B rules choosing another upstream per user, or null (then `upstream` serves all). */
   readonly traffic: TrafficSplit | null;
   /** Maps the (normalised) request path to the upstream path, or null to keep it. */
@@ -265,6 +267,7 @@ export class GatewayRuntime {
         domain: r.domain,
         config: r,
         upstream: upstreams.get(r.upstream)!,
+        upstreams,
         traffic:
           r.traffic === undefined ? null : new TrafficSplit(r.traffic, upstreams, upstreams.get(r.upstream)!),
         rewrite: rewriter(r.rewrite),

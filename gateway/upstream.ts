@@ -7,6 +7,7 @@ import type { UpstreamConfig } from './config.ts';
 import { HealthChecker } from './health.ts';
 import { type PoolOptions, TargetPool, type UpstreamPool } from './pool.ts';
 import { Http2TargetPool } from './pool-h2.ts';
+import { RetryBudget } from './retry-budget.ts';
 import { dialTls, splitScheme } from './tls-config.ts';
 
 /** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
@@ -150,9 +151,12 @@ export class Upstream {
   private readonly balancer: Balancer<UpstreamTarget>;
   private readonly loop: EventLoop;
   private readonly failingStatuses: ReadonlySet<number>;
+  /** Bounds the retries of this upstream on this loop (null: `retryBudget: false`). */
+  readonly retryBudget: RetryBudget | null;
 
   constructor(loop: EventLoop, name: string, config: UpstreamConfig, registry: TargetRegistry) {
     this.loop = loop;
+    this.retryBudget = config.retryBudget === false ? null : new RetryBudget(config.retryBudget);
     this.name = name;
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));

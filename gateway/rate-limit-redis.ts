@@ -8,16 +8,19 @@
  * `rate / lease` calls a second per key. The store grants whole leases only: when fewer tokens are left
  * than a lease, it refuses and says when a lease will fit, and the process refuses locally until then (a
  * flood costs Redis one call per process per refusal spell, not one per request). The trade, measured in
- * the README: the cluster never admits more than the limit plus one lease per process in any burst, and a
- * lease that expires unspent (`lease.ttl`) is budget no one used.
+ * the README: the cluster never admits more than the limit plus about one lease per loop of each process
+ * in any burst (loops that find the lease empty at the same moment each fetch one), and a lease that
+ * expires unspent (`lease.ttl`) is budget no one used.
+ *
+ * Requests of one loop that find a key's lease empty wait on one call, which asks for a token each of
+ * them (at least a lease); another round starts only while the first was answered within `timeout`, so
+ * a request waits on Redis about `timeout` at most (two calls in the worst case).
  *
  * Redis down or slow: each call has a timeout; `failures` calls failing in a row open a breaker that stops
  * calling for `openTime`, then one probe decides. While Redis cannot answer, `onFailure` decides: `open`
  * admits (counted as `failOpen`), `closed` answers 503 (`failClosed`). Each change of the breaker's state
- * is logged; the counts are on the admin endpoint's `/stats` (`rateLimits.redis`). A request never waits
- * longer than `timeout` on Redis.
+ * is logged; the counts are on the admin endpoint's `/stats` (`rateLimits.redis`).
  */
-import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { EventLoop } from '../core/index.ts';
@@ -27,15 +30,24 @@ import type { SharedCounter, SharedState } from './shared-state.ts';
 /** The `redis` setting of a `rate-limit` filter. */
 export const redisSettings = z
   .object({
-    /** `redis://[user:password@]host:port[/db]`. */
+    /**
+     * `redis://[user:password@]host:port[/db]`. No query string: ioredis would read options (a password
+     * among them) from it, past this schema and the logs' redaction.
+     */
     url: z.string().refine((u) => {
       try {
         const parsed = new URL(u);
-        return parsed.protocol === 'redis:' && parsed.hostname !== '';
+        return (
+          parsed.protocol === 'redis:' &&
+          parsed.hostname !== '' &&
+          parsed.search === '' &&
+          parsed.hash === '' &&
+          /^\/?(\d{1,5})?$/.test(parsed.pathname)
+        );
       } catch {
         return false;
       }
-    }, 'a redis://host:port[/db] URL'),
+    }, 'a redis://[user:password@]host:port[/db] URL (db a number, no query string)'),
     /** Prefix of the keys the limits keep in Redis. */
     prefix: z.string().max(200).default('netloom:rl:'),
     /** Milliseconds a request waits for Redis at most. */
@@ -44,7 +56,10 @@ export const redisSettings = z
     onFailure: z.enum(['open', 'closed']).default('open'),
     lease: z
       .object({
-        /** Tokens asked for at once (default: 2% of a second's rate, or of the window's limit; at least 1). */
+        /**
+         * Tokens asked for at once (default: 2% of a second's rate, or of the window's limit; at least 1, at
+         * most a tenth of the burst or limit).
+         */
         tokens: z.number().int().min(1).max(100_000).optional(),
         /** Milliseconds a lease stays valid; what is left then is dropped. */
         ttl: duration.min(1).max(60_000).default(1_000),
@@ -67,7 +82,8 @@ export type RedisSettings = z.output<typeof redisSettings>;
 
 // Both scripts: KEYS[1] the limit's key; the last ARGV the tokens asked for. They answer
 // {granted, retry ms, reset ms} (floats as strings: Redis truncates Lua numbers to integers), granting
-// all or nothing.
+// all or nothing. Times near 1.8e12 ms lose low bits in sums, so comparisons are made on differences from
+// now, with a microsecond's slack.
 const CLOCK = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 `;
@@ -76,14 +92,14 @@ local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 const TOKEN_BUCKET = `${CLOCK}local interval = 1000 / tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2]) * interval
 local n = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local nxt = tat + n * interval
-if nxt - now > tolerance then
-  return {0, string.format('%.3f', nxt - now - tolerance), string.format('%.3f', tat - now)}
+local ahead = tonumber(redis.call('GET', KEYS[1]) or '0') - now
+if ahead < 0 then ahead = 0 end
+local after = ahead + n * interval
+if after - tolerance > 0.001 then
+  return {0, string.format('%.3f', after - tolerance), string.format('%.3f', ahead)}
 end
-redis.call('SET', KEYS[1], string.format('%.3f', nxt), 'PX', math.ceil(nxt - now) + 1000)
-return {n, '0', string.format('%.3f', nxt - now)}
+redis.call('SET', KEYS[1], string.format('%.3f', now + after), 'PX', math.ceil(after) + 1000)
+return {n, '0', string.format('%.3f', after)}
 `;
 
 /**
@@ -105,7 +121,7 @@ if i ~= index then
 end
 local into = (now - index * window) / window
 local reset = (index + 1) * window - now
-if p * (1 - into) + c + n > limit then
+if p * (1 - into) + c + n - limit > 0.000001 then
   local room = limit - n - c
   local retry = -1
   if room >= 0 and p > 0 then
@@ -123,17 +139,6 @@ redis.call('HSET', KEYS[1], 'i', string.format('%d', index), 'c', c + n, 'p', p)
 redis.call('PEXPIRE', KEYS[1], window * 2)
 return {n, '0', string.format('%.3f', reset)}
 `;
-
-interface Script {
-  readonly source: string;
-  readonly sha: string;
-}
-const script = (source: string): Script => ({
-  source,
-  sha: createHash('sha1').update(source).digest('hex'),
-});
-const TOKEN_BUCKET_SCRIPT = script(TOKEN_BUCKET);
-const SLIDING_WINDOW_SCRIPT = script(SLIDING_WINDOW);
 
 /** What Redis answered a lease request: `granted` 0 is a refusal for `retryMs`. */
 export interface LeaseAnswer {
@@ -209,15 +214,15 @@ export class RedisLimitStore {
 
   /** Asks for `tokens` of the token bucket `key` (`rate` a second, `burst` at once). */
   tokenBucket(key: string, rate: number, burst: number, tokens: number): Promise<LeaseAnswer> {
-    return this.call(TOKEN_BUCKET_SCRIPT, key, rate, burst, tokens);
+    return this.call(TOKEN_BUCKET, key, rate, burst, tokens);
   }
 
   /** Asks for `tokens` of the sliding window `key` (`limit` in any `windowMs`). */
   slidingWindow(key: string, limit: number, windowMs: number, tokens: number): Promise<LeaseAnswer> {
-    return this.call(SLIDING_WINDOW_SCRIPT, key, limit, windowMs, tokens);
+    return this.call(SLIDING_WINDOW, key, limit, windowMs, tokens);
   }
 
-  private call(s: Script, key: string, a: number, b: number, tokens: number): Promise<LeaseAnswer> {
+  private call(script: string, key: string, a: number, b: number, tokens: number): Promise<LeaseAnswer> {
     switch (this.state) {
       case OPEN:
         if (this.loop.now() - this.openedAt < this.settings.breaker.openTime)
@@ -231,25 +236,25 @@ export class RedisLimitStore {
     }
     if (this.state === HALF_OPEN) this.probing = true;
     this.counters.calls.add(1);
-    const args = [String(a), String(b), String(tokens)];
-    return this.client
-      .evalsha(s.sha, 1, key, ...args)
-      .catch((e: unknown) => {
-        // First use on this Redis (or after a SCRIPT FLUSH): load it by sending it whole.
-        if (e instanceof Error && e.message.startsWith('NOSCRIPT'))
-          return this.client.eval(s.source, 1, key, ...args);
-        throw e;
-      })
-      .then(
-        (reply) => {
-          this.succeeded();
-          return parseAnswer(reply);
-        },
-        (e: unknown) => {
+    // EVAL, not EVALSHA: a Redis that lost its script cache (a restart, a failover, SCRIPT FLUSH) would
+    // answer NOSCRIPT and cost a second call within the same request's wait. A lease call is rare enough
+    // that sending the script (under 1 KiB) each time costs nothing measurable.
+    return this.client.eval(script, 1, key, String(a), String(b), String(tokens)).then(
+      (reply) => {
+        const answer = parseAnswer(reply);
+        if (answer === null) {
+          const e = new RedisUnavailable(`unexpected reply from the rate-limit script: ${String(reply)}`);
           this.failed(e);
-          throw new RedisUnavailable(`Redis: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-        },
-      );
+          throw e;
+        }
+        this.succeeded();
+        return answer;
+      },
+      (e: unknown) => {
+        this.failed(e);
+        throw new RedisUnavailable(`Redis: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      },
+    );
   }
 
   private succeeded(): void {
@@ -263,6 +268,8 @@ export class RedisLimitStore {
 
   private failed(e: unknown): void {
     this.counters.errors.add(1);
+    // Calls already on their way when the breaker opened: counted, but the spell is not restarted.
+    if (this.state === OPEN) return;
     this.failuresInARow++;
     const message = e instanceof Error ? e.message : String(e);
     if (this.state === HALF_OPEN || this.failuresInARow >= this.settings.breaker.failures) {
@@ -285,6 +292,7 @@ export class RedisLimitStore {
   private redacted(): string {
     const u = new URL(this.settings.url);
     if (u.password !== '') u.password = '***';
+    u.search = '';
     return u.toString();
   }
 
@@ -294,10 +302,15 @@ export class RedisLimitStore {
   }
 }
 
-function parseAnswer(reply: unknown): LeaseAnswer {
-  if (!Array.isArray(reply) || reply.length !== 3)
-    throw new RedisUnavailable(`unexpected reply from the rate-limit script: ${String(reply)}`);
-  return { granted: Number(reply[0]), retryMs: Number(reply[1]), resetMs: Number(reply[2]) };
+/** The script's answer, or null for anything else (a proxy or a foreign script in the way). */
+function parseAnswer(reply: unknown): LeaseAnswer | null {
+  if (!Array.isArray(reply) || reply.length !== 3) return null;
+  const granted = Number(reply[0]);
+  const retryMs = Number(reply[1]);
+  const resetMs = Number(reply[2]);
+  if (!Number.isInteger(granted) || granted < 0 || !Number.isFinite(retryMs) || !Number.isFinite(resetMs))
+    return null;
+  return { granted, retryMs, resetMs };
 }
 
 /** Each loop's stores, by what makes them differ (URL, timeout, breaker). */

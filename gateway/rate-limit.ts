@@ -129,12 +129,21 @@ interface CompiledLimit {
   readonly check: (table: SharedKeyTable, key: KeyHash) => ReturnType<SharedKeyTable['tokenBucket']>;
   /** `"name";q=...;w=...` for RateLimit-Policy. */
   readonly policy: string;
-  /** With `redis`: asks the store for a lease of `lease` tokens of this limit's `key`. */
-  readonly remote: ((store: RedisLimitStore, key: string) => Promise<LeaseAnswer>) | null;
-  /** Tokens a lease asks for. */
+  /** With `redis`: asks the store for `tokens` of this limit's `key`. */
+  readonly remote: ((store: RedisLimitStore, key: string, tokens: number) => Promise<LeaseAnswer>) | null;
+  /** Tokens a lease asks for, and at most (the burst, or the window's limit). */
   readonly lease: number;
+  readonly maxLease: number;
   /** Tokens left below which the next lease is fetched ahead (0: leases too small to split). */
   readonly low: number;
+}
+
+/** A lease request of one loop, and the requests waiting on it. */
+interface LeaseFetch {
+  waiters: number;
+  /** Tokens granted for a key the shared table could not hold, handed out to the waiters directly. */
+  direct: number;
+  done: Promise<void>;
 }
 
 /** Lease rounds a request may wait through (other requests of the process may spend each lease first). */
@@ -159,9 +168,11 @@ export const rateLimit = defineFilter({
     /** The place in flight each request of this instance holds, to give back when it completes. */
     const held = new WeakMap<RequestContext, KeyHash>();
     const redis = s.redis;
-    // A lease of 2% of a second's budget: about 50 Redis calls a second per busy key.
+    // A lease of 2% of a second's budget: about 50 Redis calls a second per busy key. At most a tenth of
+    // the burst (or the window's limit): several loops holding leases must not park the whole burst while
+    // the others refuse.
     const leaseOf = (perSecond: number, max: number) =>
-      Math.min(max, redis?.lease.tokens ?? Math.max(1, Math.floor(perSecond * 0.02)));
+      Math.max(1, Math.min(Math.floor(max / 10), redis?.lease.tokens ?? Math.floor(perSecond * 0.02)));
     // Leases live under their own seed: a reload between local and Redis must not read one as the other.
     const where = redis === undefined ? '' : 'redis\u0000';
     const limits: CompiledLimit[] = s.limits.map((l, i) => {
@@ -175,8 +186,9 @@ export const rateLimit = defineFilter({
           parts: l.key,
           seed: seedOf(`${where}tb\u0000${name}`, l.key),
           check: (t, k) => t.tokenBucket(k, rate, burst),
-          remote: redis === undefined ? null : (store, key) => store.tokenBucket(key, rate, burst, lease),
+          remote: redis === undefined ? null : (store, key, n) => store.tokenBucket(key, rate, burst, n),
           lease,
+          maxLease: burst,
           low: lease >= 4 ? lease / 2 : 0,
           // The sustained rate as a quota per window: q a second, or 1 per w seconds below one a second.
           policy:
@@ -190,8 +202,9 @@ export const rateLimit = defineFilter({
         parts: l.key,
         seed: seedOf(`${where}sw\u0000${name}`, l.key),
         check: (t, k) => t.slidingWindow(k, max, window),
-        remote: redis === undefined ? null : (store, key) => store.slidingWindow(key, max, window, lease),
+        remote: redis === undefined ? null : (store, key, n) => store.slidingWindow(key, max, window, n),
         lease,
+        maxLease: max,
         low: lease >= 4 ? lease / 2 : 0,
         policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
       };
@@ -229,31 +242,41 @@ export const rateLimit = defineFilter({
     };
 
     // The Redis side: this loop's connection, its counters, and the lease requests on their way (one a
-    // key: requests arriving meanwhile wait for it rather than ask again).
+    // key: requests arriving meanwhile join it rather than ask again).
     const store = redis === undefined ? null : acquireStore(setup.loop, redis, setup.shared);
     const counters = redis === undefined ? null : redisCounters(setup.shared);
-    const pending = new Map<string, Promise<void>>();
+    const pending = new Map<string, LeaseFetch>();
 
-    /** Asks Redis for a lease of `l`'s `key` (or joins the request on its way) and records the answer. */
-    const fetchLease = (l: CompiledLimit, key: KeyHash): Promise<void> => {
+    /**
+     * Joins the lease request on its way for `l`'s `key`, or starts one. The call goes out a microtask
+     * later, so the requests that found the lease empty in the same turn are counted in and it asks for
+     * a token each (at least a lease).
+     */
+    const joinFetch = (l: CompiledLimit, key: KeyHash): LeaseFetch => {
       const id = `${redis!.prefix}${l.name}:${hex(key.a)}${hex(key.b)}`;
-      let p = pending.get(id);
-      if (p === undefined) {
-        const k = { a: key.a, b: key.b };
-        p = l.remote!(store!, id).then(
+      const f = pending.get(id);
+      if (f !== undefined) {
+        f.waiters++;
+        return f;
+      }
+      const k = { a: key.a, b: key.b };
+      const fetch: LeaseFetch = { waiters: 1, direct: 0, done: null as unknown as Promise<void> };
+      fetch.done = Promise.resolve()
+        .then(() => l.remote!(store!, id, Math.min(l.maxLease, Math.max(l.lease, fetch.waiters))))
+        .then(
           (answer) => {
             pending.delete(id);
-            if (answer.granted > 0) table.leaseGrant(k, answer.granted, redis!.lease.ttl);
-            else table.leaseDeny(k, Math.max(1, answer.retryMs));
+            if (answer.granted <= 0) table.leaseDeny(k, Math.max(1, answer.retryMs));
+            // A key the table has no slot for: its waiters share the grant here.
+            else if (!table.leaseGrant(k, answer.granted, redis!.lease.ttl)) fetch.direct = answer.granted;
           },
           (e: unknown) => {
             pending.delete(id);
             throw e;
           },
         );
-        pending.set(id, p);
-      }
-      return p;
+      pending.set(id, fetch);
+      return fetch;
     };
 
     /**
@@ -262,9 +285,25 @@ export const rateLimit = defineFilter({
      */
     const refill = (l: CompiledLimit, key: KeyHash): void => {
       const k = { a: key.a, b: key.b };
-      fetchLease(l, k).catch(() => table.leaseRefillFailed(k)); // counted and logged by the store
+      joinFetch(l, k).done.catch(() => table.leaseRefillFailed(k)); // counted and logged by the store
     };
     const refillMs = redis === undefined ? 0 : redis.timeout + 50;
+
+    /** Answers a request Redis could not decide for (failed, too slow, breaker open) as configured. */
+    const unavailable = (ctx: RequestContext, l: CompiledLimit): false | undefined => {
+      if (redis!.onFailure === 'open') {
+        counters!.failOpen.add(1);
+        return undefined;
+      }
+      counters!.failClosed.add(1);
+      rejected.add(1);
+      ctx.respond(
+        503,
+        { error: 'rate limit unavailable', status: 503, limit: l.name },
+        { 'retry-after': '1', 'cache-control': 'no-store' },
+      );
+      return false;
+    };
 
     /** Limits from `from` on, for a request that found no lease of limit `from`'s key. */
     const viaRedis = async (
@@ -272,39 +311,41 @@ export const rateLimit = defineFilter({
       from: number,
       first: KeyHash,
     ): Promise<false | undefined> => {
+      const started = setup.loop.now();
       for (let i = from; i < limits.length; i++) {
         const l = limits[i]!;
         const key = i === from ? first : { ...keyOf(l.parts, l.seed, ctx, scratch) };
         let code = table.leaseTake(key, l.low, refillMs);
-        for (let round = 0; code !== LEASE_TAKEN && code !== LEASE_DENIED && round < LEASE_ROUNDS; round++) {
+        let claimed = table.last.untracked;
+        for (let round = 0; code !== LEASE_TAKEN && code !== LEASE_DENIED; round++) {
+          // Another round only while Redis answers in time: a request waits on it about `timeout` at most.
+          if (round === LEASE_ROUNDS || setup.loop.now() - started >= redis!.timeout) {
+            if (unavailable(ctx, l) === false) return false;
+            code = LEASE_TAKEN;
+            break;
+          }
+          const fetch = joinFetch(l, key);
           try {
-            await fetchLease(l, key);
+            await fetch.done;
           } catch (e) {
             if (!(e instanceof RedisUnavailable)) throw e;
             if (ctx.signal.aborted) return false;
-            if (redis!.onFailure === 'open') {
-              counters!.failOpen.add(1);
-              code = LEASE_TAKEN;
-              break;
-            }
-            counters!.failClosed.add(1);
-            rejected.add(1);
-            ctx.respond(
-              503,
-              { error: 'rate limit unavailable', status: 503, limit: l.name },
-              { 'retry-after': '1', 'cache-control': 'no-store' },
-            );
-            return false;
+            if (unavailable(ctx, l) === false) return false;
+            code = LEASE_TAKEN;
+            break;
           }
           if (ctx.signal.aborted) return false;
-          code = table.leaseTake(key, l.low, refillMs);
+          if (fetch.direct > 0) {
+            fetch.direct--;
+            code = LEASE_TAKEN;
+          } else {
+            code = table.leaseTake(key, l.low, refillMs);
+            claimed = table.last.untracked;
+          }
         }
-        if (code === LEASE_TAKEN && table.last.untracked) refill(l, key);
-        if (code !== LEASE_TAKEN) {
-          // Refused by Redis, or every lease went to other requests first: the budget is spent.
-          const retry = code === LEASE_DENIED ? table.last.retryMs : 1000;
-          return refuse(ctx, l.name, l.policy, retry, retry);
-        }
+        if (claimed) refill(l, key);
+        if (code !== LEASE_TAKEN)
+          return refuse(ctx, l.name, l.policy, table.last.retryMs, table.last.retryMs);
       }
       return admitConcurrency(ctx);
     };

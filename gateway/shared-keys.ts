@@ -401,11 +401,14 @@ export class SharedKeyTable {
     this.unlock(s);
   }
 
-  /** Adds `tokens` the store granted to the lease of `key`, all valid for `ttlMs` from now. */
-  leaseGrant(key: KeyHash, tokens: number, ttlMs: number): void {
+  /**
+   * Adds `tokens` the store granted to the lease of `key`, all valid for `ttlMs` from now; false when the
+   * key has no slot (every candidate busy with requests in flight): the caller hands them out itself.
+   */
+  leaseGrant(key: KeyHash, tokens: number, ttlMs: number): boolean {
     const now = this.now();
     const s = this.lock(key, now);
-    if (s === -1) return;
+    if (s === -1) return false;
     const f = s * 8;
     const f64 = this.f64;
     f64[f + W0] = (f64[f + W1]! > now ? f64[f + W0]! : 0) + tokens;
@@ -413,6 +416,7 @@ export class SharedKeyTable {
     f64[f + W2] = 0;
     f64[f + REFILL] = 0;
     this.unlock(s);
+    return true;
   }
 
   /** Records the store's refusal for `key`: {@link leaseTake} answers denied for `retryMs`. */

@@ -284,6 +284,17 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 
   private connect(): void {
+    if ((this.tunnelled || this.relays !== null) && this.upstream.config.protocol === 'http2') {
+      // Checked before the filters for the route's upstream; again here for one a filter chose.
+      this.fail(
+        'unsupported',
+        501,
+        this.tunnelled
+          ? 'CONNECT over HTTP/2 is not supported'
+          : 'WebSocket to an HTTP/2 upstream is not supported',
+      );
+      return;
+    }
     if (this.tunnelled) {
       this.state = CONNECTING;
       openTunnel(this.req, this.res, this.route, this.upstream, this.loop, (failure) =>
@@ -312,8 +323,14 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     }
     if (!fresh) {
       // A request sent again on a fresh connection (its pooled one was stale) uses up no retry.
-      if (this.attempts > 0) this.record.retries++;
-      else this.upstream.retryBudget?.request(this.loop.now());
+      if (this.attempts > 0) {
+        // Charged only for a retry that goes out (a target was found for it).
+        if (!this.withinRetryBudget()) {
+          this.fail(lastKind ?? 'connect-failed', lastStatus, lastError);
+          return;
+        }
+        this.record.retries++;
+      } else this.upstream.retryBudget?.request(this.loop.now());
       this.attempts++;
     }
     this.target = target;
@@ -349,7 +366,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     if (!this.clientGone) this.upstream.failed(target, kind);
     this.client = null;
     if (this.state === DONE) return;
-    if (this.canRetry() && this.withinRetryBudget()) {
+    if (this.canRetry()) {
       if (this.tried === null) this.tried = new Set();
       this.tried.add(target);
       this.attempt(status, message, kind);

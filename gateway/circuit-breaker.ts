@@ -203,19 +203,6 @@ export function circuitIds(
 /** Each loop's upstream-scoped circuits (they outlive reloads, as route circuits do in `local`). */
 const upstreamCircuits = new WeakMap<EventLoop, Map<string, Circuit>>();
 
-/** The settings that make two entries' circuits count alike (entries that differ keep apart circuits). */
-function fingerprint(s: Settings): string {
-  return JSON.stringify([
-    s.window,
-    s.minimumRequests,
-    s.failureRate,
-    s.failureStatuses,
-    s.slowCalls ?? null,
-    s.openTime,
-    s.halfOpenRequests,
-  ]);
-}
-
 /** `circuit-breaker`: see the module comment. */
 export const circuitBreaker = defineFilter({
   name: 'circuit-breaker',
@@ -257,25 +244,29 @@ export const circuitBreaker = defineFilter({
       upstreamCircuits.set(loop, byUpstream);
     }
     const shared = byUpstream;
-    const print = fingerprint(s);
-    /** This entry's upstream circuits, by upstream name (no string built a request). */
+    /** This entry's upstream circuits, by upstream name. */
     const mine = new Map<string, Circuit>();
     const circuitOf = (ctx: RequestContext): Circuit => {
       if (routeCircuit !== null) return routeCircuit;
       const name = ctx.upstreamName;
       let c = mine.get(name);
       if (c === undefined) {
-        const key = `${name}\u0000${print}`;
-        c = shared.get(key);
+        // One circuit an upstream and loop, whatever the entries' settings: it counts in the window of
+        // the entry that made (or last re-made) it; each entry judges it by its own thresholds.
+        c = shared.get(name);
         if (c === undefined) {
           c = new Circuit();
-          shared.set(key, c);
+          shared.set(name, c);
+          prepare(c, `upstream:${name}`);
         }
-        c = prepare(c, `upstream:${name}`);
         mine.set(name, c);
       }
       return c;
     };
+    // Re-made for this version's window when the upstreams it already serves are looked up again.
+    if (s.scope === 'upstream') for (const c of shared.values()) if (c.width !== width) prepare(c, c.id);
+    /** The circuit each request took at `onRequest` (a later filter may move it to another upstream). */
+    const taken = new WeakMap<RequestContext, Circuit>();
 
     /** Requests let through as probes, with the half-open round that let them (only that round judges them). */
     const probes = new WeakMap<RequestContext, number>();
@@ -296,7 +287,7 @@ export const circuitBreaker = defineFilter({
       loop.log.warn('circuit opened', { circuit: c.id, route: setup.route, why, openTime: s.openTime });
     };
     const fallback = (c: Circuit, ctx: RequestContext, now: number, shed: boolean) => {
-      ctx.record.circuit = shed ? 'shed' : c.state === OPEN ? 'open' : 'half-open';
+      ctx.record.circuit = shed ? 'shed' : 'open';
       (shed ? c.stats!.shed : c.stats!.fallbacks).add(1);
       if (fallbackUpstream !== null) {
         degraded.add(ctx);
@@ -318,6 +309,7 @@ export const circuitBreaker = defineFilter({
     return {
       onRequest(ctx) {
         const c = circuitOf(ctx);
+        if (routeCircuit === null) taken.set(ctx, c);
         const now = loop.now();
         if (c.state === OPEN) {
           if (now - c.openedAt < s.openTime) return fallback(c, ctx, now, false);
@@ -335,7 +327,7 @@ export const circuitBreaker = defineFilter({
           return undefined;
         }
         if (s.priority === 'low') {
-          c.sum(now, width);
+          c.sum(now, c.width);
           if (c.sumTotal >= s.minimumRequests && (c.sumFailed * 100) / c.sumTotal >= shedRate)
             return fallback(c, ctx, now, true);
         }
@@ -344,7 +336,9 @@ export const circuitBreaker = defineFilter({
       },
       onComplete(ctx, record: CompletionRecord) {
         if (degraded.has(ctx)) return; // served by the degraded upstream
-        const c = circuitOf(ctx);
+        const c = routeCircuit ?? taken.get(ctx);
+        if (c === undefined) return;
+        taken.delete(ctx);
         if (record.answeredBy === 'filter' && record.error === null) {
           // Answered by a filter (this one's fallback, an auth refusal): says nothing of the upstream. A
           // probe a later filter answered gives its place back.
@@ -373,8 +367,8 @@ export const circuitBreaker = defineFilter({
           return;
         }
         if (c.state !== CLOSED) return;
-        c.record(now, width, failed, slow);
-        c.sum(now, width);
+        c.record(now, c.width, failed, slow);
+        c.sum(now, c.width);
         const total = c.sumTotal;
         const failures = c.sumFailed;
         const slows = c.sumSlow;

@@ -20,7 +20,9 @@ export type FailureKind =
   /** The client went away (or its request body broke off) before the response was complete. */
   | 'client-gone'
   /** A filter threw, or set something the upstream request could not carry. */
-  | 'filter-error';
+  | 'filter-error'
+  /** The request needs what its upstream cannot do (a WebSocket or CONNECT to an HTTP/2 upstream a filter chose). */
+  | 'unsupported';
 
 /** Who produced the answer the client got. */
 export type AnsweredBy = 'upstream' | 'gateway' | 'filter' | 'nobody';
@@ -45,8 +47,9 @@ export class CompletionRecord {
   /** A retry was due but the upstream's retry budget was spent (the failure was answered instead). */
   retryDenied = false;
   /**
-   * What a `circuit-breaker` made of the request: the state its circuit was in (`half-open`: let through
-   * as a probe), or `shed` (a low-priority route cut while the circuit is still closed); null without one.
+   * What a `circuit-breaker` made of the request: `closed` (let through), `open` (given the fallback,
+   * static or the degraded upstream, while open or half-open), `half-open` (let through as a probe), or
+   * `shed` (a low-priority route cut while the circuit is still closed); null without a breaker.
    */
   circuit: 'closed' | 'open' | 'half-open' | 'shed' | null = null;
   error: FailureKind | null = null;

@@ -130,7 +130,9 @@ const upstream = z
      * they never multiply the load of an outage; `false` lifts the bound.
      */
     retryBudget: z
-      .union([z.literal(false), retryBudgetSettings])
+      .union([z.literal(false), retryBudgetSettings], {
+        error: 'false, or { percent, minPerSecond, window }',
+      })
       .default({ percent: 20, minPerSecond: 3, window: 10_000 }),
     /**
      * The protocol spoken to the targets: `http1` (keep-alive connections, one exchange each at a time), or
@@ -485,7 +487,13 @@ export function validateConfig(
       ? routes.map((r) => ({ filters: Array.isArray(r?.filters) ? (r.filters as unknown[]) : [] }))
       : [];
     const problems = result.error.issues.map((issue) => `${issuePath(issue.path)}: ${issue.message}`);
-    checkFilters(readable, filters, problems, null);
+    const upstreams = (input as { upstreams?: unknown } | null)?.upstreams;
+    checkFilters(
+      readable,
+      filters,
+      problems,
+      typeof upstreams === 'object' && upstreams !== null ? new Set(Object.keys(upstreams)) : null,
+    );
     throw new ConfigError(source, problems);
   }
   const config = result.data;

@@ -328,14 +328,14 @@ function isWebSocketUpgrade(req: Request): boolean {
 
 /**
  * Relay limits under `runtime`, looked up by route and target: the route's, or null when the route, its
- * WebSockets or the target (among every upstream its traffic may choose) are gone. Built once a version.
+ * WebSockets or the target are gone. Any upstream of the version counts (a filter may have sent the
+ * upgrade to another with `useUpstream`, a breaker to its degraded one). Built once a version.
  */
 function relayLimits(runtime: GatewayRuntime): (route: string, target: string) => RelayLimits | null {
   const byRoute = new Map<string, { limits: RelayLimits; targets: ReadonlySet<string> }>();
+  const targets = new Set([...runtime.upstreams.values()].flatMap((u) => u.targets.map((t) => t.address)));
   for (const r of runtime.routes) {
     if (!r.config.websocket.enabled) continue;
-    const upstreams = r.traffic === null ? [r.upstream] : r.traffic.upstreams();
-    const targets = new Set(upstreams.flatMap((u) => u.targets.map((t) => t.address)));
     byRoute.set(r.name, { limits: r.config.websocket, targets });
   }
   return (route, target) => {

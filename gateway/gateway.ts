@@ -169,10 +169,8 @@ export class Gateway {
     for (const r of this.configInForce.routes) {
       const entries = r.filters.filter((f) => f.name === 'circuit-breaker') as { scope?: unknown }[];
       if (entries.length === 0) continue;
-      const upstreams = new Set([r.upstream]);
-      for (const rule of r.traffic?.rules ?? []) upstreams.add(rule.upstream);
-      for (const side of r.traffic?.split ?? []) upstreams.add(side.upstream);
-      for (const id of circuitIds(r.name, entries, [...upstreams])) ids.add(id);
+      // Any upstream: a filter (or a breaker's degraded fallback) may send a request to any of them.
+      for (const id of circuitIds(r.name, entries, Object.keys(this.configInForce.upstreams))) ids.add(id);
     }
     // Built from entries: names may be `__proto__`.
     return Object.fromEntries([...ids].map((id): [string, CircuitStats] => [id, circuitStats(view, id)]));

@@ -7,7 +7,7 @@ import type { UpstreamConfig } from './config.ts';
 import { HealthChecker } from './health.ts';
 import { type PoolOptions, TargetPool, type UpstreamPool } from './pool.ts';
 import { Http2TargetPool } from './pool-h2.ts';
-import { RetryBudget } from './retry-budget.ts';
+import { RetryBudget, type RetryBudgetSettings } from './retry-budget.ts';
 import { dialTls, splitScheme } from './tls-config.ts';
 
 /** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
@@ -144,6 +144,24 @@ const TARGET_FAILURES: ReadonlySet<FailureKind> = new Set<FailureKind>([
 ]);
 
 /** An upstream on one loop, for one configuration version: its targets and balancer, and passive health. */
+/** Each loop's retry budgets, by upstream and settings: a reload that keeps them keeps what was spent. */
+const budgets = new WeakMap<EventLoop, Map<string, RetryBudget>>();
+
+function retryBudgetOf(loop: EventLoop, name: string, settings: RetryBudgetSettings): RetryBudget {
+  let byName = budgets.get(loop);
+  if (byName === undefined) {
+    byName = new Map();
+    budgets.set(loop, byName);
+  }
+  const key = `${name}\u0000${settings.percent}\u0000${settings.minPerSecond}\u0000${settings.window}`;
+  let budget = byName.get(key);
+  if (budget === undefined) {
+    budget = new RetryBudget(settings);
+    byName.set(key, budget);
+  }
+  return budget;
+}
+
 export class Upstream {
   readonly name: string;
   readonly config: UpstreamConfig;
@@ -156,7 +174,7 @@ export class Upstream {
 
   constructor(loop: EventLoop, name: string, config: UpstreamConfig, registry: TargetRegistry) {
     this.loop = loop;
-    this.retryBudget = config.retryBudget === false ? null : new RetryBudget(config.retryBudget);
+    this.retryBudget = config.retryBudget === false ? null : retryBudgetOf(loop, name, config.retryBudget);
     this.name = name;
     this.config = config;
     this.targets = config.targets.map((t) => registry.target(name, config, t.address, t.weight));

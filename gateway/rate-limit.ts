@@ -173,6 +173,8 @@ export const rateLimit = defineFilter({
     // the others refuse.
     const leaseOf = (perSecond: number, max: number) =>
       Math.max(1, Math.min(Math.floor(max / 10), redis?.lease.tokens ?? Math.floor(perSecond * 0.02)));
+    /** Tokens left below which the next lease is fetched ahead: half of one big enough to split. */
+    const lowOf = (lease: number) => (lease >= 4 ? lease / 2 : 0);
     // Leases live under their own seed: a reload between local and Redis must not read one as the other.
     const where = redis === undefined ? '' : 'redis\u0000';
     const limits: CompiledLimit[] = s.limits.map((l, i) => {
@@ -189,7 +191,7 @@ export const rateLimit = defineFilter({
           remote: redis === undefined ? null : (store, key, n) => store.tokenBucket(key, rate, burst, n),
           lease,
           maxLease: burst,
-          low: lease >= 4 ? lease / 2 : 0,
+          low: lowOf(lease),
           // The sustained rate as a quota per window: q a second, or 1 per w seconds below one a second.
           policy:
             rate >= 1 ? `"${name}";q=${Math.round(rate)};w=1` : `"${name}";q=1;w=${Math.round(1 / rate)}`,
@@ -205,7 +207,7 @@ export const rateLimit = defineFilter({
         remote: redis === undefined ? null : (store, key, n) => store.slidingWindow(key, max, window, n),
         lease,
         maxLease: max,
-        low: lease >= 4 ? lease / 2 : 0,
+        low: lowOf(lease),
         policy: `"${name}";q=${max};w=${Math.max(1, Math.round(window / 1000))}`,
       };
     });

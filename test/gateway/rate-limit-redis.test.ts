@@ -11,6 +11,7 @@ import {
   gatewayConfig,
   namedUpstream,
   pipelinedReplies,
+  secondsAfterTheFirst,
   send,
   sendJson,
   sleep,
@@ -73,13 +74,7 @@ describe('rate limits on Redis', () => {
     }
     assert.ok(refused > admitted, `the load was above the rate (${admitted} admitted, ${refused} refused)`);
     assert.equal(up.requests, admitted);
-    const t0 = up.times[0]!;
-    const perSecond = [0, 0, 0];
-    for (const at of up.times) {
-      const k = Math.floor((at - t0) / 1000) - 1;
-      if (k >= 0 && k < 3) perSecond[k]!++;
-    }
-    const median = [...perSecond].sort((x, y) => x - y)[1]!;
+    const { perSecond, median } = secondsAfterTheFirst(up.times);
     assert.ok(Math.abs(median - 500) <= 15, `admitted per second: ${perSecond.join(', ')}`);
     // Both processes spent the one budget, and asked Redis far less often than once a request.
     const sa = await stats(a.admin);

@@ -11,6 +11,7 @@ import {
   httpUpstream,
   namedUpstream,
   pipelinedReplies,
+  secondsAfterTheFirst,
   send,
   sendJson,
   startTestGateway,
@@ -51,15 +52,7 @@ describe('rate-limit filter', () => {
     }
     assert.ok(refused > admitted, `the load was above the rate (${admitted} admitted, ${refused} refused)`);
     assert.equal(up.requests, admitted);
-    // Requests the upstream got in each whole second after the first (which holds the burst): a stall of
-    // the load generator (this thread, shared with other tests) can starve one second, so the median.
-    const t0 = up.times[0]!;
-    const perSecond = [0, 0, 0];
-    for (const at of up.times) {
-      const k = Math.floor((at - t0) / 1000) - 1;
-      if (k >= 0 && k < 3) perSecond[k]!++;
-    }
-    const median = [...perSecond].sort((a, b) => a - b)[1]!;
+    const { perSecond, median } = secondsAfterTheFirst(up.times);
     assert.ok(Math.abs(median - 1000) <= 30, `admitted per second: ${perSecond.join(', ')}`);
   });
 

@@ -319,6 +319,21 @@ export async function namedUpstream(name: string) {
 }
 
 /**
+ * Requests an upstream received in each of the three whole seconds after its first request (the first
+ * second holds a limit's burst), and their median: a stall of the load generator (the test's thread,
+ * shared with other tests) can starve one second.
+ */
+export function secondsAfterTheFirst(times: readonly number[]): { perSecond: number[]; median: number } {
+  const t0 = times[0]!;
+  const perSecond = [0, 0, 0];
+  for (const at of times) {
+    const k = Math.floor((at - t0) / 1000) - 1;
+    if (k >= 0 && k < 3) perSecond[k]!++;
+  }
+  return { perSecond, median: [...perSecond].sort((x, y) => x - y)[1]! };
+}
+
+/**
  * Sends one GET per entry of `requests` (extra header lines each), pipelined in batches over `conns`
  * keep-alive connections; returns each response's body, in request order (every response must be a 200).
  */

@@ -5,10 +5,10 @@
 // nothing to retry on.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { records as seen } from '../fixtures/governance-filters.ts';
 import { deadAddress, gatewayConfig, send, startTestGateway, upstreamOf } from '../support.ts';
-import { seen } from './plugin.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 // 0.4/s over 10 s: 4 retries in the window, whatever the traffic.
 const BUDGET = { percent: 0, minPerSecond: 0.4, window: 10_000 };
@@ -19,7 +19,7 @@ async function run(targets: string[], retries: number, requests: number) {
       {
         up: upstreamOf(targets, { retries, retryBudget: BUDGET, passive: { consecutiveFailures: 1000 } }),
       },
-      [{ name: 'api', match: { path: '/' }, upstream: 'up', filters: [{ name: 'keep-records' }] }],
+      [{ name: 'api', match: { path: '/' }, upstream: 'up', filters: [{ name: 'record-keeper' }] }],
     ),
     { plugins: [PLUGIN] },
   );

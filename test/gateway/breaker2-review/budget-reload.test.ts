@@ -3,10 +3,10 @@
 // During an outage with a configuration pushed every few seconds, the bound on retries is lifted.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { records as seen } from '../fixtures/governance-filters.ts';
 import { deadAddress, gatewayConfig, send, startTestGateway, upstreamOf } from '../support.ts';
-import { seen } from './plugin.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 describe('breaker2-review: the retry budget across a reload', { timeout: 15_000 }, () => {
   test('a reload of another route does not refill the budget', async (t) => {
@@ -22,7 +22,7 @@ describe('breaker2-review: the retry budget across a reload', { timeout: 15_000 
           }),
         },
         [
-          { name: 'api', match: { path: '/' }, upstream: 'up', filters: [{ name: 'keep-records' }] },
+          { name: 'api', match: { path: '/' }, upstream: 'up', filters: [{ name: 'record-keeper' }] },
           ...(extraRoute ? [{ name: 'other', match: { path: '/other' }, upstream: 'up' }] : []),
         ],
       );

@@ -3,10 +3,10 @@
 // degraded upstream) is recorded `half-open` too: the record cannot tell a probe from a fallback.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { records as seen } from '../fixtures/governance-filters.ts';
 import { gatewayConfig, httpUpstream, send, sleep, startTestGateway, upstreamOf } from '../support.ts';
-import { seen } from './plugin.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 describe('breaker2-review: the record of a fallback while half-open', { timeout: 15_000 }, () => {
   test('only probes are recorded half-open', async (t) => {
@@ -30,7 +30,7 @@ describe('breaker2-review: the record of a fallback while half-open', { timeout:
             match: { path: '/' },
             upstream: 'primary',
             filters: [
-              { name: 'keep-records' },
+              { name: 'record-keeper' },
               {
                 name: 'circuit-breaker',
                 minimumRequests: 2,

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { gatewayConfig, httpUpstream, send, sleep, startTestGateway, upstreamOf } from '../support.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 describe('breaker2-review: the upstream changes after the breaker took a probe', { timeout: 15_000 }, () => {
   test('the circuit of the first upstream closes again once it recovers', async (t) => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { gatewayConfig, httpUpstream, send, sendJson, startTestGateway, upstreamOf } from '../support.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 const TOKEN = 'breaker2-review-admin-token-3';
 
 describe('breaker2-review: /stats and circuits reached through useUpstream', { timeout: 15_000 }, () => {

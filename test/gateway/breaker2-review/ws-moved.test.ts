@@ -9,7 +9,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { deadAddress, gatewayConfig, sleep, startTestGateway, upstreamOf } from '../support.ts';
 import { stopServer } from '../websocket-support.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 describe('breaker2-review: a WebSocket moved by useUpstream', { timeout: 15_000 }, () => {
   test('is relayed, not closed at once', async (t) => {

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { describe, test } from 'node:test';
 import { gatewayConfig, rawUpstream, startTestGateway, upstreamOf } from '../support.ts';
 
-const PLUGIN = new URL('./plugin.ts', import.meta.url);
+const PLUGIN = new URL('../fixtures/governance-filters.ts', import.meta.url);
 
 /** Sends a WebSocket opening handshake; resolves with the status line's code (0: closed without one). */
 function upgrade(port: number, headers: Record<string, string>): Promise<number> {

@@ -98,6 +98,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   private state = FILTERING;
   private upstream: Upstream;
+  /** A filter chose the upstream (`useUpstream`), not the route. */
+  private movedByFilter = false;
   private key: string | undefined;
   private target: UpstreamTarget | null = null;
   private client: UpstreamExchange | null = null;
@@ -178,6 +180,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     if (next === undefined)
       throw new GatewayError('ERR_GATEWAY_FILTER_UPSTREAM', `no upstream named ${JSON.stringify(name)}`);
     this.upstream = next;
+    this.movedByFilter = true;
     this.record.upstream = name;
     this.key = next.config.balance === 'consistent_hash' ? next.hashKey(this.req) : undefined;
   }
@@ -284,15 +287,10 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 
   private connect(): void {
-    if ((this.tunnelled || this.relays !== null) && this.upstream.config.protocol === 'http2') {
-      // Checked before the filters for the route's upstream; again here for one a filter chose.
-      this.fail(
-        'unsupported',
-        501,
-        this.tunnelled
-          ? 'CONNECT over HTTP/2 is not supported'
-          : 'WebSocket to an HTTP/2 upstream is not supported',
-      );
+    if (this.relays !== null && this.upstream.config.protocol === 'http2') {
+      // The dispatcher refuses it for the route's upstream before the filters; this is for one a filter
+      // chose. (A CONNECT tunnel is TCP: any upstream's target takes it.)
+      this.fail('unsupported', 501, 'WebSocket to an HTTP/2 upstream is not supported');
       return;
     }
     if (this.tunnelled) {
@@ -611,6 +609,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       relays.accept(this.res, headers, {
         route: route.name,
         target: target.address,
+        upstreamName: this.upstream.name,
+        movedByFilter: this.movedByFilter,
         limits: route.config.websocket,
         extensions: response.header('sec-websocket-extensions') !== undefined,
         upstream: conn,

@@ -9,8 +9,8 @@
  * request the client abandoned counts as nothing. Each loop keeps its own circuit (the rates are the same
  * on every loop), and the state outlives reloads that keep the filter on the route.
  *
- * `scope: upstream` shares one circuit per upstream among the routes whose entries say so: failures seen
- * through one route open it for all. A route with `priority: low` is cut first: its requests get the
+ * `scope: upstream` shares one circuit per upstream among the routes whose entries say so (and have the
+ * same `window`): failures seen through one route open it for all. A route with `priority: low` is cut first: its requests get the
  * fallback once the failure rate reaches `shedRate`, while the circuit is still closed for the others.
  * The fallback is a static answer, or `{ upstream }`: the request goes to a degraded upstream instead.
  * Each circuit's transitions are counted in shared memory (the admin endpoint's `/stats` has them under
@@ -149,7 +149,7 @@ class Circuit {
 
 /** What the admin endpoint shows of a circuit, summed over the loops (shared counters). */
 export interface CircuitStats {
-  /** Loops whose circuit is open or half-open now. */
+  /** Circuits open or half-open now, over the loops (an upstream's circuits of different windows each count). */
   openLoops: number;
   opened: number;
   halfOpened: number;
@@ -251,20 +251,20 @@ export const circuitBreaker = defineFilter({
       const name = ctx.upstreamName;
       let c = mine.get(name);
       if (c === undefined) {
-        // One circuit an upstream and loop, whatever the entries' settings: it counts in the window of
-        // the entry that made (or last re-made) it; each entry judges it by its own thresholds.
-        c = shared.get(name);
+        // One circuit an upstream, window and loop: entries with the same window share what they count
+        // (each judges it by its own thresholds); another window counts apart. Its figures on /stats are
+        // the upstream's, summed.
+        const key = `${name}\u0000${s.window}`;
+        c = shared.get(key);
         if (c === undefined) {
           c = new Circuit();
-          shared.set(name, c);
+          shared.set(key, c);
           prepare(c, `upstream:${name}`);
         }
         mine.set(name, c);
       }
       return c;
     };
-    // Re-made for this version's window when the upstreams it already serves are looked up again.
-    if (s.scope === 'upstream') for (const c of shared.values()) if (c.width !== width) prepare(c, c.id);
     /** The circuit each request took at `onRequest` (a later filter may move it to another upstream). */
     const taken = new WeakMap<RequestContext, Circuit>();
 

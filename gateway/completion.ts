@@ -21,7 +21,7 @@ export type FailureKind =
   | 'client-gone'
   /** A filter threw, or set something the upstream request could not carry. */
   | 'filter-error'
-  /** The request needs what its upstream cannot do (a WebSocket or CONNECT to an HTTP/2 upstream a filter chose). */
+  /** The request needs what its upstream cannot do (a WebSocket to an HTTP/2 upstream a filter chose). */
   | 'unsupported';
 
 /** Who produced the answer the client got. */

@@ -10,7 +10,7 @@ import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
 import { TargetRegistry } from './upstream.ts';
 import { connectionTokens, isValidHost } from './upstream-head.ts';
-import { type RelayLimits, WebSocketRelays } from './websocket-relay.ts';
+import { type RelayLimits, type RelayPlace, WebSocketRelays } from './websocket-relay.ts';
 
 /** What the main thread hands every loop (structured-cloned as `loop.data`). */
 export interface GatewayLoopData {
@@ -327,19 +327,25 @@ function isWebSocketUpgrade(req: Request): boolean {
 }
 
 /**
- * Relay limits under `runtime`, looked up by route and target: the route's, or null when the route, its
- * WebSockets or the target are gone. Any upstream of the version counts (a filter may have sent the
- * upgrade to another with `useUpstream`, a breaker to its degraded one). Built once a version.
+ * Relay limits under `runtime`, looked up by a relay's place: the route's, or null when the route or its
+ * WebSockets are gone, or the target is: among every upstream the route's traffic may choose, or, for a
+ * relay a filter sent elsewhere (`useUpstream`, a breaker's degraded fallback), in the upstream it is on.
+ * Built once a version.
  */
-function relayLimits(runtime: GatewayRuntime): (route: string, target: string) => RelayLimits | null {
+function relayLimits(runtime: GatewayRuntime): (place: RelayPlace) => RelayLimits | null {
   const byRoute = new Map<string, { limits: RelayLimits; targets: ReadonlySet<string> }>();
-  const targets = new Set([...runtime.upstreams.values()].flatMap((u) => u.targets.map((t) => t.address)));
   for (const r of runtime.routes) {
     if (!r.config.websocket.enabled) continue;
+    const upstreams = r.traffic === null ? [r.upstream] : r.traffic.upstreams();
+    const targets = new Set(upstreams.flatMap((u) => u.targets.map((t) => t.address)));
     byRoute.set(r.name, { limits: r.config.websocket, targets });
   }
-  return (route, target) => {
-    const entry = byRoute.get(route);
-    return entry !== undefined && entry.targets.has(target) ? entry.limits : null;
+  return (place) => {
+    const entry = byRoute.get(place.route);
+    if (entry === undefined) return null;
+    const kept = place.movedByFilter
+      ? runtime.upstreams.get(place.upstreamName)?.targets.some((t) => t.address === place.target)
+      : entry.targets.has(place.target);
+    return kept === true ? entry.limits : null;
   };
 }

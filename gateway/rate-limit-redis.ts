@@ -5,16 +5,16 @@
  *
  * A request does not wait on Redis each time: a process asks for a lease of several tokens at once and
  * spends them from its shared key table (all loops of the process draw on one lease), so Redis sees about
- * `rate / lease` calls a second per key. The store grants whole leases only: when fewer tokens are left
- * than a lease, it refuses and says when a lease will fit, and the process refuses locally until then (a
- * flood costs Redis one call per process per refusal spell, not one per request). The trade, measured in
+ * `rate / lease` calls a second per key. The store grants what it has up to the ask, and refuses only when
+ * it has not one token, saying when a whole lease will fit; the process refuses locally until then (a
+ * flood costs Redis a call or two per process per refusal spell, not one per request). The trade, measured in
  * the README: the cluster never admits more than the limit plus about one lease per loop of each process
  * in any burst (loops that find the lease empty at the same moment each fetch one), and a lease that
  * expires unspent (`lease.ttl`) is budget no one used.
  *
  * Requests of one loop that find a key's lease empty wait on one call, which asks for a token each of
- * them (at least a lease); another round starts only while the first was answered within `timeout`, so
- * a request waits on Redis about `timeout` at most (two calls in the worst case).
+ * them (at least a lease); another round starts only while the limit's first was answered within
+ * `timeout`, so a request waits on Redis about `timeout` a limit at most (two calls in the worst case).
  *
  * Redis down or slow: each call has a timeout; `failures` calls failing in a row open a breaker that stops
  * calling for `openTime`, then one probe decides. While Redis cannot answer, `onFailure` decides: `open`
@@ -81,8 +81,9 @@ export const redisSettings = z
 export type RedisSettings = z.output<typeof redisSettings>;
 
 // Both scripts: KEYS[1] the limit's key; the last ARGV the tokens asked for. They answer
-// {granted, retry ms, reset ms} (floats as strings: Redis truncates Lua numbers to integers), granting
-// all or nothing. Times near 1.8e12 ms lose low bits in sums, so comparisons are made on differences from
+// {granted, retry ms, reset ms} (floats as strings: Redis truncates Lua numbers to integers): what is
+// there, up to the ask; refused only when not one token is, for as long as the whole ask takes to come
+// back (so a refusal spell is long enough to spare Redis a call a request). Times near 1.8e12 ms lose low bits in sums, so comparisons are made on differences from
 // now, with a microsecond's slack.
 const CLOCK = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -94,10 +95,12 @@ local tolerance = tonumber(ARGV[2]) * interval
 local n = tonumber(ARGV[3])
 local ahead = tonumber(redis.call('GET', KEYS[1]) or '0') - now
 if ahead < 0 then ahead = 0 end
-local after = ahead + n * interval
-if after - tolerance > 0.001 then
-  return {0, string.format('%.3f', after - tolerance), string.format('%.3f', ahead)}
+local avail = math.floor((tolerance - ahead) / interval + 0.000001)
+if avail < 1 then
+  return {0, string.format('%.3f', ahead + n * interval - tolerance), string.format('%.3f', ahead)}
 end
+if avail < n then n = avail end
+local after = ahead + n * interval
 redis.call('SET', KEYS[1], string.format('%.3f', now + after), 'PX', math.ceil(after) + 1000)
 return {n, '0', string.format('%.3f', after)}
 `;
@@ -121,7 +124,8 @@ if i ~= index then
 end
 local into = (now - index * window) / window
 local reset = (index + 1) * window - now
-if p * (1 - into) + c + n - limit > 0.000001 then
+local avail = math.floor(limit - p * (1 - into) - c + 0.000001)
+if avail < 1 then
   local room = limit - n - c
   local retry = -1
   if room >= 0 and p > 0 then
@@ -135,6 +139,7 @@ if p * (1 - into) + c + n - limit > 0.000001 then
   end
   return {0, string.format('%.3f', retry), string.format('%.3f', reset)}
 end
+if avail < n then n = avail end
 redis.call('HSET', KEYS[1], 'i', string.format('%d', index), 'c', c + n, 'p', p)
 redis.call('PEXPIRE', KEYS[1], window * 2)
 return {n, '0', string.format('%.3f', reset)}

@@ -313,9 +313,9 @@ export const rateLimit = defineFilter({
       from: number,
       first: KeyHash,
     ): Promise<false | undefined> => {
-      const started = setup.loop.now();
       for (let i = from; i < limits.length; i++) {
         const l = limits[i]!;
+        const started = setup.loop.now();
         const key = i === from ? first : { ...keyOf(l.parts, l.seed, ctx, scratch) };
         let code = table.leaseTake(key, l.low, refillMs);
         let claimed = table.last.untracked;

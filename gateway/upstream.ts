@@ -143,7 +143,6 @@ const TARGET_FAILURES: ReadonlySet<FailureKind> = new Set<FailureKind>([
   'bad-response',
 ]);
 
-/** An upstream on one loop, for one configuration version: its targets and balancer, and passive health. */
 /** Each loop's retry budgets, by upstream and settings: a reload that keeps them keeps what was spent. */
 const budgets = new WeakMap<EventLoop, Map<string, RetryBudget>>();
 
@@ -162,6 +161,7 @@ function retryBudgetOf(loop: EventLoop, name: string, settings: RetryBudgetSetti
   return budget;
 }
 
+/** An upstream on one loop, for one configuration version: its targets and balancer, and passive health. */
 export class Upstream {
   readonly name: string;
   readonly config: UpstreamConfig;

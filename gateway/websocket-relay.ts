@@ -109,10 +109,22 @@ export interface RelaySummary {
   readonly closedBy: string | null;
 }
 
-/** One proxied WebSocket. */
-export class Relay {
+/** Where a relay runs: what a reload checks it against (see {@link WebSocketRelays.reconfigure}). */
+export interface RelayPlace {
   readonly route: string;
   readonly target: string;
+  /** The upstream the target belongs to. */
+  readonly upstreamName: string;
+  /** A filter sent the upgrade there (`useUpstream`, a breaker's degraded fallback), not the route. */
+  readonly movedByFilter: boolean;
+}
+
+/** One proxied WebSocket. */
+export class Relay implements RelayPlace {
+  readonly route: string;
+  readonly target: string;
+  readonly upstreamName: string;
+  readonly movedByFilter: boolean;
   limits: RelayLimits;
   readonly client: Conn<Relay>;
   readonly upstream: Conn<Relay>;
@@ -132,8 +144,7 @@ export class Relay {
 
   constructor(
     relays: WebSocketRelays,
-    route: string,
-    target: string,
+    place: RelayPlace,
     limits: RelayLimits,
     client: Conn<Relay>,
     upstream: Conn<Relay>,
@@ -141,8 +152,10 @@ export class Relay {
     onEnd: (summary: RelaySummary) => void,
   ) {
     this.relays = relays;
-    this.route = route;
-    this.target = target;
+    this.route = place.route;
+    this.target = place.target;
+    this.upstreamName = place.upstreamName;
+    this.movedByFilter = place.movedByFilter;
     this.limits = limits;
     this.client = client;
     this.upstream = upstream;
@@ -404,9 +417,7 @@ export class Relay {
 }
 
 /** An accepted upgrade on its way to becoming a relay (see {@link WebSocketRelays.accept}). */
-export interface RelayArrival {
-  readonly route: string;
-  readonly target: string;
+export interface RelayArrival extends RelayPlace {
   /** The limits when the request was routed (the configuration in force now may differ: it wins). */
   readonly limits: RelayLimits;
   /** The two ends negotiated an extension (`Sec-WebSocket-Extensions` in the 101): reserved bits allowed. */
@@ -431,7 +442,7 @@ export class WebSocketRelays {
   /** The upgrade being accepted now (one thread: set around `res.upgrade`, taken by the client's `onOpen`). */
   private arriving: RelayArrival | null = null;
   /** The limits of a route and target under the configuration in force (see {@link reconfigure}). */
-  private limitsFor: ((route: string, target: string) => RelayLimits | null) | null = null;
+  private limitsFor: ((place: RelayPlace) => RelayLimits | null) | null = null;
   /** The loop stops: relays opening now are told 1001 at once. */
   private stopping = false;
 
@@ -445,9 +456,9 @@ export class WebSocketRelays {
         if (a === null) throw new Error('a WebSocket relay opened with no upgrade accepted');
         const upstream = a.upstream as Conn<Relay>;
         // A reload while the upstream answered the handshake may have changed or dropped the route.
-        const limits = this.limitsFor === null ? a.limits : this.limitsFor(a.route, a.target);
+        const limits = this.limitsFor === null ? a.limits : this.limitsFor(a);
         const rsv = a.extensions ? 0x70 : 0;
-        const relay = new Relay(this, a.route, a.target, limits ?? a.limits, conn, upstream, rsv, a.onEnd);
+        const relay = new Relay(this, a, limits ?? a.limits, conn, upstream, rsv, a.onEnd);
         this.live.add(relay);
         conn.context = upstream.context = relay;
         upstream.setHandler(this.handler);
@@ -499,14 +510,14 @@ export class WebSocketRelays {
   }
 
   /**
-   * A configuration came into force (at start, and after each reload): `limitsFor(route, target)` gives a
-   * relay's limits, or null when its route (or the route's target) is gone or no longer proxies WebSockets;
-   * those are told 1001.
+   * A configuration came into force (at start, and after each reload): `limitsFor(place)` gives a relay's
+   * limits, or null when its route (or the route's target) is gone or no longer proxies WebSockets; those
+   * are told 1001.
    */
-  reconfigure(limitsFor: (route: string, target: string) => RelayLimits | null): void {
+  reconfigure(limitsFor: (place: RelayPlace) => RelayLimits | null): void {
     this.limitsFor = limitsFor;
     for (const relay of this.live) {
-      const limits = limitsFor(relay.route, relay.target);
+      const limits = limitsFor(relay);
       if (limits === null) relay.goAway('route-gone', 'route changed');
       else {
         relay.limits = limits;

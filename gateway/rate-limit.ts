@@ -320,12 +320,12 @@ export const rateLimit = defineFilter({
         let code = table.leaseTake(key, l.low, refillMs);
         let claimed = table.last.untracked;
         for (let round = 0; code !== LEASE_TAKEN && code !== LEASE_DENIED; round++) {
-          // Another round only while Redis answers in time: a request waits on it about `timeout` at most.
-          if (round === LEASE_ROUNDS || setup.loop.now() - started >= redis!.timeout) {
-            if (unavailable(ctx, l) === false) return false;
-            code = LEASE_TAKEN;
-            break;
-          }
+          // Another round (other requests spent what Redis granted) only while the limit's first call
+          // was answered within `timeout`: a request waits on Redis two calls a limit at most. Redis
+          // answered every round so far, so running out is a contended budget: refused as by Redis, not
+          // admitted as if Redis had failed.
+          if (round > 0 && (round === LEASE_ROUNDS || setup.loop.now() - started >= redis!.timeout))
+            return refuse(ctx, l.name, l.policy, 1000, 1000);
           const fetch = joinFetch(l, key);
           try {
             await fetch.done;

@@ -181,8 +181,11 @@ async function redisAccuracy(dir: string, up: number, url: string, seconds: numb
       },
     ],
   };
-  const a = await startGateway('redis accuracy a', dir, up, route);
-  const b = await startGateway('redis accuracy b', dir, up, route);
+  // Admin endpoints, to tell a limit Redis decided from requests admitted because it could not (failOpen).
+  const admins = [await freePort(), await freePort()];
+  const admin = (port: number) => ({ admin: { address: `127.0.0.1:${port}` } });
+  const a = await startGateway('redis accuracy a', dir, up, route, admin(admins[0]!));
+  const b = await startGateway('redis accuracy b', dir, up, route, admin(admins[1]!));
   try {
     // A warm-up spends the burst; the measured run is the sustained rate.
     await Promise.all([a, b].map((s) => wrk(s.port, { connections: 50, seconds: 1 })));
@@ -193,14 +196,36 @@ async function redisAccuracy(dir: string, up: number, url: string, seconds: numb
       `\nRedis limit of ${rate} req/s shared by 2 gateway processes, ${Math.round(offered)} req/s offered: ` +
         `${Math.round(admitted)} req/s admitted (${((admitted / rate - 1) * 100).toFixed(1)}% off the limit)`,
     );
+    const redis = await Promise.all(
+      admins.map(async (port) => {
+        const stats = (await (await fetch(`http://127.0.0.1:${port}/stats`)).json()) as {
+          rateLimits: { redis: Record<string, number> };
+        };
+        return stats.rateLimits.redis;
+      }),
+    );
+    const sum = (k: string) => redis.reduce((n, r) => n + (r[k] ?? 0), 0);
+    console.log(
+      `Redis calls ${sum('calls')}, errors ${sum('errors')}, admitted while Redis failed ${sum('failOpen')}, ` +
+        `breaker opened ${sum('breakerOpened')}`,
+    );
   } finally {
     await a.stop();
     await b.stop();
   }
 }
 
-/** Starts the gateway (1 loop) with one catch-all route to the upstream; `route` adds route settings. */
-async function startGateway(name: string, dir: string, up: number, route: Record<string, unknown>) {
+/**
+ * Starts the gateway (1 loop) with one catch-all route to the upstream; `route` adds route settings,
+ * `extra` top-level ones.
+ */
+async function startGateway(
+  name: string,
+  dir: string,
+  up: number,
+  route: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+) {
   const port = await freePort();
   const config = join(dir, `${name.replace(/\W+/g, '-')}.json`);
   writeFileSync(
@@ -209,6 +234,7 @@ async function startGateway(name: string, dir: string, up: number, route: Record
       listeners: [{ address: `127.0.0.1:${port}`, loops: 1 }],
       upstreams: { up: { targets: [{ address: `127.0.0.1:${up}` }], retries: 0 } },
       routes: [{ name: 'all', match: { path: '/' }, upstream: 'up', ...route }],
+      ...extra,
     }),
   );
   return startServer(name, NODE, [...NODE_ARGS, join(ROOT, 'bin/netloom-gateway.js'), '--config', config], {

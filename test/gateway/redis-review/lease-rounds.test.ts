@@ -72,8 +72,10 @@ describe('lease rounds on a slowish Redis', { timeout: 30_000 }, () => {
       }),
     );
     const worst = Math.max(...times.map((x) => x.ms));
+    // Fixed as documented: another round starts only within the timeout, so a request waits two calls at
+    // most (the second starting before the timeout ran out), not several.
     assert.ok(
-      worst < TIMEOUT + 60,
+      worst < 2 * TIMEOUT + 60,
       `waits: ${times.map((x) => `${x.ms.toFixed(0)} ms (${x.status})`).join(', ')}`,
     );
   });

@@ -156,6 +156,7 @@ export function adminHandler(gateway: Gateway): EventHandler {
           listeners: gateway.listeners.map((e) => ({ address: e.address, ...e.stats() })),
           rateLimits: gateway.limitStats(),
           circuits: gateway.circuitStats(),
+          mirrors: gateway.mirrorStats(),
         });
       case 'POST /reload':
         return res.json(await gateway.reload());

@@ -24,6 +24,7 @@ import { CompletionRecord, type FailureKind } from './completion.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
 import { SKIP_REQUEST } from './hop-by-hop.ts';
+import type { MirrorExchange } from './mirror.ts';
 import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
 import { filteredHead, forwardHead, ResponseFilterError } from './response-head.ts';
 import { openTunnel } from './tunnel.ts';
@@ -120,6 +121,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private readonly relays: WebSocketRelays | null;
   /** A CONNECT request: once the filters let it through, a tunnel to the upstream instead of a request. */
   private tunnelled = false;
+  /** The copy of this request on its way to the route's shadow upstream, or null. */
+  private mirror: MirrorExchange | null = null;
 
   constructor(
     req: Request,
@@ -307,6 +310,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       this.fail('upstream-timeout', 504, 'upstream timeout');
       return;
     }
+    const mirror = this.route.mirror;
+    if (mirror !== null && this.relays === null) {
+      this.mirror = mirror.start(this, this.req.method, this.upstreamTarget());
+      this.record.mirrored = this.mirror !== null;
+    }
     this.attempt(0, '');
   }
 
@@ -399,15 +407,20 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     }
   }
 
+  /** The request-target sent upstream: the path after the route's rewrite, and the query. */
+  private upstreamTarget(): string {
+    const path = this.route.rewrite === null ? this.path : this.route.rewrite(this.path);
+    const query = this.req.query;
+    return query === '' ? path : `${path}?${query}`;
+  }
+
   /** Writes the upstream request head; false (the call failed) when a filter's change could not be sent. */
   private sendHead(client: UpstreamExchange): boolean {
     const req = this.req;
     const route = this.route;
     const target = this.target!;
     const address = req.remoteAddress;
-    const path = route.rewrite === null ? this.path : route.rewrite(this.path);
-    const query = req.query;
-    const targetText = query === '' ? path : `${path}?${query}`;
+    const targetText = this.upstreamTarget();
     const upgrade = this.relays === null ? undefined : 'websocket';
     const framing: RequestFraming =
       upgrade !== undefined
@@ -470,6 +483,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   data(chunk: Buffer): boolean {
     this.record.bytesIn += chunk.length;
+    this.mirror?.data(chunk);
     const client = this.client;
     if (client === null || client.gone) return true;
     // Past the high-water mark, flush; stop reading the client only if the upstream really is behind
@@ -481,8 +495,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   end(trailers: readonly [string, string][]): void {
     this.requestDone = true;
     const client = this.client;
-    if (client === null) return;
-    if (this.state === SENDING) client.setDeadline(this.firstByteDeadline());
+    const mirror = this.mirror;
+    if (client === null && mirror === null) return;
     // Trailer fields the proxy would not forward as headers (framing, Host, the fields it writes, the route's
     // removals) are dropped too: an upstream that merges trailers into the header must not see them.
     const skip = this.route.requestSkip;
@@ -491,12 +505,16 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       const lower = pair[0].toLowerCase();
       if (!skip.get(lower.length)?.includes(lower)) kept.push(pair);
     }
+    mirror?.end(kept);
+    if (client === null) return;
+    if (this.state === SENDING) client.setDeadline(this.firstByteDeadline());
     client.endBody(kept);
   }
 
   error(_err: Error): void {
     // The client's body broke off: the upstream request cannot complete, and it is not the target's fault.
     this.clientGone = true;
+    this.mirror?.abandon();
     this.abandon('client-gone');
   }
 
@@ -797,6 +815,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   /** The completion record is final: `onComplete` filters read it. */
   private complete(): void {
+    // A body still coming will not reach the mirror (nothing reads it on for this call).
+    if (!this.requestDone) this.mirror?.abandon();
     const record = this.record;
     record.totalMs = this.loop.now() - this.startedMs;
     const res = this.res;

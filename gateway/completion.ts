@@ -52,6 +52,8 @@ export class CompletionRecord {
    * `shed` (a low-priority route cut while the circuit is still closed); null without a breaker.
    */
   circuit: 'closed' | 'open' | 'half-open' | 'shed' | null = null;
+  /** A copy of the request went to the route's shadow upstream (`routes[].mirror`). */
+  mirrored = false;
   error: FailureKind | null = null;
   /** Until an upstream connection was ready (connected or taken from the pool), for the last attempt. */
   connectMs = -1;

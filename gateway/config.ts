@@ -7,6 +7,7 @@ import { parseAddress } from '../core/index.ts';
 import { duration, headerName, headerRecord, headerValue } from './config-fields.ts';
 import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
+import { mirrorSettings } from './mirror.ts';
 import { retryBudgetSettings } from './retry-budget.ts';
 import { stockFilters } from './stock-filters.ts';
 import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
@@ -269,6 +270,8 @@ const route = z
     websocket: websocketSettings,
     /** Canary and A/B: rules and a weighted split choosing among upstreams per user (gateway/traffic.ts). */
     traffic: trafficSettings.optional(),
+    /** A share of the route's requests copied to a shadow upstream, its answers discarded (gateway/mirror.ts). */
+    mirror: mirrorSettings.optional(),
   })
   .strict();
 
@@ -369,6 +372,12 @@ export const configSchema = z
           message: `no upstream named "${r.upstream}"`,
         });
       }
+      if (r.mirror !== undefined && !(r.mirror.upstream in c.upstreams))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'mirror', 'upstream'],
+          message: `no upstream named "${r.mirror.upstream}"`,
+        });
       if (r.traffic === undefined) return;
       r.traffic.rules.forEach((rule, k) => {
         if (!(rule.upstream in c.upstreams))

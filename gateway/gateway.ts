@@ -15,6 +15,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
+import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import { createKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
@@ -174,6 +175,17 @@ export class Gateway {
     }
     // Built from entries: names may be `__proto__`.
     return Object.fromEntries([...ids].map((id): [string, CircuitStats] => [id, circuitStats(view, id)]));
+  }
+
+  /** The mirrors of the routes that have one (`routes[].mirror`), summed over the loops. */
+  mirrorStats(): Record<string, MirrorStats> {
+    const view = this.sharedState();
+    // Built from entries: a route may be named `__proto__`.
+    return Object.fromEntries(
+      this.configInForce.routes
+        .filter((r) => r.mirror !== undefined)
+        .map((r): [string, MirrorStats] => [r.name, mirrorStats(view, r.name)]),
+    );
   }
 
   /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */

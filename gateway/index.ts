@@ -49,6 +49,7 @@ export {
 } from './filter.ts';
 export { Gateway, type GatewayOptions, type LimitStats, type ReloadResult, startGateway } from './gateway.ts';
 export { createGatewayHandler } from './handler.ts';
+export type { MirrorSettings, MirrorStats } from './mirror.ts';
 export { normalizePath, PathError, type PathOptions } from './paths.ts';
 export type { RetryBudgetSettings } from './retry-budget.ts';
 export { type HeaderSource, type RouteMatch, Router, type RouteSpec } from './router.ts';

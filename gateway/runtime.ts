@@ -2,6 +2,7 @@ import type { EventLoop } from '../core/index.ts';
 import type { GatewayConfig, RouteConfig, UpstreamConfig } from './config.ts';
 import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
+import { RouteMirror } from './mirror.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
 import { TrafficSplit } from './traffic.ts';
@@ -18,6 +19,8 @@ export interface RouteRuntime {
   readonly upstreams: ReadonlyMap<string, Upstream>;
   /** Canary and A/B rules choosing another upstream per user, or null (then `upstream` serves all). */
   readonly traffic: TrafficSplit | null;
+  /** Copies a share of the requests to a shadow upstream, or null. */
+  readonly mirror: RouteMirror | null;
   /** Maps the (normalised) request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
   /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
@@ -270,6 +273,10 @@ export class GatewayRuntime {
         upstreams,
         traffic:
           r.traffic === undefined ? null : new TrafficSplit(r.traffic, upstreams, upstreams.get(r.upstream)!),
+        mirror:
+          r.mirror === undefined
+            ? null
+            : new RouteMirror(r.mirror, upstreams.get(r.mirror.upstream)!, r.name, shared, loop),
         rewrite: rewriter(r.rewrite),
         allowsConnect: r.match.methods?.includes('CONNECT') ?? false,
         use,

@@ -7,6 +7,9 @@ import { type Address, formatAddress, parseAddress } from './address.ts';
 import { netloomError } from './errors.ts';
 import type { HandlerExport } from './handler.ts';
 import { EventLoop } from './loop.ts';
+import { engineSamples } from './metrics/engine-metrics.ts';
+import { type MetricSample, memorySamples, renderExposition } from './metrics/exposition.ts';
+import { createMetricsMemory, MetricsMemory } from './metrics/memory.ts';
 import { type IoPath, verifyIoPath } from './node-internals.ts';
 import { type EngineOptions, type ResolvedOptions, resolveOptions } from './options.ts';
 import { countRestart, createStatsBuffer, type EngineStats, readStats, settleCrashedLoop } from './stats.ts';
@@ -21,6 +24,7 @@ export interface WorkerInit {
   loops: number;
   options: ResolvedOptions;
   statsBuffer: SharedArrayBuffer;
+  metricsBuffer: SharedArrayBuffer;
   engineId: string;
   port: number | undefined;
   io: IoPath;
@@ -133,6 +137,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly done: Promise<void>;
 
   private readonly statsBuffer: SharedArrayBuffer;
+  private readonly metricsMemory: MetricsMemory;
   /** A name unique to this engine, shared by its loops (see `EventLoop.engineId`). */
   readonly id = `netloom-${process.pid}-${randomUUID()}`;
   private readonly parsed: Address;
@@ -161,6 +166,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.loops = loops;
     this.parsed = parseAddress(options.address);
     this.statsBuffer = createStatsBuffer(loops);
+    this.metricsMemory = new MetricsMemory(createMetricsMemory({ rows: loops }));
     this.specifier = typeof handler === 'string' || handler instanceof URL ? handlerSpecifier(handler) : null;
     this.inline = this.specifier === null ? (handler as HandlerExport) : null;
     this.tlsOptions = options.tls;
@@ -180,6 +186,25 @@ export class Engine extends EventEmitter<EngineEvents> {
     return readStats(this.statsBuffer, this.io!);
   }
 
+  /**
+   * Every metric sample of the engine: its per-loop counters (`listener` is the engine's address) and the
+   * series the loops made (`loop.metrics`), summed over the loops. Any thread holding the engine; no
+   * message to the loops (a scrape is at most a few milliseconds behind them).
+   */
+  metricSamples(): MetricSample[] {
+    return [...engineSamples(this.stats(), this.address), ...memorySamples(this.metricsMemory)];
+  }
+
+  /** {@link metricSamples} in the Prometheus text format (serve it as {@link EXPOSITION_CONTENT_TYPE}). */
+  metrics(): string {
+    return renderExposition(this.metricSamples());
+  }
+
+  /** Series the loops could not make (the metrics memory was full): they take updates that are not kept. */
+  get metricsDropped(): number {
+    return this.metricsMemory.dropped;
+  }
+
   /** @internal */
   async start(): Promise<void> {
     const io = await verifyIoPath();
@@ -191,6 +216,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         loops: 1,
         options: this.options,
         statsBuffer: this.statsBuffer,
+        metricsBuffer: this.metricsMemory.buffer,
         engineId: this.id,
         requestShutdown: () => void this.stop(),
         io,
@@ -235,6 +261,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       loops: this.loops,
       options: { ...this.options, tls: this.tlsOptions },
       statsBuffer: this.statsBuffer,
+      metricsBuffer: this.metricsMemory.buffer,
       engineId: this.id,
       port,
       io: this.io!,

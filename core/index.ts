@@ -14,6 +14,7 @@ export * from './log/index.ts';
 export { type AccessRecord, type LogFields, type Logger, type LogLevel, stderrLogger } from './logger.ts';
 export { type DialOptions, EventLoop, type EventLoop as Loop, type LoopTimer } from './loop.ts';
 export { MemoryPipe } from './memory-pipe.ts';
+export * from './metrics/index.ts';
 export { type IoPath, latin1, writeLatin1, writeUtf8 } from './node-internals.ts';
 export { DEFAULT_OPTIONS, definedOptions, type EngineOptions, type ResolvedOptions } from './options.ts';
 export type { EngineStats, LoopStats } from './stats.ts';

@@ -20,6 +20,7 @@ const loop = new EventLoop({
   loops: init.loops,
   options: init.options,
   statsBuffer: init.statsBuffer,
+  metricsBuffer: init.metricsBuffer,
   engineId: init.engineId,
   requestShutdown: () => post({ type: 'shutdown' }),
   io: init.io,

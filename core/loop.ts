@@ -10,6 +10,7 @@ import { Action, type EventHandler, type HandlerExport } from './handler.ts';
 import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import { MemoryPipe } from './memory-pipe.ts';
+import { createMetricsMemory, MetricsWriter } from './metrics/memory.ts';
 import {
   adoptHandle,
   type ClientHandle,
@@ -102,6 +103,8 @@ export interface LoopInit {
   log?: Logger;
   /** The session-ticket keys every loop shares (see tls/ticket-keys.ts), when the listener has TLS. */
   tlsKeys?: SharedArrayBuffer;
+  /** The engine's metrics memory (a row per loop); a loop of its own when absent. */
+  metricsBuffer?: SharedArrayBuffer;
 }
 
 /**
@@ -138,6 +141,11 @@ export class EventLoop {
   readonly writer: HandleWriter | null;
   /** @internal */ readonly arena: Arena;
   /** @internal */ readonly stats: StatsRow;
+  /**
+   * This loop's metrics: make series once (`loop.metrics.series(family, labels)`), update them on the hot
+   * path with no allocation; `engine.metrics()` sums every loop's. Loop thread only.
+   */
+  readonly metrics: MetricsWriter;
   /** @internal A coarse clock (ms), refreshed on timer ticks, accepts and deferred turns, not on every read. */
   clock = Date.now();
 
@@ -202,7 +210,14 @@ export class EventLoop {
       callback: onSocketRead as (n: number, buf: Uint8Array) => boolean,
     };
     this.stats = new StatsRow(init.statsBuffer, init.index);
-    this.publishTimer = setInterval(() => this.stats.publish(), STATS_PUBLISH_MS);
+    this.metrics =
+      init.metricsBuffer === undefined
+        ? new MetricsWriter(createMetricsMemory({ rows: 1, series: 256, cells: 4096 }), 0)
+        : new MetricsWriter(init.metricsBuffer, init.index);
+    this.publishTimer = setInterval(() => {
+      this.stats.publish();
+      this.metrics.publish();
+    }, STATS_PUBLISH_MS);
     this.publishTimer.unref();
     this.wheel = new TimerWheel<Conn>(
       init.options.timerResolution,
@@ -912,6 +927,7 @@ export class EventLoop {
     this.wheel.dispose();
     clearInterval(this.publishTimer);
     this.stats.publish();
+    this.metrics.publish();
     const done = this.stopped;
     this.stopped = null;
     done?.();

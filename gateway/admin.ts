@@ -10,7 +10,7 @@
  * post a reload.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { type EventHandler, parseAddress } from '../core/index.ts';
+import { type EventHandler, EXPOSITION_CONTENT_TYPE, parseAddress } from '../core/index.ts';
 import { type Request, type RequestHandler, type Response, server } from '../protocols/http1/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { Gateway } from './gateway.ts';
@@ -158,6 +158,8 @@ export function adminHandler(gateway: Gateway): EventHandler {
           circuits: gateway.circuitStats(),
           mirrors: gateway.mirrorStats(),
         });
+      case 'GET /metrics':
+        return res.header('content-type', EXPOSITION_CONTENT_TYPE).end(gateway.metrics());
       case 'POST /reload':
         return res.json(await gateway.reload());
       case 'GET /faults':

@@ -821,6 +821,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     record.totalMs = this.loop.now() - this.startedMs;
     const res = this.res;
     record.status = res.headersSent ? res.statusCode : 0;
+    this.route.metrics.complete(record, this.upstream);
     const filters: readonly FilterInstance[] = this.route.onComplete;
     for (const f of filters) {
       try {

@@ -4,11 +4,12 @@ import type { Request, Response } from '../protocols/http1/index.ts';
 import { ProxyCall, sendGatewayError } from './call.ts';
 import type { GatewayConfig } from './config.ts';
 import type { FilterRegistry } from './filter.ts';
+import { LoopMetrics } from './metrics.ts';
 import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
-import { TargetRegistry } from './upstream.ts';
+import { TargetRegistry, type UpstreamTarget } from './upstream.ts';
 import { connectionTokens, isValidHost } from './upstream-head.ts';
 import { type RelayLimits, type RelayPlace, WebSocketRelays } from './websocket-relay.ts';
 
@@ -88,12 +89,14 @@ export class GatewayLoop {
   private readonly shared: SharedState;
   private readonly channel: BroadcastChannel;
   private readonly statsTimer: LoopTimer;
+  private readonly metrics: LoopMetrics;
   private readonly prepared = new Map<number, GatewayRuntime>();
   private syncedResolve: (() => void) | null = null;
   private readonly syncedPromise: Promise<void>;
 
   constructor(loop: EventLoop, data: GatewayLoopData, filters: FilterRegistry) {
     this.loop = loop;
+    this.metrics = new LoopMetrics(loop.metrics);
     this.id = `${data.listener}:${loop.index}`;
     this.filters = filters;
     this.shared = new SharedState(data.shared, data.keys);
@@ -218,6 +221,7 @@ export class GatewayLoop {
     const host = req.header('host');
     if (host !== undefined && !isValidHost(host)) {
       // Quotes, commas or spaces in Host would be carried into X-Forwarded-Host and routing: refuse them.
+      this.metrics.refused('bad-host');
       sendGatewayError(res, 400, 'invalid Host');
       return;
     }
@@ -236,12 +240,14 @@ export class GatewayLoop {
         path = normalizePath(req.path, runtime.config.http.paths);
       } catch (err) {
         if (!(err instanceof PathError)) throw err;
+        this.metrics.refused('bad-path');
         sendGatewayError(res, 400, err.message);
         return;
       }
     }
     const m = runtime.router.match(host, path, method, req);
     if (m === null) {
+      this.metrics.refused('no-route');
       sendGatewayError(res, 404, 'no route', { path });
       return;
     }
@@ -299,6 +305,11 @@ export class GatewayLoop {
 
   private publish(): void {
     this.post({ type: 'stats', loop: this.id, snapshot: this.snapshot() });
+    this.metrics.gauges(this.targetsInForce(), this.relays.size);
+  }
+
+  private *targetsInForce(): Iterable<[string, UpstreamTarget]> {
+    for (const [name, u] of this.runtime.upstreams) for (const t of u.targets) yield [name, t];
   }
 
   private post(msg: GatewayMessage): void {

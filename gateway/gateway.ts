@@ -5,6 +5,9 @@ import {
   type EngineOptions,
   type LogShipper,
   type LogShipperOptions,
+  logSamples,
+  type MetricSample,
+  renderExposition,
   serve,
   startLogShipper,
 } from '../core/index.ts';
@@ -15,6 +18,7 @@ import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
+import { gatewaySamples, type ReloadCounts } from './metrics.ts';
 import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import { createKeyTable } from './shared-keys.ts';
@@ -113,6 +117,7 @@ export class Gateway {
   private loadedAtMs = Date.now();
   private adminEngine: Engine | null = null;
   private shipper: LogShipper | null = null;
+  private readonly reloadCounts: ReloadCounts = { applied: 0, unchanged: 0, refused: 0 };
   /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
   /** One engine per listener of the configuration. */
@@ -175,6 +180,28 @@ export class Gateway {
     }
     // Built from entries: names may be `__proto__`.
     return Object.fromEntries([...ids].map((id): [string, CircuitStats] => [id, circuitStats(view, id)]));
+  }
+
+  /**
+   * Every metric of the gateway in the Prometheus text format (the admin endpoint's `GET /metrics`): each
+   * listener's engine counters and the series its loops keep (requests, latencies, pools...), summed over
+   * the loops, and what the main thread knows (reloads, rate limits, circuits, mirrors, the log pipeline).
+   * Reads shared memory only: no message to the loops.
+   */
+  metrics(): string {
+    const samples: MetricSample[] = [];
+    for (const engine of this.listeners) samples.push(...engine.metricSamples());
+    samples.push(
+      ...gatewaySamples({
+        version: this.version,
+        reloads: this.reloadCounts,
+        limits: this.limitStats(),
+        circuits: this.circuitStats(),
+        mirrors: this.mirrorStats(),
+      }),
+    );
+    if (this.shipper !== null) samples.push(...logSamples(this.shipper.stats()));
+    return renderExposition(samples);
   }
 
   /** The mirrors of the routes that have one (`routes[].mirror`), summed over the loops. */
@@ -314,9 +341,17 @@ export class Gateway {
   }
 
   private startReload(): Promise<ReloadResult> {
-    const run: Promise<ReloadResult> = this.doReload().finally(() => {
-      if (this.running === run) this.running = null;
-    });
+    const run: Promise<ReloadResult> = this.doReload()
+      .then((result) => {
+        const counts = this.reloadCounts;
+        if (!result.ok) counts.refused++;
+        else if (result.changed) counts.applied++;
+        else counts.unchanged++;
+        return result;
+      })
+      .finally(() => {
+        if (this.running === run) this.running = null;
+      });
     this.running = run;
     return run;
   }

@@ -2,6 +2,7 @@ import type { EventLoop } from '../core/index.ts';
 import type { GatewayConfig, RouteConfig, UpstreamConfig } from './config.ts';
 import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
+import { RouteMetrics } from './metrics.ts';
 import { RouteMirror } from './mirror.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
@@ -21,6 +22,8 @@ export interface RouteRuntime {
   readonly traffic: TrafficSplit | null;
   /** Copies a share of the requests to a shadow upstream, or null. */
   readonly mirror: RouteMirror | null;
+  /** The route's series in this loop's metrics row. */
+  readonly metrics: RouteMetrics;
   /** Maps the (normalised) request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
   /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
@@ -273,6 +276,7 @@ export class GatewayRuntime {
         upstreams,
         traffic:
           r.traffic === undefined ? null : new TrafficSplit(r.traffic, upstreams, upstreams.get(r.upstream)!),
+        metrics: new RouteMetrics(loop.metrics, r.name, r.domain),
         mirror:
           r.mirror === undefined
             ? null

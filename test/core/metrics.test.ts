@@ -2,7 +2,6 @@
 // message; consistent rows under concurrent publishes; bounded (a full memory drops and counts, never
 // throws); the Prometheus text checked by Debian's promtool and by a parser of our own.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
@@ -16,29 +15,7 @@ import {
   serve,
 } from 'netloom';
 import { counterFamily, histogramFamily, messageBytes, messages } from '../fixtures/metrics-families.ts';
-
-/** Parses Prometheus text into `name{labels}` -> value, checking each line's shape. */
-export function parseExposition(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  const sample =
-    /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (\S+)$/;
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
-    const m = sample.exec(line);
-    assert.ok(m !== null, `not a sample line: ${JSON.stringify(line)}`);
-    const value = m[3] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[3]);
-    assert.ok(!Number.isNaN(value) || m[3] === 'NaN', `bad value in ${line}`);
-    out.set(`${m[1]}${m[2] ?? ''}`, value);
-  }
-  return out;
-}
-
-/** `promtool check metrics` on the text: its exit status and what it said. */
-export function promtool(text: string): { status: number | null; output: string } {
-  const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
-  if (r.error !== undefined) throw r.error;
-  return { status: r.status, output: `${r.stdout}${r.stderr}` };
-}
+import { parseExposition, promtool } from '../fixtures/prometheus.ts';
 
 describe('metrics memory', () => {
   test('two writer threads racing a reader: every scrape is consistent, the totals exact', async () => {

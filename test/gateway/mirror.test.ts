@@ -29,7 +29,6 @@ async function shadowUpstream(answer?: (req: http.IncomingMessage, res: http.Ser
   const seen: Echo[] = [];
   /** Requests whose body broke off (the connection closed before the end). */
   let cut = 0;
-  const echo = echoHandler('shadow');
   const up = await httpUpstream((req, res) => {
     const hash = createHash('sha256');
     let length = 0;

@@ -4,6 +4,7 @@ import tls from 'node:tls';
 import { type Address, formatAddress, parseAddress } from './address.ts';
 import { Arena } from './arena.ts';
 import { CLOSED, CLOSING, CONNECTING, Conn, OPEN } from './conn.ts';
+import { type ConnCloseMessage, type ConnOpenMessage, engineChannels } from './diagnostics.ts';
 import { NetloomError, netloomError } from './errors.ts';
 import { type HandleWriter, threadHandleWriter, writeError } from './handle-write.ts';
 import { Action, type EventHandler, type HandlerExport } from './handler.ts';
@@ -472,6 +473,7 @@ export class EventLoop {
     this.accepted++;
     this.stats.add(ACCEPTED, 1);
     if (this.options.idleTimeout > 0) this.rearm(conn);
+    announceOpen(conn);
     this.dispatchOpen(conn);
     return conn;
   }
@@ -541,6 +543,7 @@ export class EventLoop {
     this.register(conn as Conn, socket, false);
     const pipe = new MemoryPipe<Ctx>(this, conn, socket);
     if (this.options.idleTimeout > 0) this.rearm(conn as Conn);
+    announceOpen(conn as Conn);
     this.dispatchOpen(conn as Conn);
     return pipe;
   }
@@ -555,6 +558,7 @@ export class EventLoop {
     conn.lastActive = this.clock;
     this.wheel.cancel(conn);
     this.rearm(conn);
+    announceOpen(conn);
     this.dispatchOpen(conn);
   }
 
@@ -683,6 +687,8 @@ export class EventLoop {
     if (!conn.opened && !(err instanceof NetloomError)) {
       err = netloomError('ERR_NETLOOM_DIAL', `dial failed: ${err?.message ?? 'connection closed'}`, err);
     }
+    if (engineChannels.connClose.hasSubscribers)
+      engineChannels.connClose.publish({ conn, error: err } satisfies ConnCloseMessage);
     const h = conn.handler;
     if (h.onClose !== undefined) {
       let action: Action | void = Action.None;
@@ -944,4 +950,10 @@ function unixPathAnswers(path: string): Promise<boolean> {
     });
     probe.once('error', () => resolve(false));
   });
+}
+
+/** Publishes `netloom:conn:open` (once a connection, before its first handler's `onOpen`). */
+function announceOpen(conn: Conn): void {
+  if (engineChannels.connOpen.hasSubscribers)
+    engineChannels.connOpen.publish({ conn } satisfies ConnOpenMessage);
 }

@@ -21,6 +21,12 @@ import type {
 } from '../protocols/http1/index.ts';
 import { acceptFor } from '../protocols/websocket/index.ts';
 import { CompletionRecord, type FailureKind } from './completion.ts';
+import {
+  gatewayChannels,
+  type ProxyAttemptMessage,
+  type ProxyCompleteMessage,
+  type ProxyStartMessage,
+} from './diagnostics.ts';
 import { GatewayError } from './errors.ts';
 import type { FilterInstance, GatewayFailure, RequestContext } from './filter.ts';
 import { SKIP_REQUEST } from './hop-by-hop.ts';
@@ -244,6 +250,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   /** Runs the request: filters first (they may answer or go async), then the upstream. */
   start(): void | Promise<void> {
+    if (gatewayChannels.proxyStart.hasSubscribers)
+      gatewayChannels.proxyStart.publish({ ctx: this, route: this.route.name } satisfies ProxyStartMessage);
     const filters = this.route.onRequest;
     for (let i = 0; i < filters.length; i++) {
       let verdict: boolean | void | Promise<boolean | void>;
@@ -341,6 +349,13 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     }
     this.target = target;
     this.record.target = target.address;
+    if (gatewayChannels.proxyAttempt.hasSubscribers)
+      gatewayChannels.proxyAttempt.publish({
+        ctx: this,
+        upstream: this.upstream.name,
+        target: target.address,
+        attempt: this.attempts,
+      } satisfies ProxyAttemptMessage);
     target.active++;
     target.requests++;
     this.state = CONNECTING;
@@ -822,6 +837,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     const res = this.res;
     record.status = res.headersSent ? res.statusCode : 0;
     this.route.metrics.complete(record, this.upstream);
+    if (gatewayChannels.proxyComplete.hasSubscribers)
+      gatewayChannels.proxyComplete.publish({ ctx: this, record } satisfies ProxyCompleteMessage);
     const filters: readonly FilterInstance[] = this.route.onComplete;
     for (const f of filters) {
       try {

@@ -15,6 +15,7 @@ import { adminHandler } from './admin.ts';
 import { type CircuitStats, circuitIds, circuitStats } from './circuit-breaker.ts';
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
+import { gatewayChannels, type ReloadMessage } from './diagnostics.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
@@ -347,6 +348,8 @@ export class Gateway {
         if (!result.ok) counts.refused++;
         else if (result.changed) counts.applied++;
         else counts.unchanged++;
+        if (gatewayChannels.reload.hasSubscribers)
+          gatewayChannels.reload.publish({ result } satisfies ReloadMessage);
         return result;
       })
       .finally(() => {

@@ -33,6 +33,13 @@ export {
   validateConfig,
 } from './config.ts';
 export { type ConfigSource, FileConfigSource, StaticConfigSource } from './config-source.ts';
+export {
+  gatewayChannels,
+  type ProxyAttemptMessage,
+  type ProxyCompleteMessage,
+  type ProxyStartMessage,
+  type ReloadMessage,
+} from './diagnostics.ts';
 export type { LoopSnapshot } from './dispatcher.ts';
 export { GatewayError, type GatewayErrorCode } from './errors.ts';
 export {

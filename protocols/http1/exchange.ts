@@ -2,6 +2,12 @@ import type { Conn, EventHandler } from '../../core/index.ts';
 import type { BodyConsumer, ExchangeInfo } from './api.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, type BodySink } from './body.ts';
 import { collectBody } from './body-reading.ts';
+import {
+  http1Channels,
+  type RequestAbortMessage,
+  type RequestStartMessage,
+  type ResponseFinishMessage,
+} from './diagnostics.ts';
 import { HttpError } from './errors.ts';
 import { HEAD_ERROR, HeadParser, NEED_MORE } from './head.ts';
 import { closedError, Http1Request } from './request.ts';
@@ -269,6 +275,8 @@ export class Exchange implements BodySink, ExchangeInfo {
     }
     if (this.state === BODY) this.arm(TIMER_BODY, options.requestTimeout);
     else this.timer = TIMER_NONE; // lazily: a deadline that fires while no timer is wanted is ignored
+    if (http1Channels.requestStart.hasSubscribers)
+      http1Channels.requestStart.publish({ request: req, response: res } satisfies RequestStartMessage);
     try {
       const result = this.server.handler(req, res);
       if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
@@ -363,6 +371,11 @@ export class Exchange implements BodySink, ExchangeInfo {
 
   /** The request is over: its objects go stale; then the next request, or the close. */
   private finish(): void {
+    if (http1Channels.responseFinish.hasSubscribers && this.req !== null && this.res !== null)
+      http1Channels.responseFinish.publish({
+        request: this.req,
+        response: this.res,
+      } satisfies ResponseFinishMessage);
     this.generation++;
     this.holdsRequest = false;
     this.req = this.res = null;
@@ -660,6 +673,12 @@ export class Exchange implements BodySink, ExchangeInfo {
     if (this.abandoned === this.generation) return;
     this.abandoned = this.generation;
     const req = this.req;
+    if (http1Channels.requestAbort.hasSubscribers && req !== null && this.res !== null)
+      http1Channels.requestAbort.publish({
+        request: req,
+        response: this.res,
+        error: reason,
+      } satisfies RequestAbortMessage);
     const listener = this.abortListener;
     this.abortListener = null;
     if (listener !== null) {

@@ -31,6 +31,12 @@ export {
   type RequestFraming,
   type ResponseSink,
 } from './client.ts';
+export {
+  http1Channels,
+  type RequestAbortMessage,
+  type RequestStartMessage,
+  type ResponseFinishMessage,
+} from './diagnostics.ts';
 export { HttpError } from './errors.ts';
 export type { Exchange } from './exchange.ts';
 export { HEAD_ERROR, type HeadLimits, HeadParser, latin1, NEED_MORE } from './head.ts';

@@ -1,0 +1,42 @@
+/**
+ * `node:diagnostics_channel` probes of the gateway: free while nobody subscribes (`hasSubscribers`).
+ * Channels are per thread: the proxy's publish on each loop's thread (subscribe from a plugin module, which
+ * every loop imports), the reload's on the main thread.
+ */
+import diagnostics from 'node:diagnostics_channel';
+import type { CompletionRecord } from './completion.ts';
+import type { RequestContext } from './filter.ts';
+import type { ReloadResult } from './gateway.ts';
+
+/** `netloom:gateway:proxy:start`: a request entered its route's pipeline (before the `onRequest` filters). */
+export interface ProxyStartMessage {
+  readonly ctx: RequestContext;
+  readonly route: string;
+}
+
+/** `netloom:gateway:proxy:attempt`: a target was picked for an attempt (`attempt` 1 is the first try). */
+export interface ProxyAttemptMessage {
+  readonly ctx: RequestContext;
+  readonly upstream: string;
+  readonly target: string;
+  readonly attempt: number;
+}
+
+/** `netloom:gateway:proxy:complete`: the request's completion record is final. */
+export interface ProxyCompleteMessage {
+  readonly ctx: RequestContext;
+  readonly record: CompletionRecord;
+}
+
+/** `netloom:gateway:reload`: a reload finished (applied, unchanged or refused). */
+export interface ReloadMessage {
+  readonly result: ReloadResult;
+}
+
+/** The gateway's channels, by name. */
+export const gatewayChannels = {
+  proxyStart: diagnostics.channel('netloom:gateway:proxy:start'),
+  proxyAttempt: diagnostics.channel('netloom:gateway:proxy:attempt'),
+  proxyComplete: diagnostics.channel('netloom:gateway:proxy:complete'),
+  reload: diagnostics.channel('netloom:gateway:reload'),
+} as const;

@@ -7,6 +7,13 @@
 export { type Address, formatAddress, parseAddress } from './address.ts';
 export { COPY_LIMIT, Conn, type TlsInfo } from './conn.ts';
 export { type ConnCloseMessage, type ConnOpenMessage, engineChannels } from './diagnostics.ts';
+export {
+  bridgeToUsdt,
+  engineUsdtProbes,
+  type UsdtBridge,
+  type UsdtProbeSpec,
+  type UsdtType,
+} from './dtrace.ts';
 export { Engine, type EngineEvents, type StopOptions, serve } from './engine.ts';
 export { NetloomError, type NetloomErrorCode, netloomError } from './errors.ts';
 export { Action, type EventHandler, type HandlerExport } from './handler.ts';

@@ -39,7 +39,8 @@ import { openTunnel } from './tunnel.ts';
 const FRAMING_METHODS: ReadonlySet<string> = new Set(['HEAD', 'CONNECT']);
 
 import type { RouteRuntime } from './runtime.ts';
-import { newRequestId, nextTraceparent } from './tracing.ts';
+import { epochMicros, parentOf, type SpanTimes } from './span.ts';
+import { newRequestId, newSpanId, nextTraceparent } from './tracing.ts';
 import type { Upstream, UpstreamTarget } from './upstream.ts';
 import {
   connectionTokens,
@@ -129,6 +130,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private tunnelled = false;
   /** The copy of this request on its way to the route's shadow upstream, or null. */
   private mirror: MirrorExchange | null = null;
+  /** The request's spans while it runs, when it is sampled (`observability.tracing`). */
+  private span: SpanTimes | null = null;
 
   constructor(
     req: Request,
@@ -159,7 +162,27 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     // An empty id identifies nothing: it counts as absent.
     this.requestId = route.addRequestId ? incomingId || newRequestId() : '';
     const incomingTrace = route.distrustClientTrace ? undefined : req.header('traceparent');
-    this.traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
+    let traceparent = route.addTraceparent ? nextTraceparent(incomingTrace) : '';
+    const tracer = route.tracer;
+    if (tracer !== null) {
+      const parent = parentOf(incomingTrace);
+      const traceId = traceparent.slice(3, 35);
+      if (tracer.sampled(parent, traceId)) {
+        this.span = {
+          traceId,
+          serverId: newSpanId(),
+          parentId: parent?.spanId ?? '',
+          clientId: traceparent.slice(36, 52),
+          start: epochMicros(),
+          clientStart: 0,
+          firstByte: 0,
+          client: req.remoteAddress,
+        };
+      } else if (parent === null) {
+        traceparent = `${traceparent.slice(0, 53)}00`; // a new trace we do not sample: the upstream is told
+      }
+    }
+    this.traceparent = traceparent;
     const locals = req.locals;
     if (locals !== undefined) {
       // What the upstream was sent: the proxy's own, else the route's fixed value, else the client's.
@@ -349,6 +372,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     }
     this.target = target;
     this.record.target = target.address;
+    if (this.span !== null && this.span.clientStart === 0) this.span.clientStart = epochMicros();
     if (gatewayChannels.proxyAttempt.hasSubscribers)
       gatewayChannels.proxyAttempt.publish({
         ctx: this,
@@ -552,6 +576,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   onHead(response: ClientResponse): void {
     this.state = RECEIVING;
     this.record.firstByteMs = this.loop.now() - this.startedMs;
+    if (this.span !== null) this.span.firstByte = epochMicros();
     const client = this.client!;
     client.setDeadline(this.remaining());
     let answered: boolean;
@@ -837,6 +862,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     const res = this.res;
     record.status = res.headersSent ? res.statusCode : 0;
     this.route.metrics.complete(record, this.upstream);
+    if (this.span !== null) this.route.tracer!.record(this.span, record);
     if (gatewayChannels.proxyComplete.hasSubscribers)
       gatewayChannels.proxyComplete.publish({ ctx: this, record } satisfies ProxyCompleteMessage);
     const filters: readonly FilterInstance[] = this.route.onComplete;

@@ -9,6 +9,7 @@ import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
 import { mirrorSettings } from './mirror.ts';
 import { retryBudgetSettings } from './retry-budget.ts';
+import { tracingSettings } from './span.ts';
 import { stockFilters } from './stock-filters.ts';
 import { listenerTls, splitScheme, upstreamTls } from './tls-config.ts';
 import { trafficSettings } from './traffic.ts';
@@ -359,6 +360,16 @@ export const configSchema = z
         http2: true,
         paths: { mergeSlashes: true, encodedSlashes: 'refuse' },
       }),
+    /** Probes and traces (applied at start: a reload does not change them). */
+    observability: z
+      .object({
+        /** Fire USDT probes through the optional `dtrace-provider` (a stub on Linux: see the README). */
+        dtrace: z.boolean().default(false),
+        /** OpenTelemetry spans of proxied requests, exported over OTLP/HTTP (gateway/tracing-export.ts). */
+        tracing: tracingSettings.optional(),
+      })
+      .strict()
+      .default({ dtrace: false }),
     upstreams: z.record(z.string().min(1), upstream),
     routes: z.array(route),
   })

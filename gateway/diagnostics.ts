@@ -4,6 +4,7 @@
  * every loop imports), the reload's on the main thread.
  */
 import diagnostics from 'node:diagnostics_channel';
+import type { UsdtProbeSpec } from '../core/index.ts';
 import type { CompletionRecord } from './completion.ts';
 import type { RequestContext } from './filter.ts';
 import type { ReloadResult } from './gateway.ts';
@@ -40,3 +41,40 @@ export const gatewayChannels = {
   proxyComplete: diagnostics.channel('netloom:gateway:proxy:complete'),
   reload: diagnostics.channel('netloom:gateway:reload'),
 } as const;
+
+/**
+ * The gateway's USDT probes (for `bridgeToUsdt`): `proxy-start(route)`, `proxy-attempt(upstream, target,
+ * attempt)`, `proxy-complete(route, status, milliseconds)`, `reload(ok)`.
+ */
+export const gatewayUsdtProbes: readonly UsdtProbeSpec[] = [
+  {
+    channel: 'netloom:gateway:proxy:start',
+    probe: 'proxy-start',
+    types: ['char *'],
+    args: (m) => [(m as ProxyStartMessage).route],
+  },
+  {
+    channel: 'netloom:gateway:proxy:attempt',
+    probe: 'proxy-attempt',
+    types: ['char *', 'char *', 'int'],
+    args: (m) => {
+      const a = m as ProxyAttemptMessage;
+      return [a.upstream, a.target, a.attempt];
+    },
+  },
+  {
+    channel: 'netloom:gateway:proxy:complete',
+    probe: 'proxy-complete',
+    types: ['char *', 'int', 'int'],
+    args: (m) => {
+      const r = (m as ProxyCompleteMessage).record;
+      return [r.route, r.status, Math.round(r.totalMs)];
+    },
+  },
+  {
+    channel: 'netloom:gateway:reload',
+    probe: 'reload',
+    types: ['int'],
+    args: (m) => [(m as ReloadMessage).result.ok ? 1 : 0],
+  },
+];

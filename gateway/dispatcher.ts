@@ -1,14 +1,23 @@
 import { BroadcastChannel } from 'node:worker_threads';
-import type { EventLoop, LoopTimer } from '../core/index.ts';
-import type { Request, Response } from '../protocols/http1/index.ts';
+import {
+  bridgeToUsdt,
+  type EventLoop,
+  engineUsdtProbes,
+  type LoopTimer,
+  RingLogger,
+  type UsdtBridge,
+} from '../core/index.ts';
+import { http1UsdtProbes, type Request, type Response } from '../protocols/http1/index.ts';
 import { ProxyCall, sendGatewayError } from './call.ts';
 import type { GatewayConfig } from './config.ts';
+import { gatewayUsdtProbes } from './diagnostics.ts';
 import type { FilterRegistry } from './filter.ts';
 import { LoopMetrics } from './metrics.ts';
 import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
+import { Tracer } from './span.ts';
 import { TargetRegistry, type UpstreamTarget } from './upstream.ts';
 import { connectionTokens, isValidHost } from './upstream-head.ts';
 import { type RelayLimits, type RelayPlace, WebSocketRelays } from './websocket-relay.ts';
@@ -27,6 +36,8 @@ export interface GatewayLoopData {
   shared: SharedArrayBuffer;
   /** The per-key limiter table every loop shares (see shared-keys.ts). */
   keys: SharedArrayBuffer;
+  /** The span ring, when `observability.tracing` is on (see span.ts). */
+  spans?: SharedArrayBuffer | undefined;
 }
 
 /** Messages on the gateway's channel. */
@@ -90,6 +101,9 @@ export class GatewayLoop {
   private readonly channel: BroadcastChannel;
   private readonly statsTimer: LoopTimer;
   private readonly metrics: LoopMetrics;
+  /** Writes sampled requests' spans (`observability.tracing`), or null. */
+  private readonly tracer: Tracer | null;
+  private readonly usdt: UsdtBridge | null;
   private readonly prepared = new Map<number, GatewayRuntime>();
   private syncedResolve: (() => void) | null = null;
   private readonly syncedPromise: Promise<void>;
@@ -97,6 +111,14 @@ export class GatewayLoop {
   constructor(loop: EventLoop, data: GatewayLoopData, filters: FilterRegistry) {
     this.loop = loop;
     this.metrics = new LoopMetrics(loop.metrics);
+    const tracing = data.config.observability.tracing;
+    this.tracer =
+      tracing === undefined || data.spans === undefined
+        ? null
+        : new Tracer(tracing, new RingLogger(data.spans, loop.index));
+    this.usdt = data.config.observability.dtrace
+      ? bridgeToUsdt('netloom', [...engineUsdtProbes, ...http1UsdtProbes, ...gatewayUsdtProbes])
+      : null;
     this.id = `${data.listener}:${loop.index}`;
     this.filters = filters;
     this.shared = new SharedState(data.shared, data.keys);
@@ -139,6 +161,7 @@ export class GatewayLoop {
       this.filters,
       this.local,
       this.shared,
+      this.tracer,
     );
   }
 
@@ -322,6 +345,7 @@ export class GatewayLoop {
     for (const p of this.prepared.values()) p.use.retire();
     this.prepared.clear();
     this.statsTimer.cancel();
+    this.usdt?.disable();
     this.registry.close();
     this.channel.close();
   }

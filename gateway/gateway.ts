@@ -1,6 +1,7 @@
 import { extname } from 'node:path';
 import { BroadcastChannel } from 'node:worker_threads';
 import {
+  bridgeToUsdt,
   type Engine,
   type EngineOptions,
   type LogShipper,
@@ -10,20 +11,22 @@ import {
   renderExposition,
   serve,
   startLogShipper,
+  type UsdtBridge,
 } from '../core/index.ts';
 import { adminHandler } from './admin.ts';
 import { type CircuitStats, circuitIds, circuitStats } from './circuit-breaker.ts';
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
-import { gatewayChannels, type ReloadMessage } from './diagnostics.ts';
+import { gatewayChannels, gatewayUsdtProbes, type ReloadMessage } from './diagnostics.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
-import { gatewaySamples, type ReloadCounts } from './metrics.ts';
+import { gatewaySamples, type ReloadCounts, spanSamples } from './metrics.ts';
 import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import { createKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
+import { startSpanExport } from './span.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
 
 /** Options of {@link startGateway}. */
@@ -83,7 +86,7 @@ export type ReloadResult =
   | { ok: false; version: number; problems: readonly string[] };
 
 /** Sections a running gateway cannot change: its sockets, its HTTP server settings and its code. */
-const RESTART_ONLY = ['listeners', 'admin', 'http', 'plugins'] as const;
+const RESTART_ONLY = ['listeners', 'admin', 'http', 'plugins', 'observability'] as const;
 
 const HANDLER = new URL(`./handler${extname(new URL(import.meta.url).pathname)}`, import.meta.url);
 
@@ -118,6 +121,9 @@ export class Gateway {
   private loadedAtMs = Date.now();
   private adminEngine: Engine | null = null;
   private shipper: LogShipper | null = null;
+  /** Exports the loops' spans (`observability.tracing`), or null. */
+  private spanShipper: LogShipper | null = null;
+  private usdt: UsdtBridge | null = null;
   private readonly reloadCounts: ReloadCounts = { applied: 0, unchanged: 0, refused: 0 };
   /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
@@ -202,6 +208,7 @@ export class Gateway {
       }),
     );
     if (this.shipper !== null) samples.push(...logSamples(this.shipper.stats()));
+    if (this.spanShipper !== null) samples.push(...spanSamples(this.spanShipper.stats()));
     return renderExposition(samples);
   }
 
@@ -297,6 +304,9 @@ export class Gateway {
     if (options.reloadTimeout !== undefined) this.reloadTimeout = options.reloadTimeout;
     const module = options.handlerModule ?? HANDLER;
     if (options.log !== undefined) this.shipper = await startLogShipper(options.log);
+    const tracing = this.config.observability.tracing;
+    if (tracing !== undefined) this.spanShipper = await startSpanExport(tracing);
+    if (this.config.observability.dtrace) this.usdt = bridgeToUsdt('netloom', gatewayUsdtProbes);
     for (const [i, listener] of this.config.listeners.entries()) {
       const data: GatewayLoopData = {
         channel: this.channelName,
@@ -306,6 +316,7 @@ export class Gateway {
         plugins: [...this.plugins],
         shared: this.shared,
         keys: this.keys,
+        spans: this.spanShipper?.ring,
       };
       const engine = await serve(module, {
         ...options.engine,
@@ -583,6 +594,8 @@ export class Gateway {
     await Promise.all(this.listeners.map((e) => e.stop(deadline === undefined ? {} : { deadline })));
     await this.admin?.stop({ deadline: 1000 });
     await this.logs?.stop();
+    await this.spanShipper?.stop(2000);
+    this.usdt?.disable();
     this.channelClosed = true;
     this.channel.close();
   }

@@ -35,6 +35,7 @@ export {
 export { type ConfigSource, FileConfigSource, StaticConfigSource } from './config-source.ts';
 export {
   gatewayChannels,
+  gatewayUsdtProbes,
   type ProxyAttemptMessage,
   type ProxyCompleteMessage,
   type ProxyStartMessage,

@@ -6,7 +6,13 @@
  * are read at the scrape. Labels come from the configuration only (route, domain, upstream, target,
  * failure kind): no per-path or per-client series.
  */
-import { defineMetric, type MetricSample, type MetricSeries, type MetricsWriter } from '../core/index.ts';
+import {
+  defineMetric,
+  type LogStats,
+  type MetricSample,
+  type MetricSeries,
+  type MetricsWriter,
+} from '../core/index.ts';
 import type { CircuitStats } from './circuit-breaker.ts';
 import type { CompletionRecord } from './completion.ts';
 import type { MirrorStats } from './mirror.ts';
@@ -355,4 +361,21 @@ export function gatewaySamples(figures: {
     put(mirrorsInFlight, [route], m.inFlight);
   }
   return out;
+}
+
+const spans = defineMetric(
+  'netloom_gateway_traced_requests_total',
+  'counter',
+  "Traced requests' spans (a server span, and a client span once a target was tried): queued by the loops, exported, dropped (queue full, or the collector failed).",
+  ['outcome'],
+);
+
+/** The span pipeline's figures (`observability.tracing`), a request (one or two spans) a count. */
+export function spanSamples(stats: LogStats): MetricSample[] {
+  const dropped = stats.dropped.full + stats.dropped.tooLarge + stats.dropped.sink + stats.dropped.abandoned;
+  return [
+    { family: spans, values: ['queued'], value: stats.committed },
+    { family: spans, values: ['exported'], value: stats.shipped },
+    { family: spans, values: ['dropped'], value: dropped },
+  ];
 }

@@ -6,6 +6,7 @@ import { RouteMetrics } from './metrics.ts';
 import { RouteMirror } from './mirror.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
+import type { Tracer } from './span.ts';
 import { TrafficSplit } from './traffic.ts';
 import { type TargetRegistry, Upstream, type UpstreamTarget } from './upstream.ts';
 
@@ -24,6 +25,8 @@ export interface RouteRuntime {
   readonly mirror: RouteMirror | null;
   /** The route's series in this loop's metrics row. */
   readonly metrics: RouteMetrics;
+  /** Writes the spans of sampled requests, or null (tracing off, or the route sends no traceparent). */
+  readonly tracer: Tracer | null;
   /** Maps the (normalised) request path to the upstream path, or null to keep it. */
   readonly rewrite: ((path: string) => string) | null;
   /** The route takes CONNECT (listed in `match.methods`): it opens tunnels to its upstream. */
@@ -207,6 +210,7 @@ export class GatewayRuntime {
     filters: FilterRegistry,
     local: LocalState,
     shared: SharedState,
+    tracer: Tracer | null = null,
   ): GatewayRuntime {
     const upstreams = new Map<string, Upstream>();
     for (const [name, u] of Object.entries(config.upstreams))
@@ -215,7 +219,7 @@ export class GatewayRuntime {
     const use = new VersionUse(all, loop);
     let routes: RouteRuntime[];
     try {
-      routes = GatewayRuntime.routesOf(loop, config, upstreams, filters, local, shared, all, use);
+      routes = GatewayRuntime.routesOf(loop, config, upstreams, filters, local, shared, all, use, tracer);
     } catch (err) {
       closeInstances(all, loop); // the version is refused: what its filters opened goes too
       throw err;
@@ -232,6 +236,7 @@ export class GatewayRuntime {
     shared: SharedState,
     all: FilterInstance[],
     use: VersionUse,
+    tracer: Tracer | null,
   ): RouteRuntime[] {
     return config.routes.map((r) => {
       const seen = new Map<string, number>();
@@ -277,6 +282,8 @@ export class GatewayRuntime {
         traffic:
           r.traffic === undefined ? null : new TrafficSplit(r.traffic, upstreams, upstreams.get(r.upstream)!),
         metrics: new RouteMetrics(loop.metrics, r.name, r.domain),
+        // Spans need the trace the proxy propagates: a route that does not send traceparent has none.
+        tracer: r.proxyHeaders.traceparent ? tracer : null,
         mirror:
           r.mirror === undefined
             ? null

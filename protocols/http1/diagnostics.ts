@@ -4,6 +4,7 @@
  * request and response: read them during the call (a request's fields are views that go stale after it).
  */
 import diagnostics from 'node:diagnostics_channel';
+import type { UsdtProbeSpec } from '../../core/index.ts';
 import type { Request, Response } from './api.ts';
 
 /** `netloom:http1:request:start`: a request head was parsed, before the handler runs. */
@@ -31,3 +32,28 @@ export const http1Channels = {
   responseFinish: diagnostics.channel('netloom:http1:response:finish'),
   requestAbort: diagnostics.channel('netloom:http1:request:abort'),
 } as const;
+
+/**
+ * The HTTP/1.1 server's USDT probes (for `bridgeToUsdt`): `http1-request-start(method, path)`,
+ * `http1-response-finish(status)`, `http1-request-abort(reason)`.
+ */
+export const http1UsdtProbes: readonly UsdtProbeSpec[] = [
+  {
+    channel: 'netloom:http1:request:start',
+    probe: 'http1-request-start',
+    types: ['char *', 'char *'],
+    args: (m) => [(m as RequestStartMessage).request.method, (m as RequestStartMessage).request.path],
+  },
+  {
+    channel: 'netloom:http1:response:finish',
+    probe: 'http1-response-finish',
+    types: ['int'],
+    args: (m) => [(m as ResponseFinishMessage).response.statusCode],
+  },
+  {
+    channel: 'netloom:http1:request:abort',
+    probe: 'http1-request-abort',
+    types: ['char *'],
+    args: (m) => [(m as RequestAbortMessage).error.message],
+  },
+];

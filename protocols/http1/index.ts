@@ -33,6 +33,7 @@ export {
 } from './client.ts';
 export {
   http1Channels,
+  http1UsdtProbes,
   type RequestAbortMessage,
   type RequestStartMessage,
   type ResponseFinishMessage,

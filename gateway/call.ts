@@ -130,6 +130,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private tunnelled = false;
   /** The copy of this request on its way to the route's shadow upstream, or null. */
   private mirror: MirrorExchange | null = null;
+  /** The route mirrors this request once its head goes up. */
+  private mirrorDue = false;
   /** The request's spans while it runs, when it is sampled (`observability.tracing`). */
   private span: SpanTimes | null = null;
 
@@ -341,11 +343,9 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
       this.fail('upstream-timeout', 504, 'upstream timeout');
       return;
     }
-    const mirror = this.route.mirror;
-    if (mirror !== null && this.relays === null) {
-      this.mirror = mirror.start(this, this.req.method, this.upstreamTarget());
-      this.record.mirrored = this.mirror !== null;
-    }
+    // Mirrored once the live request's head is on its way (onConnection): a request the gateway could not
+    // send is not copied, and a mirror never takes a connection the live request waits for.
+    this.mirrorDue = this.route.mirror !== null && this.relays === null;
     this.attempt(0, '');
   }
 
@@ -438,6 +438,11 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     client.onWritable = resumeUpstreamWrites;
     this.state = SENDING;
     if (!this.sendHead(client)) return;
+    if (this.mirrorDue) {
+      this.mirrorDue = false;
+      this.mirror = this.route.mirror!.start(this, this.req.method, this.upstreamTarget());
+      this.record.mirrored = this.mirror !== null;
+    }
     if (this.req.hasBody) {
       this.bodyAttached = true;
       this.req.pipe(this);
@@ -547,7 +552,14 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     mirror?.end(kept);
     if (client === null) return;
     if (this.state === SENDING) client.setDeadline(this.firstByteDeadline());
-    client.endBody(kept);
+    try {
+      client.endBody(kept);
+    } catch (err) {
+      // A trailer the HTTP/1.1 codec refuses (an HTTP/2 client's may hold bytes HTTP/1.1 cannot carry):
+      // the body ends without trailers rather than stay open.
+      this.loop.log.warn('request trailers dropped', { route: this.route.name, error: err });
+      client.endBody();
+    }
   }
 
   error(_err: Error): void {

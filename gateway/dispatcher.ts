@@ -13,6 +13,7 @@ import type { GatewayConfig } from './config.ts';
 import { gatewayUsdtProbes } from './diagnostics.ts';
 import type { FilterRegistry } from './filter.ts';
 import { LoopMetrics } from './metrics.ts';
+import { stopMirrors } from './mirror.ts';
 import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
@@ -125,6 +126,8 @@ export class GatewayLoop {
     this.registry = new TargetRegistry(loop);
     this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);
+    // A loop booting (or restarted after a crash) runs no mirror: what its predecessor counted is released.
+    for (const r of this.runtime.routes) r.mirror?.reclaimCrashed();
     this.relays.accessLog = data.config.http.accessLog;
     this.relays.reconfigure(relayLimits(this.runtime));
     this.registry.apply(this.runtime.targetsInUse());
@@ -162,6 +165,7 @@ export class GatewayLoop {
       this.local,
       this.shared,
       this.tracer,
+      this.id,
     );
   }
 
@@ -345,6 +349,7 @@ export class GatewayLoop {
     for (const p of this.prepared.values()) p.use.retire();
     this.prepared.clear();
     this.statsTimer.cancel();
+    stopMirrors(this.loop);
     this.usdt?.disable();
     this.registry.close();
     this.channel.close();

@@ -69,6 +69,31 @@ export interface MirrorStats {
 
 type MirrorCounters = Record<keyof MirrorStats, SharedCounter>;
 
+/** Methods a mirror may send again when its connection turned out closed (RFC 9110 §9.2.2). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/**
+ * The mirrors each loop runs now: aborted when the loop begins to stop (a shadow must not hold a graceful
+ * stop until its deadline), and no new ones start after that.
+ */
+const running = new WeakMap<EventLoop, { stopping: boolean; mirrors: Set<MirrorExchange> }>();
+
+function runningOn(loop: EventLoop): { stopping: boolean; mirrors: Set<MirrorExchange> } {
+  let r = running.get(loop);
+  if (r === undefined) {
+    r = { stopping: false, mirrors: new Set() };
+    running.set(loop, r);
+  }
+  return r;
+}
+
+/** The loop is stopping: its mirrors are aborted and no new ones start (the dispatcher's close). */
+export function stopMirrors(loop: EventLoop): void {
+  const r = runningOn(loop);
+  r.stopping = true;
+  for (const m of [...r.mirrors]) m.abandonNow();
+}
+
 function mirrorCounters(shared: SharedState, route: string): MirrorCounters {
   const c = (what: string) => shared.counter(`mirror|${route}|${what}`);
   return {
@@ -94,6 +119,9 @@ export function mirrorStats(shared: SharedState, route: string): MirrorStats {
   };
 }
 
+/** The field that marks a mirror's request (the gateway's own: never a client's or a filter's). */
+export const MIRROR_MARKER = 'x-netloom-mirror';
+
 const MIRROR_FIELD: HeaderOverride = {
   lower: 'x-netloom-mirror',
   name: 'x-netloom-mirror',
@@ -106,19 +134,35 @@ export class RouteMirror {
   readonly upstream: Upstream;
   private readonly settings: MirrorSettings;
   private readonly counters: MirrorCounters;
+  /** This loop's share of `inFlight` (`loopId`'s own cell). */
+  private readonly ownInFlight: SharedCounter;
   private readonly loop: EventLoop;
 
+  /** `loopId` names the loop across restarts (`listener:index`). */
   constructor(
     settings: MirrorSettings,
     upstream: Upstream,
     route: string,
     shared: SharedState,
     loop: EventLoop,
+    loopId: string,
   ) {
     this.settings = settings;
     this.upstream = upstream;
     this.counters = mirrorCounters(shared, route);
+    this.ownInFlight = shared.counter(`mirror|${route}|in-flight|${loopId}`);
     this.loop = loop;
+  }
+
+  /**
+   * A loop starting (or restarted after a crash) has no mirror running: what its cell still counts died
+   * with the thread before it, and leaves the process-wide count. Called once a loop boots, not at reloads.
+   */
+  reclaimCrashed(): void {
+    const left = this.ownInFlight.get();
+    if (left === 0) return;
+    this.ownInFlight.add(-left);
+    this.counters.inFlight.add(-left);
   }
 
   /**
@@ -128,6 +172,8 @@ export class RouteMirror {
   start(input: HeadInput, method: string, target: string): MirrorExchange | null {
     const { percent, maxBody, maxInFlight } = this.settings;
     if (percent < 100 && !(Math.random() * 100 < percent)) return null;
+    const here = runningOn(this.loop);
+    if (here.stopping) return null;
     const req = input.req;
     const c = this.counters;
     if (req.contentLength > maxBody) {
@@ -147,10 +193,12 @@ export class RouteMirror {
       c.skipped.add();
       return null;
     }
+    this.ownInFlight.add();
     c.started.add();
     const own: HeadInput = {
       req,
       route: input.route,
+      // The marker is the gateway's own field (filters may not set it, a client's is dropped).
       overrides: input.overrides === null ? [MIRROR_FIELD] : [...input.overrides, MIRROR_FIELD],
       requestId: input.requestId,
       traceparent: input.traceparent,
@@ -162,13 +210,24 @@ export class RouteMirror {
     const head = bytes.subarray(0, copyHead(own, prepared, address, bytes, 0));
     const framing: RequestFraming =
       req.contentLength >= 0 ? req.contentLength : req.hasBody ? 'chunked' : 'none';
-    return new MirrorExchange(this.loop, upstream, picked, c, maxBody, {
-      method,
-      target,
-      host: prepared.host,
-      head,
-      framing,
-    });
+    const mirror = new MirrorExchange(
+      this.loop,
+      upstream,
+      picked,
+      c,
+      this.ownInFlight,
+      here.mirrors,
+      maxBody,
+      {
+        method,
+        target,
+        host: prepared.host,
+        head,
+        framing,
+      },
+    );
+    mirror.begin();
+    return mirror;
   }
 }
 
@@ -182,7 +241,7 @@ interface MirrorRequest {
 }
 
 // A mirror's states. The shadow's response may come while the body still goes up (an early answer).
-const CONNECTING = 0; // waiting for a pooled connection (body chunks are copied meanwhile)
+const CONNECTING = 0; // waiting for a pooled connection (body bytes are copied meanwhile)
 const STREAMING = 1; // head sent, the client's body on its way up
 const SENT = 2; // the request is complete, the answer is awaited (and discarded)
 const DONE = 3;
@@ -200,26 +259,33 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
   private readonly upstream: Upstream;
   private readonly target: UpstreamTarget;
   private readonly counters: MirrorCounters;
+  private readonly ownInFlight: SharedCounter;
+  private readonly registry: Set<MirrorExchange>;
   private readonly request: MirrorRequest;
   private readonly maxBody: number;
   private client: UpstreamExchange | null = null;
-  /** Body chunks (copies) that came before the connection did. */
-  private pending: Buffer[] | null = null;
+  /** Body bytes (copied) that came before the connection did: one buffer, grown as needed, <= maxBody. */
+  private pending: Buffer | null = null;
+  private pendingLength = 0;
   private bodyBytes = 0;
+  /** Body bytes written to the shadow's connection (a request whose body went out is not sent again). */
+  private written = 0;
   private bodyEnded: boolean;
   private trailers: readonly [string, string][] = [];
   private status = 0;
   private readonly deadlineTotal: number;
   /** The connection carried requests before (the shadow may have closed it while idle). */
   private reused = false;
-  /** Sent again on a fresh connection once already. */
-  private resent = false;
+  /** Times sent again: once for a stale pooled connection, twice for streams an HTTP/2 shadow refused. */
+  private resends = 0;
 
   constructor(
     loop: EventLoop,
     upstream: Upstream,
     target: UpstreamTarget,
     counters: MirrorCounters,
+    ownInFlight: SharedCounter,
+    registry: Set<MirrorExchange>,
     maxBody: number,
     request: MirrorRequest,
   ) {
@@ -227,13 +293,20 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
     this.upstream = upstream;
     this.target = target;
     this.counters = counters;
+    this.ownInFlight = ownInFlight;
+    this.registry = registry;
     this.maxBody = maxBody;
     this.request = request;
     this.bodyEnded = request.framing === 'none' || request.framing === 0;
     this.deadlineTotal = loop.now() + upstream.config.timeouts.total;
-    target.active++;
-    target.requests++;
-    target.pool.acquire(this);
+  }
+
+  /** Asks the shadow's pool for a connection (after construction: the pool may answer at once). */
+  begin(): void {
+    this.registry.add(this);
+    this.target.active++;
+    this.target.requests++;
+    this.target.pool.acquire(this);
   }
 
   // ---- from the proxy call ---------------------------------------------------------------------------
@@ -246,9 +319,20 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
       this.giveUp(new Error('the request body grew past the mirror maxBody'));
       return;
     }
-    if (this.state !== CONNECTING) this.client!.writeBody(chunk);
-    else if (this.pending === null) this.pending = [Buffer.from(chunk)];
-    else this.pending.push(Buffer.from(chunk));
+    if (this.state !== CONNECTING) {
+      this.written += chunk.length;
+      this.client!.writeBody(chunk);
+      return;
+    }
+    const need = this.pendingLength + chunk.length;
+    let buf = this.pending;
+    if (buf === null || buf.length < need) {
+      const grown = Buffer.allocUnsafe(Math.min(this.maxBody, Math.max(need, 2 * (buf?.length ?? 0), 4096)));
+      if (buf !== null) buf.copy(grown, 0, 0, this.pendingLength);
+      buf = this.pending = grown;
+    }
+    chunk.copy(buf, this.pendingLength);
+    this.pendingLength = need;
   }
 
   /** The client's body ended. */
@@ -262,6 +346,11 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
   /** The client's body will not come whole (it broke off, or the call ended first): the mirror stops. */
   abandon(): void {
     if (this.state !== DONE && !this.bodyEnded) this.giveUp(new Error('the request body broke off'));
+  }
+
+  /** Stops the mirror whatever it is doing (the loop is stopping). */
+  abandonNow(): void {
+    if (this.state !== DONE) this.giveUp(new Error('the gateway is stopping'));
   }
 
   // ---- PoolRequester -----------------------------------------------------------------------------------
@@ -291,8 +380,12 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
     this.state = STREAMING;
     client.setDeadline(this.remaining());
     const pending = this.pending;
-    this.pending = null;
-    if (pending !== null) for (const chunk of pending) client.writeBody(chunk);
+    if (pending !== null) {
+      this.written += this.pendingLength;
+      client.writeBody(pending.subarray(0, this.pendingLength));
+      this.pending = null;
+      this.pendingLength = 0;
+    }
     if (this.bodyEnded) this.endBody(client);
   }
 
@@ -345,19 +438,26 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
     const client = this.client;
     this.client = null;
     const code = (err as Error & { code?: string }).code;
+    // The same rules as the live request's (gateway/call.ts): sent again only when the shadow cannot have
+    // acted on it, and no body went out.
+    const unsent =
+      client !== null && !client.answered && this.written === 0 && this.request.framing === 'none';
+    if (unsent && code === 'ERR_HTTP2_REFUSED' && this.resends < 2) {
+      // A stream the HTTP/2 shadow did not process (GOAWAY below it, REFUSED_STREAM): nobody's failure.
+      this.resend();
+      return;
+    }
     if (
-      client !== null &&
+      unsent &&
       this.reused &&
-      !this.resent &&
-      !client.answered &&
-      this.request.framing === 'none' &&
+      this.resends === 0 &&
+      IDEMPOTENT.has(this.request.method) &&
       code !== 'ERR_HTTP_BAD_RESPONSE' &&
+      code !== 'ERR_HTTP2_STREAM_RESET' && // a stream the shadow reset was seen by it
       code !== 'ERR_NETLOOM_DEADLINE'
     ) {
       // A pooled connection the shadow closed while idle: sent once more on a fresh one, nobody blamed.
-      this.resent = true;
-      this.state = CONNECTING;
-      this.target.pool.acquire(this, true);
+      this.resend();
       return;
     }
     const kind: FailureKind =
@@ -370,6 +470,12 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
   }
 
   // ---- internals ---------------------------------------------------------------------------------------
+
+  private resend(): void {
+    this.resends++;
+    this.state = CONNECTING;
+    this.target.pool.acquire(this, true);
+  }
 
   private endBody(client: UpstreamExchange): void {
     this.state = SENT;
@@ -399,10 +505,12 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
     if (this.state === DONE) return;
     this.state = DONE;
     this.pending = null;
+    this.registry.delete(this);
     const target = this.target;
     target.active--;
     const c = this.counters;
     c.inFlight.add(-1);
+    this.ownInFlight.add(-1);
     if (outcome === 'answered') {
       c.answered.add();
       this.upstream.answered(target, this.status);

@@ -3,7 +3,7 @@ import type { GatewayConfig, RouteConfig, UpstreamConfig } from './config.ts';
 import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
 import { RouteMetrics } from './metrics.ts';
-import { RouteMirror } from './mirror.ts';
+import { MIRROR_MARKER, RouteMirror } from './mirror.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
 import type { Tracer } from './span.ts';
@@ -211,6 +211,7 @@ export class GatewayRuntime {
     local: LocalState,
     shared: SharedState,
     tracer: Tracer | null = null,
+    loopId = `0:${loop.index}`,
   ): GatewayRuntime {
     const upstreams = new Map<string, Upstream>();
     for (const [name, u] of Object.entries(config.upstreams))
@@ -219,7 +220,18 @@ export class GatewayRuntime {
     const use = new VersionUse(all, loop);
     let routes: RouteRuntime[];
     try {
-      routes = GatewayRuntime.routesOf(loop, config, upstreams, filters, local, shared, all, use, tracer);
+      routes = GatewayRuntime.routesOf(
+        loop,
+        config,
+        upstreams,
+        filters,
+        local,
+        shared,
+        all,
+        use,
+        tracer,
+        loopId,
+      );
     } catch (err) {
       closeInstances(all, loop); // the version is refused: what its filters opened goes too
       throw err;
@@ -237,6 +249,7 @@ export class GatewayRuntime {
     all: FilterInstance[],
     use: VersionUse,
     tracer: Tracer | null,
+    loopId: string,
   ): RouteRuntime[] {
     return config.routes.map((r) => {
       const seen = new Map<string, number>();
@@ -269,6 +282,7 @@ export class GatewayRuntime {
       const responseSet = new Set(Object.keys(r.responseHeaders?.add ?? {}).map((h) => h.toLowerCase()));
       const added = r.proxyHeaders;
       const rewritten = [
+        MIRROR_MARKER, // a client's own would make the upstream take live traffic for a copy
         ...(added.forwarded ? FORWARDING : []),
         ...(added.requestId ? ['x-request-id'] : []),
         ...(added.traceparent ? ['traceparent'] : []),
@@ -287,7 +301,7 @@ export class GatewayRuntime {
         mirror:
           r.mirror === undefined
             ? null
-            : new RouteMirror(r.mirror, upstreams.get(r.mirror.upstream)!, r.name, shared, loop),
+            : new RouteMirror(r.mirror, upstreams.get(r.mirror.upstream)!, r.name, shared, loop, loopId),
         rewrite: rewriter(r.rewrite),
         allowsConnect: r.match.methods?.includes('CONNECT') ?? false,
         use,

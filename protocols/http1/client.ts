@@ -107,6 +107,15 @@ function putValue(buf: Buffer, p: number, s: string): number {
   return p;
 }
 
+/** Whether `s` is a value {@link putValue} writes (no CR, LF, NUL or other controls but tab). */
+function validValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || (c < 0x20 && c !== 0x09) || c === 0x7f) return false;
+  }
+  return true;
+}
+
 /** Writes latin1 text known to be safe (checked before, or a constant). */
 function putText(buf: Buffer, p: number, text: string): number {
   for (let i = 0; i < text.length; i++) buf[p++] = text.charCodeAt(i);
@@ -322,6 +331,12 @@ export class ClientConnection implements BodySink, ClientResponse {
    */
   endBody(trailers: readonly (readonly [string, string])[] = []): void {
     if (!this.chunkedBody || this.conn.closed) return;
+    // Checked before anything is written or the body counts as ended: a refused trailer leaves the body
+    // open for an `endBody()` without them.
+    for (const [name, value] of trailers) {
+      if (!token(name)) throw invalidRequest(`trailer name ${JSON.stringify(name)}`);
+      if (!validValue(value)) throw invalidRequest(`value of trailer ${name}`);
+    }
     this.chunkedBody = false;
     let bound = 8;
     for (const [n, v] of trailers) bound += n.length + v.length + 4;

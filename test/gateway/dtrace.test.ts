@@ -60,9 +60,8 @@ test('observability.dtrace bridges every channel while the gateway runs; probe a
     assert.ok(m !== undefined, `${spec.channel} published`);
     const args = spec.args(m);
     assert.equal(args.length, spec.types.length, spec.probe);
-    args.forEach((a, i) =>
-      assert.equal(typeof a, spec.types[i] === 'int' ? 'number' : 'string', `${spec.probe} argument ${i}`),
-    );
+    for (const [i, a] of args.entries())
+      assert.equal(typeof a, spec.types[i] === 'int' ? 'number' : 'string', `${spec.probe} argument ${i}`);
   }
   for (const c of channels)
     assert.equal(diagnostics.channel(c).hasSubscribers, false, `${c} released at stop`);

@@ -98,9 +98,13 @@ export async function startServer(
   name: string,
   cmd: string,
   args: string[],
-  options: { port?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { port?: number; cwd?: string; env?: NodeJS.ProcessEnv; cpus?: string } = {},
 ): Promise<RunningServer> {
-  const [c, a] = pinned(SERVER_CPU, cmd, args);
+  // `cpus`: a taskset list for a server that is to use more than the server's core (the scaling table).
+  const [c, a] =
+    options.cpus === undefined
+      ? pinned(SERVER_CPU, cmd, args)
+      : ['taskset', ['-c', options.cpus, cmd, ...args]];
   const child = spawn(c, a, {
     cwd: options.cwd ?? ROOT,
     env: options.env ?? process.env,

@@ -127,12 +127,18 @@ export function adminHandler(gateway: Gateway): EventHandler {
     const denied = refusal(req, settings, names, gateway.admin?.port ?? -1);
     if (denied !== null) return refuse(res, denied.status, denied.message);
     res.header('cache-control', 'no-store');
+    // Every answer says which configuration it speaks of: the version, and the source's revision (etcd's).
+    res.header('x-netloom-config-version', String(gateway.version));
+    const revision = gateway.revisionOf(gateway.version);
+    if (revision !== undefined) res.header('x-netloom-config-revision', String(revision));
     const route = `${req.method} ${req.path}`;
     switch (route) {
       case 'GET /config':
         return res.json({
           version: gateway.version,
           source: gateway.source.description,
+          ...(revision === undefined ? {} : { revision }),
+          ...(gateway.source.status === undefined ? {} : { sourceStatus: gateway.source.status() }),
           loadedAt: new Date(gateway.loadedAt).toISOString(),
           config: redactConfig(gateway.config),
         });
@@ -150,7 +156,15 @@ export function adminHandler(gateway: Gateway): EventHandler {
           })),
         );
       case 'GET /upstreams':
-        return res.json({ version: gateway.version, loops: gateway.snapshots() });
+        return res.json({
+          version: gateway.version,
+          ...(revision === undefined ? {} : { revision }),
+          // Each loop's version, and the source revision it came from.
+          loops: gateway.snapshots().map((s) => {
+            const r = gateway.revisionOf(s.version);
+            return r === undefined ? s : { ...s, revision: r };
+          }),
+        });
       case 'GET /stats':
         return res.json({
           listeners: gateway.listeners.map((e) => ({ address: e.address, ...e.stats() })),

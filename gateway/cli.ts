@@ -2,6 +2,14 @@
  * The `netloom-gateway` command:
  *
  *   netloom-gateway --config gateway.yaml [--plugins ./filters.ts ...] [--access-log FILE] [--check]
+ *   netloom-gateway --etcd URL[,URL...] (--etcd-key KEY | --etcd-prefix PREFIX) [--cache FILE] [...]
+ *   netloom-gateway config push FILE --etcd URL[,URL...] (--etcd-key KEY | --etcd-prefix PREFIX)
+ *                   [--expect-revision N] [--plugins ...]
+ *
+ * With `--etcd` the configuration comes from etcd and is watched there (gateway/config-etcd.ts), with the
+ * last applied one kept in `--cache` for starts while etcd is down. `config push` validates a file and
+ * stores it in etcd with compare-and-swap on `--expect-revision` (gateway/config-push.ts): exit 0 with the
+ * revision written, 1 with the problems or the conflict.
  *
  * Starts the gateway from a configuration file (JSON or YAML) with the plugins it names and those given
  * here; `--check` validates the configuration (filter settings included) and exits 0, or 1 with every
@@ -9,24 +17,53 @@
  * listeners (5 s at most) and exits 0.
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, startGateway } from './index.ts';
+import {
+  ConfigError,
+  type ConfigSource,
+  EtcdConfigSource,
+  loadConfig,
+  pushConfig,
+  startGateway,
+} from './index.ts';
 
-const USAGE = 'usage: netloom-gateway --config FILE [--plugins MODULE ...] [--access-log FILE] [--check]';
+const USAGE = [
+  'usage: netloom-gateway --config FILE [--plugins MODULE ...] [--access-log FILE] [--check]',
+  '       netloom-gateway --etcd URL[,URL] (--etcd-key KEY | --etcd-prefix PREFIX) [--cache FILE] [--plugins ...]',
+  '       netloom-gateway config push FILE --etcd URL[,URL] (--etcd-key KEY | --etcd-prefix PREFIX) [--expect-revision N]',
+].join('\n');
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
   process.exit(1);
 }
 
-let values: { config?: string; plugins?: string[]; 'access-log'?: string; check?: boolean; help?: boolean };
+let values: {
+  config?: string;
+  plugins?: string[];
+  'access-log'?: string;
+  check?: boolean;
+  help?: boolean;
+  etcd?: string;
+  'etcd-key'?: string;
+  'etcd-prefix'?: string;
+  cache?: string;
+  'expect-revision'?: string;
+};
+let positionals: string[];
 try {
-  ({ values } = parseArgs({
+  ({ values, positionals } = parseArgs({
+    allowPositionals: true,
     options: {
       config: { type: 'string', short: 'c' },
       plugins: { type: 'string', multiple: true },
       'access-log': { type: 'string' },
       check: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
+      etcd: { type: 'string' },
+      'etcd-key': { type: 'string' },
+      'etcd-prefix': { type: 'string' },
+      cache: { type: 'string' },
+      'expect-revision': { type: 'string' },
     },
   }));
 } catch (err) {
@@ -36,10 +73,45 @@ if (values.help === true) {
   process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
-if (values.config === undefined) fail(USAGE);
 const plugins = values.plugins ?? [];
+const endpoints = values.etcd?.split(',').filter(Boolean);
+if (endpoints !== undefined && (values['etcd-key'] === undefined) === (values['etcd-prefix'] === undefined))
+  fail(`--etcd takes --etcd-key or --etcd-prefix\n${USAGE}`);
+
+if (positionals[0] === 'config' && positionals[1] === 'push') {
+  const file = positionals[2];
+  if (file === undefined || endpoints === undefined) fail(USAGE);
+  const expect = values['expect-revision'];
+  if (expect !== undefined && !/^\d+$/.test(expect)) fail('--expect-revision takes a revision number');
+  try {
+    const { revision } = await pushConfig(file, {
+      endpoints,
+      key: values['etcd-key'],
+      prefix: values['etcd-prefix'],
+      plugins,
+      ...(expect === undefined ? {} : { expectRevision: Number(expect) }),
+    });
+    process.stdout.write(`${file}: stored at revision ${revision}\n`);
+    process.exit(0);
+  } catch (err) {
+    fail(err instanceof ConfigError ? err.message : `${file}: ${(err as Error).message}`);
+  }
+}
+if (positionals.length > 0) fail(`unknown command ${positionals.join(' ')}\n${USAGE}`);
+if ((values.config === undefined) === (endpoints === undefined)) fail(USAGE);
+const source: string | ConfigSource =
+  endpoints === undefined
+    ? values.config!
+    : new EtcdConfigSource({
+        endpoints,
+        key: values['etcd-key'],
+        prefix: values['etcd-prefix'],
+        cacheFile: values.cache,
+        directory: process.cwd(),
+      });
 
 if (values.check === true) {
+  if (values.config === undefined) fail('--check takes --config FILE');
   try {
     const { plugins: loaded } = await loadConfig(values.config, plugins);
     process.stdout.write(
@@ -63,7 +135,7 @@ let gateway: Awaited<ReturnType<typeof startGateway>>;
 try {
   const accessLog = values['access-log'];
   gateway = await startGateway({
-    source: values.config,
+    source,
     plugins,
     ...(accessLog === undefined
       ? {}

@@ -16,6 +16,12 @@ export interface ConfigSource {
   load(): Promise<unknown>;
   /** Calls `onChange` whenever the configuration may have changed; returns a function that stops watching. */
   watch(onChange: () => void): () => void;
+  /** The source's own revision of the configuration `load` read last (etcd's), when it has one. */
+  readonly revision?: number;
+  /** The gateway put what `load` read last in force (at start, and after every reload that went through). */
+  applied?(): void;
+  /** What the admin endpoint's `/config` shows of the source (revision, cache, watch figures). */
+  status?(): object;
 }
 
 /** A JSON or YAML file, watched for changes (editors that replace the file are handled). */

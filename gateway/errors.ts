@@ -9,7 +9,11 @@ export type GatewayErrorCode =
   /** A reload did not apply on every loop (it was rolled back). */
   | 'ERR_GATEWAY_RELOAD'
   /** The admin endpoint refused a request (authentication, Host, cross-site). */
-  | 'ERR_GATEWAY_ADMIN';
+  | 'ERR_GATEWAY_ADMIN'
+  /** etcd did not answer, or refused a call (the message says which endpoint and call). */
+  | 'ERR_GATEWAY_ETCD'
+  /** A configuration push lost its compare-and-swap: someone else stored a configuration first. */
+  | 'ERR_GATEWAY_CONFIG_CONFLICT';
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;

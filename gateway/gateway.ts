@@ -125,6 +125,7 @@ export class Gateway {
   private spanShipper: LogShipper | null = null;
   private usdt: UsdtBridge | null = null;
   private readonly reloadCounts: ReloadCounts = { applied: 0, unchanged: 0, refused: 0 };
+  private readonly revisions = new Map<number, number>();
   /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
   /** One engine per listener of the configuration. */
@@ -355,6 +356,7 @@ export class Gateway {
   private startReload(): Promise<ReloadResult> {
     const run: Promise<ReloadResult> = this.doReload()
       .then((result) => {
+        if (result.ok) this.sourceApplied(result.version);
         const counts = this.reloadCounts;
         if (!result.ok) counts.refused++;
         else if (result.changed) counts.applied++;
@@ -378,8 +380,9 @@ export class Gateway {
       if (this.stopped) return this.stoppingResult();
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      const revision = this.source.revision === undefined ? '' : ` (source revision ${this.source.revision})`;
       process.stderr.write(
-        `netloom gateway: reload refused, keeping version ${this.version}:\n  ${problems.join('\n  ')}\n`,
+        `netloom gateway: reload refused${revision}, keeping version ${this.version}:\n  ${problems.join('\n  ')}\n`,
       );
       return { ok: false, version: this.version, problems };
     }
@@ -580,6 +583,21 @@ export class Gateway {
     );
   }
 
+  /** The source revision (etcd's) each configuration version came from, for the versions still served. */
+  revisionOf(version: number): number | undefined {
+    return this.revisions.get(version);
+  }
+
+  /** @internal The source's last read is in force as `version` (at start, and after a reload). */
+  sourceApplied(version: number): void {
+    this.source.applied?.();
+    const revision = this.source.revision;
+    if (revision === undefined) return;
+    this.revisions.set(version, revision);
+    // Only versions a loop may still serve are kept (a rollout in progress, the one in force).
+    for (const v of this.revisions.keys()) if (v < version - 16) this.revisions.delete(v);
+  }
+
   /** Port of listener `i` (0 by default). */
   port(i = 0): number {
     return this.listeners[i]?.port ?? 0;
@@ -625,5 +643,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     await gateway.stop(0);
     throw err;
   }
+  gateway.sourceApplied(gateway.version);
   return gateway;
 }

@@ -32,6 +32,8 @@ export {
   type UpstreamConfig,
   validateConfig,
 } from './config.ts';
+export { EtcdConfigSource, type EtcdSourceOptions, type EtcdSourceStatus } from './config-etcd.ts';
+export { type PushOptions, pushConfig } from './config-push.ts';
 export { type ConfigSource, FileConfigSource, StaticConfigSource } from './config-source.ts';
 export {
   gatewayChannels,
@@ -43,6 +45,15 @@ export {
 } from './diagnostics.ts';
 export type { LoopSnapshot } from './dispatcher.ts';
 export { GatewayError, type GatewayErrorCode } from './errors.ts';
+export {
+  EtcdClient,
+  type EtcdClientOptions,
+  type EtcdEvent,
+  type EtcdKeyValue,
+  type EtcdOperation,
+  type EtcdWatch,
+  type WatchEnd,
+} from './etcd-client.ts';
 export {
   defineFilter,
   type FilterDefinition,

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseAddress } from '../core/index.ts';
 import { duration, headerName, headerRecord, headerValue } from './config-fields.ts';
+import { discoverySettings } from './discovery.ts';
 import { definitionsOf, type FilterRegistry } from './filter.ts';
 import { FORWARDING, HOP_BY_HOP } from './hop-by-hop.ts';
 import { mirrorSettings } from './mirror.ts';
@@ -96,7 +97,10 @@ const PASSIVE_DEFAULTS = {
 
 const upstream = z
   .object({
-    targets: z.array(target).min(1),
+    /** The targets; with `discovery`, those found are used instead (and these until the first answer). */
+    targets: z.array(target).default([]),
+    /** Targets found in a registry (etcd keys with leases, DNS records) and kept current (gateway/discovery.ts). */
+    discovery: discoverySettings.optional(),
     balance: z
       .enum(['round_robin', 'weighted_round_robin', 'least_connections', 'consistent_hash'])
       .default('round_robin'),
@@ -170,6 +174,8 @@ const upstream = z
   })
   .strict()
   .superRefine((u, ctx) => {
+    if (u.targets.length === 0 && u.discovery === undefined)
+      ctx.addIssue({ code: 'custom', path: ['targets'], message: 'an upstream needs targets, or discovery' });
     if (u.balance === 'consistent_hash' && u.hashOn === undefined) {
       ctx.addIssue({
         code: 'custom',

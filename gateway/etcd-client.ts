@@ -19,8 +19,8 @@ export interface EtcdKeyValue {
   /** The revision that last changed the key. */
   modRevision: number;
   createRevision: number;
-  /** The lease the key is attached to (0: none). */
-  lease: number;
+  /** The lease the key is attached to ('0': none; an int64, kept as text). */
+  lease: string;
 }
 
 /** A watch event: a put (with the new value) or a delete. */
@@ -76,7 +76,7 @@ function kvOf(raw: RawKv): EtcdKeyValue {
     value: unb64(raw.value),
     modRevision: Number(raw.mod_revision ?? 0),
     createRevision: Number(raw.create_revision ?? 0),
-    lease: Number(raw.lease ?? 0),
+    lease: raw.lease ?? '0',
   };
 }
 
@@ -186,12 +186,12 @@ export class EtcdClient {
     return { revision: Number(r.header.revision), kvs: (r.kvs ?? []).map(kvOf) };
   }
 
-  /** Writes `key`; returns the revision of the write. */
-  async put(key: string, value: string, lease = 0): Promise<number> {
+  /** Writes `key` (attached to `lease`, an id from {@link grantLease}); returns the revision of the write. */
+  async put(key: string, value: string, lease?: string): Promise<number> {
     const r = await this.call<{ header: { revision: string } }>('/v3/kv/put', {
       key: b64(key),
       value: b64(value),
-      ...(lease === 0 ? {} : { lease: String(lease) }),
+      ...(lease === undefined ? {} : { lease }),
     });
     return Number(r.header.revision);
   }
@@ -238,20 +238,20 @@ export class EtcdClient {
     return { ok: false, modRevision: kv === undefined ? 0 : Number(kv.mod_revision ?? 0) };
   }
 
-  /** Grants a lease of `ttl` seconds; returns its id. */
-  async grantLease(ttl: number): Promise<number> {
+  /** Grants a lease of `ttl` seconds; returns its id (an int64, as text: it may not fit a double). */
+  async grantLease(ttl: number): Promise<string> {
     const r = await this.call<{ ID: string }>('/v3/lease/grant', { TTL: String(ttl) });
-    return Number(r.ID);
+    return r.ID;
   }
 
   /** Renews a lease; false when it has expired (its keys are gone). */
-  async keepAlive(lease: number): Promise<boolean> {
-    const r = await this.call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: String(lease) });
+  async keepAlive(lease: string): Promise<boolean> {
+    const r = await this.call<{ result?: { TTL?: string } }>('/v3/lease/keepalive', { ID: lease });
     return Number(r.result?.TTL ?? 0) > 0;
   }
 
-  async revokeLease(lease: number): Promise<void> {
-    await this.call('/v3/lease/revoke', { ID: String(lease) });
+  async revokeLease(lease: string): Promise<void> {
+    await this.call('/v3/lease/revoke', { ID: lease });
   }
 
   /** Compacts the history up to `revision` (tests and operators). */

@@ -18,6 +18,7 @@ import { type CircuitStats, circuitIds, circuitStats } from './circuit-breaker.t
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import { gatewayChannels, gatewayUsdtProbes, type ReloadMessage } from './diagnostics.ts';
+import { createDiscovery, type DiscoveredTarget } from './discovery.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
@@ -126,6 +127,15 @@ export class Gateway {
   private usdt: UsdtBridge | null = null;
   private readonly reloadCounts: ReloadCounts = { applied: 0, unchanged: 0, refused: 0 };
   private readonly revisions = new Map<number, number>();
+  /** The configuration as the source gave it (validated); in force with the discovered targets merged in. */
+  private sourceConfig: GatewayConfig;
+  /** Targets discovery found, by upstream (in force instead of the listed ones). */
+  private readonly discovered = new Map<string, DiscoveredTarget[]>();
+  /** The running discovery sources, by upstream, with the settings they run with. */
+  private readonly discoveries = new Map<string, { settings: string; stop: () => void }>();
+  /** Versions rolled out because discovered targets changed. */
+  private targetRollouts = 0;
+  private queuedFromSource = false;
   /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
   /** One engine per listener of the configuration. */
@@ -290,6 +300,7 @@ export class Gateway {
   ) {
     this.source = source;
     this.configInForce = config;
+    this.sourceConfig = config;
     this.startedHttp2 = config.http.http2;
     this.tlsFiles = upstreamTlsFingerprint(config);
     this.filters = filters;
@@ -331,6 +342,8 @@ export class Gateway {
     }
     if (this.config.admin !== undefined)
       this.adminEngine = await serve(adminHandler(this), { address: this.config.admin.address, loops: 1 });
+    // Discovery starts once the loops run: each answer rolls the targets out to them.
+    this.syncDiscovery(this.sourceConfig);
     if (options.watch ?? true) {
       this.unwatch = this.source.watch(() => {
         this.reload().catch((err: unknown) => {
@@ -345,17 +358,49 @@ export class Gateway {
    * time: a call while one runs is answered by the next one, which reads the source again after it.
    */
   reload(): Promise<ReloadResult> {
-    if (this.running === null) return this.startReload();
+    return this.enqueue(true);
+  }
+
+  /**
+   * One reload or target refresh at a time; one more queued behind it, which reads the source if any of
+   * the calls it stands for asked to.
+   */
+  private enqueue(fromSource: boolean): Promise<ReloadResult> {
+    if (this.running === null) return this.startReload(fromSource);
+    this.queuedFromSource ||= fromSource;
     this.queued ??= this.running.then(() => {
       this.queued = null;
-      return this.startReload();
+      const read = this.queuedFromSource;
+      this.queuedFromSource = false;
+      return this.startReload(read);
     });
     return this.queued;
   }
 
-  private startReload(): Promise<ReloadResult> {
-    const run: Promise<ReloadResult> = this.doReload()
+  /** Discovery changed an upstream's targets: the configuration in force goes out again with them. */
+  private refreshTargets(): void {
+    if (this.stopped) return;
+    this.enqueue(false).then(
+      (r) => {
+        if (!r.ok)
+          process.stderr.write(`netloom gateway: discovered targets not applied: ${r.problems.join('; ')}\n`);
+      },
+      (err: Error) =>
+        process.stderr.write(`netloom gateway: discovered targets not applied: ${err.message}\n`),
+    );
+  }
+
+  private startReload(fromSource = true): Promise<ReloadResult> {
+    const before = this.version;
+    const run: Promise<ReloadResult> = this.doReload(fromSource)
       .then((result) => {
+        if (!fromSource) {
+          // Not a reload: the source revision the targets were merged into carries over.
+          const revision = this.revisions.get(before);
+          if (result.ok && revision !== undefined) this.revisions.set(result.version, revision);
+          if (result.ok && result.changed) this.targetRollouts++;
+          return result;
+        }
         if (result.ok) this.sourceApplied(result.version);
         const counts = this.reloadCounts;
         if (!result.ok) counts.refused++;
@@ -372,12 +417,17 @@ export class Gateway {
     return run;
   }
 
-  private async doReload(): Promise<ReloadResult> {
+  private async doReload(fromSource = true): Promise<ReloadResult> {
     if (this.stopped) return this.stoppingResult();
     let next: GatewayConfig;
     try {
-      next = validateConfig(await this.source.load(), this.source.description, this.filters);
-      if (this.stopped) return this.stoppingResult();
+      if (fromSource) {
+        next = validateConfig(await this.source.load(), this.source.description, this.filters);
+        if (this.stopped) return this.stoppingResult();
+        this.sourceConfig = next;
+        this.syncDiscovery(next);
+      } else next = this.sourceConfig;
+      next = this.withDiscovered(next);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       const revision = this.source.revision === undefined ? '' : ` (source revision ${this.source.revision})`;
@@ -583,6 +633,44 @@ export class Gateway {
     );
   }
 
+  /** Starts, keeps or stops each upstream's discovery source as `config` says. */
+  private syncDiscovery(config: GatewayConfig): void {
+    for (const [name, d] of this.discoveries) {
+      const wanted = config.upstreams[name]?.discovery;
+      if (wanted !== undefined && JSON.stringify(wanted) === d.settings) continue;
+      d.stop();
+      this.discoveries.delete(name);
+      this.discovered.delete(name);
+    }
+    for (const [name, u] of Object.entries(config.upstreams)) {
+      if (u.discovery === undefined || this.discoveries.has(name)) continue;
+      const source = createDiscovery(u.discovery);
+      const stop = source.start(
+        (targets) => {
+          this.discovered.set(name, targets);
+          process.stdout.write(
+            `netloom gateway: upstream ${name}: ${targets.length} target${targets.length === 1 ? '' : 's'} from ${source.description}\n`,
+          );
+          this.refreshTargets();
+        },
+        (err) => process.stderr.write(`netloom gateway: discovery for upstream ${name}: ${err.message}\n`),
+      );
+      this.discoveries.set(name, { settings: JSON.stringify(u.discovery), stop });
+    }
+  }
+
+  /** `config` with each discovered upstream's targets (the listed ones until discovery answered). */
+  private withDiscovered(config: GatewayConfig): GatewayConfig {
+    if (this.discovered.size === 0) return config;
+    const upstreams = { ...config.upstreams };
+    for (const [name, targets] of this.discovered) {
+      const u = upstreams[name];
+      if (u === undefined) continue;
+      upstreams[name] = { ...u, targets: targets.map((t) => ({ address: t.address, weight: t.weight })) };
+    }
+    return { ...config, upstreams };
+  }
+
   /** The source revision (etcd's) each configuration version came from, for the versions still served. */
   revisionOf(version: number): number | undefined {
     return this.revisions.get(version);
@@ -606,6 +694,8 @@ export class Gateway {
   /** Stops watching, stops every listener gracefully (and the admin endpoint), resolves when all are down. */
   async stop(deadline?: number): Promise<void> {
     this.stopped = true;
+    for (const d of this.discoveries.values()) d.stop();
+    this.discoveries.clear();
     this.unwatch?.();
     this.unwatch = null;
     this.rollout?.cancel?.();

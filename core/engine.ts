@@ -166,7 +166,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.loops = loops;
     this.parsed = parseAddress(options.address);
     this.statsBuffer = createStatsBuffer(loops);
-    this.metricsMemory = new MetricsMemory(createMetricsMemory({ rows: loops }));
+    this.metricsMemory = new MetricsMemory(
+      createMetricsMemory({ rows: loops, series: options.metricsSeries, cells: options.metricsCells }),
+    );
     this.specifier = typeof handler === 'string' || handler instanceof URL ? handlerSpecifier(handler) : null;
     this.inline = this.specifier === null ? (handler as HandlerExport) : null;
     this.tlsOptions = options.tls;
@@ -192,7 +194,10 @@ export class Engine extends EventEmitter<EngineEvents> {
    * message to the loops (a scrape is at most a few milliseconds behind them).
    */
   metricSamples(): MetricSample[] {
-    return [...engineSamples(this.stats(), this.address), ...memorySamples(this.metricsMemory)];
+    return [
+      ...engineSamples(this.stats(), this.address, this.metricsMemory.dropped),
+      ...memorySamples(this.metricsMemory),
+    ];
   }
 
   /** {@link metricSamples} in the Prometheus text format (serve it as {@link EXPOSITION_CONTENT_TYPE}). */
@@ -378,6 +383,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** A loop's worker died: account for its connections and start a new one. */
   private crashed(slot: LoopSlot): void {
     settleCrashedLoop(this.statsBuffer, slot.index);
+    this.metricsMemory.settleRow(slot.index);
     const now = Date.now();
     slot.crashes = slot.crashes.filter((t) => now - t < this.options.restartWindow);
     slot.crashes.push(now);

@@ -687,7 +687,8 @@ export class EventLoop {
     if (!conn.opened && !(err instanceof NetloomError)) {
       err = netloomError('ERR_NETLOOM_DIAL', `dial failed: ${err?.message ?? 'connection closed'}`, err);
     }
-    if (engineChannels.connClose.hasSubscribers)
+    // A dial that never connected was never announced open: it does not close either.
+    if (conn.opened && engineChannels.connClose.hasSubscribers)
       engineChannels.connClose.publish({ conn, error: err } satisfies ConnCloseMessage);
     const h = conn.handler;
     if (h.onClose !== undefined) {

@@ -104,6 +104,15 @@ export interface EngineOptions {
   data?: unknown;
 
   /**
+   * Series the loops' metrics memory holds (`loop.metrics`, `engine.metrics()`); a series past it takes
+   * updates nobody reads, counted in `netloom_metrics_series_dropped_total`. Default 4,096.
+   */
+  metricsSeries?: number;
+
+  /** Cells a loop's row of the metrics memory holds (a counter or gauge takes 1, a histogram its buckets + 3). Default 32,768. */
+  metricsCells?: number;
+
+  /**
    * The log ring (`LogShipper.ring` from `startLogShipper`): every loop's `loop.log` then writes into it,
    * lock-free, instead of to stderr.
    */
@@ -148,6 +157,8 @@ export const DEFAULT_OPTIONS: Readonly<ResolvedOptions> = Object.freeze({
   maxRestarts: 5,
   restartWindow: 60_000,
   poisonViews: false,
+  metricsSeries: 4096,
+  metricsCells: 32_768,
   data: undefined,
   logRing: null,
   tls: null,
@@ -206,6 +217,8 @@ export function resolveOptions(given: EngineOptions = {}): ResolvedOptions {
     maxRestarts: integer('maxRestarts', o.maxRestarts, 0),
     restartWindow: integer('restartWindow', o.restartWindow, 1),
     poisonViews: boolean('poisonViews', o.poisonViews),
+    metricsSeries: integer('metricsSeries', o.metricsSeries, 16),
+    metricsCells: integer('metricsCells', o.metricsCells, 64),
     data: o.data,
     logRing: o.logRing ?? null,
     tls: o.tls === undefined || o.tls === null ? null : resolveTls(o.tls),

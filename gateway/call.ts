@@ -120,6 +120,8 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   private clientGone = false;
   private deadlineTotal = 0;
   private startedMs = 0;
+  /** When the call began, precisely (the loop's clock is coarse): the record's durations and the histograms. */
+  private readonly startedPrecise = performance.now();
   private phaseMs = 0;
   private resumeDownstream: (() => void) | null = null;
   /** Streams an HTTP/2 upstream did not process, sent again (twice at most, then a normal failure). */
@@ -587,7 +589,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
 
   onHead(response: ClientResponse): void {
     this.state = RECEIVING;
-    this.record.firstByteMs = this.loop.now() - this.startedMs;
+    this.record.firstByteMs = performance.now() - this.startedPrecise;
     if (this.span !== null) this.span.firstByte = epochMicros();
     const client = this.client!;
     client.setDeadline(this.remaining());
@@ -627,7 +629,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     const relays = this.relays!;
     this.client = null;
     this.state = RECEIVING;
-    this.record.firstByteMs = this.loop.now() - this.startedMs;
+    this.record.firstByteMs = performance.now() - this.startedPrecise;
     const conn = client.conn;
     conn.setDeadline(0);
     // The upstream's connection still belongs to its pool's handler: destroyed, the pool counts it gone.
@@ -870,7 +872,7 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
     // A body still coming will not reach the mirror (nothing reads it on for this call).
     if (!this.requestDone) this.mirror?.abandon();
     const record = this.record;
-    record.totalMs = this.loop.now() - this.startedMs;
+    record.totalMs = performance.now() - this.startedPrecise;
     const res = this.res;
     record.status = res.headersSent ? res.statusCode : 0;
     this.route.metrics.complete(record, this.upstream);

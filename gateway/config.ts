@@ -95,6 +95,12 @@ const PASSIVE_DEFAULTS = {
   maxEjectionPercent: 10,
 };
 
+/** A route, domain or upstream name: any text but NUL (names key metric series, where NUL separates them). */
+const configName = z
+  .string()
+  .min(1)
+  .refine((s) => !s.includes('\u0000'), 'a name has no NUL character');
+
 const upstream = z
   .object({
     /** The targets; with `discovery`, those found are used instead (and these until the first answer). */
@@ -228,8 +234,8 @@ const websocketSettings = z
 
 const route = z
   .object({
-    name: z.string().min(1),
-    domain: z.string().min(1).default('default'),
+    name: configName,
+    domain: configName.default('default'),
     match: z
       .object({
         host: z
@@ -376,7 +382,7 @@ export const configSchema = z
       })
       .strict()
       .default({ dtrace: false }),
-    upstreams: z.record(z.string().min(1), upstream),
+    upstreams: z.record(configName, upstream),
     routes: z.array(route),
   })
   .strict()

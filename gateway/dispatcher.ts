@@ -18,7 +18,7 @@ import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
 import { SharedState } from './shared-state.ts';
-import { Tracer } from './span.ts';
+import { Tracer, type TracingSettings } from './span.ts';
 import { TargetRegistry, type UpstreamTarget } from './upstream.ts';
 import { connectionTokens, isValidHost } from './upstream-head.ts';
 import { type RelayLimits, type RelayPlace, WebSocketRelays } from './websocket-relay.ts';
@@ -39,6 +39,8 @@ export interface GatewayLoopData {
   keys: SharedArrayBuffer;
   /** The span ring, when `observability.tracing` is on (see span.ts). */
   spans?: SharedArrayBuffer | undefined;
+  /** Loops of the listeners before this one: loop ids unique across listeners (span producers). */
+  loopBase?: number;
 }
 
 /** Messages on the gateway's channel. */
@@ -113,12 +115,14 @@ export class GatewayLoop {
     this.loop = loop;
     this.metrics = new LoopMetrics(loop.metrics);
     const tracing = data.config.observability.tracing;
-    this.tracer =
-      tracing === undefined || data.spans === undefined
-        ? null
-        : new Tracer(tracing, new RingLogger(data.spans, loop.index));
+    this.tracer = tracing === undefined || data.spans === undefined ? null : this.tracerFor(tracing, data);
     this.usdt = data.config.observability.dtrace
-      ? bridgeToUsdt('netloom', [...engineUsdtProbes, ...http1UsdtProbes, ...gatewayUsdtProbes])
+      ? bridgeToUsdt('netloom', [
+          ...engineUsdtProbes,
+          ...http1UsdtProbes,
+          // Reloads publish on the main thread, which bridges that probe itself.
+          ...gatewayUsdtProbes.filter((p) => p.channel !== 'netloom:gateway:reload'),
+        ])
       : null;
     this.id = `${data.listener}:${loop.index}`;
     this.filters = filters;
@@ -153,6 +157,22 @@ export class GatewayLoop {
    */
   synced(): Promise<void> {
     return this.syncedPromise.then(() => this.publish());
+  }
+
+  /**
+   * This loop's span writer: a producer id of its own in the span ring, the same across restarts (ids
+   * 0-31 are the loops'; loops past them claim from the rest). With no id left, this loop traces nothing.
+   */
+  private tracerFor(settings: TracingSettings, data: GatewayLoopData): Tracer | null {
+    try {
+      return new Tracer(settings, new RingLogger(data.spans!, (data.loopBase ?? 0) + this.loop.index, true));
+    } catch (err) {
+      this.loop.log.warn('tracing is off on this loop', {
+        loop: `${data.listener}:${this.loop.index}`,
+        error: err,
+      });
+      return null;
+    }
   }
 
   private build(config: GatewayConfig, version: number): GatewayRuntime {
@@ -256,6 +276,7 @@ export class GatewayLoop {
     const method = req.method;
     if (method === 'OPTIONS' && req.target === '*') {
       // A request about the server as a whole (RFC 9110 §9.3.7): answered here, never proxied.
+      this.metrics.refused('server-options');
       res.status(204).header('allow', ALLOW_OPTIONS).end();
       return;
     }
@@ -283,11 +304,13 @@ export class GatewayLoop {
     if (method === 'CONNECT') {
       if (!route.allowsConnect) {
         res.header('allow', ALLOW_OPTIONS);
+        this.metrics.refused('method-not-allowed');
         sendGatewayError(res, 405, 'CONNECT is not allowed on this route', { route: route.name });
         return;
       }
       if (req.httpVersion === '2') {
         // A tunnel over an HTTP/2 stream (RFC 9113 §8.5) is not built: said plainly, not a 500.
+        this.metrics.refused('unsupported');
         sendGatewayError(res, 501, 'CONNECT over HTTP/2 is not supported', { route: route.name });
         return;
       }
@@ -299,10 +322,12 @@ export class GatewayLoop {
     if (route.config.websocket.enabled && isWebSocketUpgrade(req)) {
       if (upstream.config.protocol === 'http2') {
         // RFC 8441's WebSockets over HTTP/2 streams are not built: said plainly.
+        this.metrics.refused('unsupported');
         sendGatewayError(res, 501, 'WebSocket to an HTTP/2 upstream is not supported', { route: route.name });
         return;
       }
       if (req.hasBody) {
+        this.metrics.refused('bad-upgrade');
         sendGatewayError(res, 400, 'an upgrade request has no body', { route: route.name });
         return;
       }

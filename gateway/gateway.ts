@@ -22,7 +22,7 @@ import { createDiscovery, type DiscoveredTarget } from './discovery.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
 import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
-import { gatewaySamples, type ReloadCounts, spanSamples } from './metrics.ts';
+import { gatewaySamples, metricsRoom, type ReloadCounts, spanSamples } from './metrics.ts';
 import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import { createKeyTable } from './shared-keys.ts';
@@ -68,7 +68,15 @@ export interface LimitStats {
   /** Requests each route's `rate-limit` filters refused (429, and 503 while Redis failed closed). */
   rejected: Record<string, number>;
   /** Present when a route keeps limits on Redis: this process's figures. */
-  redis?: { calls: number; errors: number; failOpen: number; failClosed: number; breakerOpened: number };
+  redis?: {
+    calls: number;
+    /** Calls Redis answered (with a grant or a refusal); calls - answered - errors are on their way. */
+    answered: number;
+    errors: number;
+    failOpen: number;
+    failClosed: number;
+    breakerOpened: number;
+  };
 }
 
 export type ReloadResult =
@@ -161,7 +169,8 @@ export class Gateway {
    */
   limitStats(): LimitStats {
     const view = this.sharedState();
-    const rejected: Record<string, number> = {};
+    // No prototype: a route may be named `__proto__` (any non-empty string).
+    const rejected: Record<string, number> = Object.create(null);
     let redis = false;
     for (const r of this.configInForce.routes)
       for (const f of r.filters)
@@ -174,6 +183,7 @@ export class Gateway {
       const c = redisCounters(view);
       stats.redis = {
         calls: c.calls.get(),
+        answered: c.answered.get(),
         errors: c.errors.get(),
         failOpen: c.failOpen.get(),
         failClosed: c.failClosed.get(),
@@ -213,6 +223,7 @@ export class Gateway {
       ...gatewaySamples({
         version: this.version,
         reloads: this.reloadCounts,
+        targetRollouts: this.targetRollouts,
         limits: this.limitStats(),
         circuits: this.circuitStats(),
         mirrors: this.mirrorStats(),
@@ -318,7 +329,13 @@ export class Gateway {
     if (options.log !== undefined) this.shipper = await startLogShipper(options.log);
     const tracing = this.config.observability.tracing;
     if (tracing !== undefined) this.spanShipper = await startSpanExport(tracing);
-    if (this.config.observability.dtrace) this.usdt = bridgeToUsdt('netloom', gatewayUsdtProbes);
+    // The main thread publishes the reload probe only (each loop bridges its own channels, a loop on this
+    // thread included): one bridge a channel a thread, or probes would fire twice.
+    if (this.config.observability.dtrace)
+      this.usdt = bridgeToUsdt(
+        'netloom',
+        gatewayUsdtProbes.filter((p) => p.channel === 'netloom:gateway:reload'),
+      );
     for (const [i, listener] of this.config.listeners.entries()) {
       const data: GatewayLoopData = {
         channel: this.channelName,
@@ -329,8 +346,11 @@ export class Gateway {
         shared: this.shared,
         keys: this.keys,
         spans: this.spanShipper?.ring,
+        loopBase: this.listeners.reduce((n, e) => n + e.loops, 0),
       };
       const engine = await serve(module, {
+        // Sized from the configuration; an engine option of the caller's wins.
+        ...metricsRoom(this.config),
         ...options.engine,
         address: listener.address,
         loops: listener.loops,
@@ -702,7 +722,8 @@ export class Gateway {
     await Promise.all(this.listeners.map((e) => e.stop(deadline === undefined ? {} : { deadline })));
     await this.admin?.stop({ deadline: 1000 });
     await this.logs?.stop();
-    await this.spanShipper?.stop(2000);
+    // Spans get what is left of the stop (2 s at most): a collector that does not answer does not hold it.
+    await this.spanShipper?.stop(Math.min(deadline ?? 2000, 2000));
     this.usdt?.disable();
     this.channelClosed = true;
     this.channel.close();

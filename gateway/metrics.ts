@@ -74,7 +74,7 @@ const failures = defineMetric(
 const unrouted = defineMetric(
   'netloom_gateway_unrouted_requests_total',
   'counter',
-  'Requests no route matched (answered 404) or refused before routing (bad path, host).',
+  'Requests the gateway answered itself before proxying: no route (404), bad path or Host (400), OPTIONS * (server-options), CONNECT refused (method-not-allowed), unsupported, bad-upgrade.',
   ['reason'],
 );
 const poolConnections = defineMetric(
@@ -175,7 +175,8 @@ export class RouteMetrics {
 export class LoopMetrics {
   private readonly writer: MetricsWriter;
   private readonly unrouted = new Map<string, MetricSeries>();
-  private readonly targets = new Map<UpstreamTarget, MetricSeries[]>();
+  /** Each target's series, and what its pool had counted at the last call. */
+  private readonly targets = new Map<UpstreamTarget, { series: MetricSeries[]; counted: number[] }>();
   private readonly websockets: MetricSeries;
 
   constructor(writer: MetricsWriter) {
@@ -193,45 +194,51 @@ export class LoopMetrics {
     s.add();
   }
 
-  /** Sets this loop's gauges: its targets' pools and health (targets gone are zeroed), its WebSockets. */
+  /**
+   * Sets this loop's gauges (its targets' pools and health, its WebSockets) and adds what the pools counted
+   * since the last call. A target a reload removed stops counting (its gauges go to 0); a pool made anew
+   * (the target removed and added again) counts from its own zero, so the counters never go back.
+   */
   gauges(targets: Iterable<[string, UpstreamTarget]>, websocketsOpen: number): void {
-    const seen = new Set<UpstreamTarget>();
-    for (const [upstream, t] of targets) {
-      seen.add(t);
-      let s = this.targets.get(t);
-      if (s === undefined) {
+    const current = new Map<UpstreamTarget, string>();
+    for (const [upstream, t] of targets) current.set(t, upstream);
+    for (const [t, entry] of this.targets) {
+      if (current.has(t)) continue;
+      for (const k of [0, 1, 2, 7]) entry.series[k]!.set(0);
+      this.targets.delete(t);
+    }
+    for (const [t, upstream] of current) {
+      let entry = this.targets.get(t);
+      if (entry === undefined) {
         const w = this.writer;
         const a = t.address;
-        s = [
-          w.series(poolConnections, [upstream, a, 'open']),
-          w.series(poolConnections, [upstream, a, 'idle']),
-          w.series(poolWaiting, [upstream, a]),
-          w.series(poolEvents, [upstream, a, 'created']),
-          w.series(poolEvents, [upstream, a, 'reused']),
-          w.series(poolEvents, [upstream, a, 'failed']),
-          w.series(poolEvents, [upstream, a, 'overflowed']),
-          w.series(healthyLoops, [upstream, a]),
-        ];
-        this.targets.set(t, s);
+        entry = {
+          series: [
+            w.series(poolConnections, [upstream, a, 'open']),
+            w.series(poolConnections, [upstream, a, 'idle']),
+            w.series(poolWaiting, [upstream, a]),
+            w.series(poolEvents, [upstream, a, 'created']),
+            w.series(poolEvents, [upstream, a, 'reused']),
+            w.series(poolEvents, [upstream, a, 'failed']),
+            w.series(poolEvents, [upstream, a, 'overflowed']),
+            w.series(healthyLoops, [upstream, a]),
+          ],
+          counted: [0, 0, 0, 0],
+        };
+        this.targets.set(t, entry);
       }
       const p = t.pool.stats();
-      const values = [
-        p.open,
-        p.idle,
-        p.waiting,
-        p.created,
-        p.reused,
-        p.failed,
-        p.overflowed,
-        t.healthy ? 1 : 0,
-      ];
-      for (let i = 0; i < s.length; i++) s[i]!.set(values[i]!);
-    }
-    for (const [t, s] of this.targets) {
-      if (seen.has(t)) continue;
-      // A target a reload removed: its gauges no longer count (its counters keep their last values).
-      for (const k of [0, 1, 2, 7]) s[k]!.set(0);
-      this.targets.delete(t);
+      const s = entry.series;
+      s[0]!.set(p.open);
+      s[1]!.set(p.idle);
+      s[2]!.set(p.waiting);
+      s[7]!.set(t.healthy ? 1 : 0);
+      const totals = [p.created, p.reused, p.failed, p.overflowed];
+      for (let k = 0; k < 4; k++) {
+        const delta = totals[k]! - entry.counted[k]!;
+        if (delta > 0) s[3 + k]!.add(delta);
+        entry.counted[k] = totals[k]!;
+      }
     }
     this.websockets.set(websocketsOpen);
   }
@@ -249,6 +256,11 @@ const configVersion = defineMetric(
   'netloom_gateway_config_version',
   'gauge',
   'The configuration version in force.',
+);
+const targetRollouts = defineMetric(
+  'netloom_gateway_target_rollouts_total',
+  'counter',
+  'Configuration versions rolled out because discovered targets changed (no source reload).',
 );
 const rateLimited = defineMetric(
   'netloom_gateway_rate_limited_total',
@@ -323,10 +335,19 @@ export interface ReloadCounts {
 export function gatewaySamples(figures: {
   version: number;
   reloads: ReloadCounts;
+  /** Versions rolled out because discovered targets changed. */
+  targetRollouts: number;
   limits: {
     evictions: number;
     rejected: Record<string, number>;
-    redis?: { calls: number; errors: number; failOpen: number; failClosed: number; breakerOpened: number };
+    redis?: {
+      calls: number;
+      answered: number;
+      errors: number;
+      failOpen: number;
+      failClosed: number;
+      breakerOpened: number;
+    };
   };
   circuits: Record<string, CircuitStats>;
   mirrors: Record<string, MirrorStats>;
@@ -337,11 +358,12 @@ export function gatewaySamples(figures: {
   for (const result of ['applied', 'unchanged', 'refused'] as const)
     put(reloads, [result], figures.reloads[result]);
   put(configVersion, [], figures.version);
+  put(targetRollouts, [], figures.targetRollouts);
   for (const [route, n] of Object.entries(figures.limits.rejected)) put(rateLimited, [route], n);
   put(keyEvictions, [], figures.limits.evictions);
   const redis = figures.limits.redis;
   if (redis !== undefined) {
-    put(redisCalls, ['ok'], Math.max(0, redis.calls - redis.errors));
+    put(redisCalls, ['ok'], redis.answered);
     put(redisCalls, ['error'], redis.errors);
     put(redisFallbacks, ['open'], redis.failOpen);
     put(redisFallbacks, ['closed'], redis.failClosed);
@@ -378,4 +400,21 @@ export function spanSamples(stats: LogStats): MetricSample[] {
     { family: spans, values: ['exported'], value: stats.shipped },
     { family: spans, values: ['dropped'], value: dropped },
   ];
+}
+
+/**
+ * Room for the gateway's series in a listener's metrics memory, from the configuration at start: a target
+ * takes 8 series, a route 15 plus 6 an upstream it reaches, a histogram 17 cells; twice that for reloads
+ * and discovered targets to come (past it, series are dropped and counted on /metrics).
+ */
+export function metricsRoom(config: {
+  routes: readonly unknown[];
+  upstreams: Record<string, { targets: readonly unknown[]; discovery?: unknown }>;
+}): { metricsSeries: number; metricsCells: number } {
+  const upstreams = Object.values(config.upstreams);
+  const targets = upstreams.reduce((n, u) => n + u.targets.length + (u.discovery === undefined ? 0 : 64), 0);
+  const routes = config.routes.length;
+  const series = 512 + 8 * targets + routes * (15 + 6 * Math.min(upstreams.length, 4)) + 3 * upstreams.length;
+  const cells = series + 17 * (routes + upstreams.length);
+  return { metricsSeries: Math.max(4096, 2 * series), metricsCells: Math.max(32_768, 2 * cells) };
 }

@@ -27,6 +27,7 @@ import type {
 import type { FailureKind } from './completion.ts';
 import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
 import type { SharedCounter, SharedState } from './shared-state.ts';
+import { newSpanId } from './tracing.ts';
 import type { Upstream, UpstreamTarget } from './upstream.ts';
 import { copyHead, type HeaderOverride, type HeadInput, prepareHead } from './upstream-head.ts';
 
@@ -201,7 +202,9 @@ export class RouteMirror {
       // The marker is the gateway's own field (filters may not set it, a client's is dropped).
       overrides: input.overrides === null ? [MIRROR_FIELD] : [...input.overrides, MIRROR_FIELD],
       requestId: input.requestId,
-      traceparent: input.traceparent,
+      // The copy is not the live request's child span: a span id of its own, marked not sampled so shadow
+      // traffic stays out of the live traces.
+      traceparent: input.traceparent === '' ? '' : `${input.traceparent.slice(0, 36)}${newSpanId()}-00`,
     };
     // Prepared and copied at once: the request's fields are views of a buffer the next request reuses.
     const address = req.remoteAddress;

@@ -163,6 +163,8 @@ export class RedisUnavailable extends Error {
 /** The process-wide counts of one gateway's Redis limits (shared counters, every loop adds to them). */
 export interface RedisLimitCounters {
   readonly calls: SharedCounter;
+  /** Calls Redis answered. */
+  readonly answered: SharedCounter;
   readonly errors: SharedCounter;
   readonly failOpen: SharedCounter;
   readonly failClosed: SharedCounter;
@@ -173,6 +175,7 @@ export interface RedisLimitCounters {
 export function redisCounters(shared: SharedState): RedisLimitCounters {
   return {
     calls: shared.counter('rate-limit|redis|calls'),
+    answered: shared.counter('rate-limit|redis|answered'),
     errors: shared.counter('rate-limit|redis|errors'),
     failOpen: shared.counter('rate-limit|redis|fail-open'),
     failClosed: shared.counter('rate-limit|redis|fail-closed'),
@@ -263,6 +266,7 @@ export class RedisLimitStore {
   }
 
   private succeeded(): void {
+    this.counters.answered.add(1);
     this.failuresInARow = 0;
     if (this.state !== CLOSED) {
       this.state = CLOSED;

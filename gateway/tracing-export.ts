@@ -82,13 +82,14 @@ export function otlpSpans(r: SpanRecord): object[] {
     },
   ];
   if (r.clientStart > 0 && r.target !== null) {
-    const colon = r.target.lastIndexOf(':');
+    const target = r.target.replace(/^https?:\/\//, ''); // an https:// target's scheme is not its address
+    const colon = target.lastIndexOf(':');
     const client: KeyValue[] = [
       str('http.request.method', r.method),
-      str('server.address', colon > 0 ? r.target.slice(0, colon).replace(/^\[|\]$/g, '') : r.target),
+      str('server.address', colon > 0 ? target.slice(0, colon).replace(/^\[|\]$/g, '') : target),
       str('netloom.upstream', r.upstream ?? ''),
     ];
-    if (colon > 0) client.push(int('server.port', Number(r.target.slice(colon + 1))));
+    if (colon > 0) client.push(int('server.port', Number(target.slice(colon + 1))));
     if (r.answeredBy === 'upstream' && r.status > 0) client.push(int('http.response.status_code', r.status));
     if (r.retries > 0) client.push(int('http.request.resend_count', r.retries));
     if (r.error !== null) client.push(str('error.type', r.error));
@@ -115,15 +116,25 @@ export default function otlpSink(options: OtlpSinkOptions): LogSink {
   const resource = {
     attributes: [str('service.name', options.serviceName), str('service.instance.id', options.instance)],
   };
+  /** Exports in flight: a close (the gateway stopping) aborts them rather than wait for the collector. */
+  const inFlight = new Set<AbortController>();
+  let closed = false;
   const send = async (body: string): Promise<void> => {
-    const res = await fetch(options.endpoint, {
-      method: 'POST',
-      headers: { ...options.headers, 'content-type': 'application/json' },
-      body,
-      signal: AbortSignal.timeout(options.timeout),
-    });
-    await res.arrayBuffer(); // the body is read so the connection can be reused
-    if (!res.ok) throw new Error(`the OTLP endpoint answered ${res.status}`);
+    if (closed) throw new Error('the span exporter is closed');
+    const abort = new AbortController();
+    inFlight.add(abort);
+    try {
+      const res = await fetch(options.endpoint, {
+        method: 'POST',
+        headers: { ...options.headers, 'content-type': 'application/json' },
+        body,
+        signal: AbortSignal.any([abort.signal, AbortSignal.timeout(options.timeout)]),
+      });
+      await res.arrayBuffer(); // the body is read so the connection can be reused
+      if (!res.ok) throw new Error(`the OTLP endpoint answered ${res.status}`);
+    } finally {
+      inFlight.delete(abort);
+    }
   };
   return {
     async write(batch: LogBatch): Promise<void> {
@@ -140,10 +151,14 @@ export default function otlpSink(options: OtlpSinkOptions): LogSink {
       try {
         await send(body);
       } catch {
+        if (closed) throw new Error('the span exporter is closed');
         await new Promise((r) => setTimeout(r, 200));
         await send(body); // once more; then the shipper counts the batch dropped
       }
     },
-    async close(): Promise<void> {},
+    async close(): Promise<void> {
+      closed = true;
+      for (const a of inFlight) a.abort();
+    },
   };
 }

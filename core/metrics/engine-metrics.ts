@@ -51,9 +51,16 @@ const tlsFailures = defineMetric(
   [...L, 'reason'],
 );
 
-/** The samples of an engine's stats; `listener` names the engine (its address). */
-export function engineSamples(stats: EngineStats, listener: string): MetricSample[] {
-  const out: MetricSample[] = [];
+const dropped = defineMetric(
+  'netloom_metrics_series_dropped_total',
+  'counter',
+  'Series the metrics memory had no room for (their updates are not kept): raise metricsSeries/metricsCells.',
+  ['listener'],
+);
+
+/** The samples of an engine's stats; `listener` names the engine (its address); `droppedSeries` its memory's. */
+export function engineSamples(stats: EngineStats, listener: string, droppedSeries = 0): MetricSample[] {
+  const out: MetricSample[] = [{ family: dropped, values: [listener], value: droppedSeries }];
   stats.loops.forEach((s, i) => {
     const v = [listener, String(i)];
     const put = (family: MetricFamily, value: number) => out.push({ family, values: v, value });

@@ -78,7 +78,7 @@ const H_NEXT_CELL = 5;
 const H_DROPPED = 6;
 const HEADER_BYTES = 64;
 const FAMILY_BYTES = 2048;
-const SERIES_BYTES = 256;
+const SERIES_BYTES = 512;
 /** Bytes of a series entry before its key: state, hash, family, cell, key length. */
 const SERIES_FIXED = 20;
 const FAMILY_FIXED = 8;
@@ -301,15 +301,30 @@ export class MetricsMemory {
     const width = this.cellsPerRow;
     for (let r = 0; r < this.rows; r++) {
       let row: Float64Array;
-      for (;;) {
+      // A publish copies a row in microseconds; a sequence odd for this long belongs to a writer that died
+      // mid-publish (its thread ended): the row is read as it is rather than waited for forever.
+      for (let tries = 0; ; tries++) {
         const before = Atomics.load(this.seqs, r);
-        if ((before & 1) === 1) continue; // a publish is copying this row
+        if ((before & 1) === 1 && tries < 100_000) continue; // a publish is copying this row
         row = this.cells.slice(r * width, r * width + used);
-        if (Atomics.load(this.seqs, r) === before) break;
+        if (Atomics.load(this.seqs, r) === before || tries >= 100_000) break;
       }
       for (let c = 0; c < used; c++) total[c]! += row[c]!;
     }
     return total;
+  }
+
+  /**
+   * @internal Row `r`'s writer is gone (its loop crashed): its gauges no longer hold (zeroed; counters
+   * stay, and a restarted writer continues them), and a publish it left half done is closed.
+   */
+  settleRow(r: number): void {
+    if ((Atomics.load(this.seqs, r) & 1) === 1) Atomics.add(this.seqs, r, 1);
+    this.bumpSeq(r);
+    const base = r * this.cellsPerRow;
+    for (const { family, series } of this.directory())
+      if (family.type === 'gauge') for (const s of series) this.cells[base + s.cell] = 0;
+    this.bumpSeq(r);
   }
 
   /** @internal Marks row `r` as being written (odd) or written (even). */

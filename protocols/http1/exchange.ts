@@ -1,4 +1,10 @@
-import type { Conn, EventHandler } from '../../core/index.ts';
+import {
+  type Conn,
+  defineMetric,
+  type EventHandler,
+  type EventLoop,
+  type MetricSeries,
+} from '../../core/index.ts';
 import type { BodyConsumer, ExchangeInfo } from './api.ts';
 import { BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BodyDecoder, type BodySink } from './body.ts';
 import { collectBody } from './body-reading.ts';
@@ -109,6 +115,9 @@ export class Exchange implements BodySink, ExchangeInfo {
   private peerEnded = false;
   /** The generation whose request was told it is abandoned (-1: none). */
   private abandoned = -1;
+  /** The generations whose request:start, and whose end (finish or abort), were published. */
+  private announced = -1;
+  private announcedEnd = -1;
   /** A request was started and is not over for its handler (it may still hold req/res): never pooled then. */
   private holdsRequest = false;
 
@@ -275,8 +284,7 @@ export class Exchange implements BodySink, ExchangeInfo {
     }
     if (this.state === BODY) this.arm(TIMER_BODY, options.requestTimeout);
     else this.timer = TIMER_NONE; // lazily: a deadline that fires while no timer is wanted is ignored
-    if (http1Channels.requestStart.hasSubscribers)
-      http1Channels.requestStart.publish({ request: req, response: res } satisfies RequestStartMessage);
+    this.announceStart();
     try {
       const result = this.server.handler(req, res);
       if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
@@ -371,11 +379,7 @@ export class Exchange implements BodySink, ExchangeInfo {
 
   /** The request is over: its objects go stale; then the next request, or the close. */
   private finish(): void {
-    if (http1Channels.responseFinish.hasSubscribers && this.req !== null && this.res !== null)
-      http1Channels.responseFinish.publish({
-        request: this.req,
-        response: this.res,
-      } satisfies ResponseFinishMessage);
+    this.announceEnd();
     this.generation++;
     this.holdsRequest = false;
     this.req = this.res = null;
@@ -393,6 +397,8 @@ export class Exchange implements BodySink, ExchangeInfo {
   }
 
   private close(): void {
+    // An answered request whose unread body goes with the connection ends here.
+    if (this.res?.finished === true) this.announceEnd();
     this.state = CLOSED;
     this.conn.busy = false;
     this.arm(TIMER_NONE, 0);
@@ -533,11 +539,14 @@ export class Exchange implements BodySink, ExchangeInfo {
       this.holdsRequest = true;
       this.conn.busy = true;
     }
+    // A request the server refuses before its handler saw it (a bad head, a body too large) starts here.
+    this.announceStart();
     this.respondError(status, reason, false);
   }
 
   /** Sends an error answer (4xx/5xx): no body for HEAD, the connection closed unless `keep`. */
   private respondError(status: number, reason: string, keep: boolean): void {
+    serverAnswered(this.conn.loop, status);
     const res = this.res!;
     const body = `${status} ${STATUS_TEXT[status] ?? ''}: ${reason}\n`;
     const conn = this.conn;
@@ -552,7 +561,7 @@ export class Exchange implements BodySink, ExchangeInfo {
     res.bytesWritten = headOnly ? 0 : body.length;
     // The server answered in the handler's place: a handler still at work hears that the request is over,
     // after the answer is out, so a listener that ends "its" response finds it ended (one answer, not two).
-    this.tellAbandoned(new HttpError(status, reason));
+    this.tellAbandoned(new HttpError(status, reason), true);
     if (this.state === CLOSED || this.res !== res) return; // a listener closed the connection
     this.responseEnded();
   }
@@ -644,6 +653,7 @@ export class Exchange implements BodySink, ExchangeInfo {
 
   /** The connection is gone. Returns whether the exchange is free for the pool. */
   onClosed(err: Error | undefined): boolean {
+    if (this.res?.finished === true) this.announceEnd();
     const was = this.state;
     this.state = CLOSED;
     this.paused = 0;
@@ -668,17 +678,45 @@ export class Exchange implements BodySink, ExchangeInfo {
     this.tellAbandoned(reason);
   }
 
-  /** Runs the request's abort listener and aborts its signal, once per request. */
-  private tellAbandoned(reason: HttpError): void {
+  // ---- diagnostics: one start and one end (a finish or an abort) per request ---------------------------
+
+  /** Publishes `request:start` for the request in progress, once. */
+  private announceStart(): void {
+    if (this.announced === this.generation) return;
+    this.announced = this.generation;
+    if (http1Channels.requestStart.hasSubscribers && this.req !== null && this.res !== null)
+      http1Channels.requestStart.publish({
+        request: this.req,
+        response: this.res,
+      } satisfies RequestStartMessage);
+  }
+
+  /** Publishes `response:finish` for a started request that has not ended yet. */
+  private announceEnd(): void {
+    if (this.announced !== this.generation || this.announcedEnd === this.generation) return;
+    this.announcedEnd = this.generation;
+    if (http1Channels.responseFinish.hasSubscribers && this.req !== null && this.res !== null)
+      http1Channels.responseFinish.publish({
+        request: this.req,
+        response: this.res,
+      } satisfies ResponseFinishMessage);
+  }
+
+  /** Runs the request's abort listener and aborts its signal, once per request. `own`: the server answered. */
+  private tellAbandoned(reason: HttpError, own = false): void {
     if (this.abandoned === this.generation) return;
     this.abandoned = this.generation;
     const req = this.req;
-    if (http1Channels.requestAbort.hasSubscribers && req !== null && this.res !== null)
-      http1Channels.requestAbort.publish({
-        request: req,
-        response: this.res,
-        error: reason,
-      } satisfies RequestAbortMessage);
+    if (!own && this.announced === this.generation && this.announcedEnd !== this.generation) {
+      // The request ends without its response: that is its end (no finish follows).
+      this.announcedEnd = this.generation;
+      if (http1Channels.requestAbort.hasSubscribers && req !== null && this.res !== null)
+        http1Channels.requestAbort.publish({
+          request: req,
+          response: this.res,
+          error: reason,
+        } satisfies RequestAbortMessage);
+    }
     const listener = this.abortListener;
     this.abortListener = null;
     if (listener !== null) {
@@ -733,6 +771,7 @@ export class Exchange implements BodySink, ExchangeInfo {
 
   /** @internal The response accepted an upgrade: the connection leaves HTTP. */
   upgraded(handler: EventHandler): void {
+    this.announceEnd(); // its response (the 101) is out: the request is over, the connection leaves HTTP
     this.generation++;
     this.holdsRequest = false;
     this.req = this.res = null;
@@ -754,4 +793,28 @@ export class Exchange implements BodySink, ExchangeInfo {
 
 function isClosedError(err: unknown): boolean {
   return err instanceof HttpError && err.code === 'ERR_HTTP_CLOSED';
+}
+
+const serverErrors = defineMetric(
+  'netloom_http1_server_answers_total',
+  'counter',
+  'Answers the HTTP/1.1 server gave itself (bad requests, limits, timeouts) instead of a handler, by status.',
+  ['status'],
+);
+
+/** Each loop's series of {@link serverErrors}, by status (made on first use). */
+const answered = new WeakMap<EventLoop, Map<number, MetricSeries>>();
+
+function serverAnswered(loop: EventLoop, status: number): void {
+  let byStatus = answered.get(loop);
+  if (byStatus === undefined) {
+    byStatus = new Map();
+    answered.set(loop, byStatus);
+  }
+  let s = byStatus.get(status);
+  if (s === undefined) {
+    s = loop.metrics.series(serverErrors, [String(status)]);
+    byStatus.set(status, s);
+  }
+  s.add();
 }

@@ -228,7 +228,7 @@ describe('invalid configurations name each problem by path', () => {
     });
     const p = problems(c);
     assert.equal(p.length, 2);
-    assert.ok(p.includes('upstreams.users.targets: Too small: expected array to have >=1 items'), p.join());
+    assert.ok(p.includes('upstreams.users.targets: an upstream needs targets, or discovery'), p.join());
     assert.ok(p.includes('routes.0.upstream: no upstream named "nobody"'), p.join());
   });
 

@@ -6,19 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { EtcdClient } from 'netloom/gateway';
+import { freePort } from '../helpers.ts';
+import { runGateway } from './gateway-process.ts';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const BIN = join(ROOT, 'bin/netloom-gateway.js');
-
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export { freePort };
 
 export interface EtcdServer {
   readonly endpoint: string;
@@ -158,44 +150,8 @@ export const ADMIN_TOKEN = 'etcd-test-admin-token-0123456789';
 
 /** Runs `netloom-gateway` with `args` (`--etcd ...`); resolves once it listens, with its admin port. */
 export async function etcdGateway(args: string[]): Promise<EtcdGateway> {
-  const child = spawn(process.execPath, ['--conditions=netloom-source', BIN, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    out += d;
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the gateway did not start: ${out}`));
-    }, 15_000);
-    const check = () => {
-      if (/listening on/.test(out) && /admin on/.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the gateway exited with ${code}: ${out}`));
-    });
-  });
-  return {
-    admin: Number(/admin on [^\n]*:(\d+)/.exec(out)?.[1]),
-    output: () => out,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 7000);
-      await exited(child);
-      clearTimeout(t);
-    },
-  };
+  const g = await runGateway(args, /admin on [^\n]*:\d+/);
+  return { admin: Number(/admin on [^\n]*:(\d+)/.exec(g.output())?.[1]), output: g.output, stop: g.stop };
 }
 
 /**

@@ -4,12 +4,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { freePort } from '../helpers.ts';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'bin', 'netloom-gateway.js');
+import { runGateway } from './gateway-process.ts';
 
 export interface RedisServer {
   readonly port: number;
@@ -136,44 +133,6 @@ export async function gatewayProcess(
       admin: { address: `127.0.0.1:${admin}`, token },
     }),
   );
-  const child = spawn(process.execPath, ['--conditions=netloom-source', BIN, '--config', file], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    out += d;
-  });
-  child.stderr!.on('data', (d: Buffer) => {
-    out += d;
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`the gateway did not start: ${out}`));
-    }, 20_000);
-    const check = () => {
-      if (out.includes('listening on')) {
-        clearTimeout(timer);
-        child.stdout!.off('data', check);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the gateway exited (${code}): ${out}`));
-    });
-  });
-  return {
-    port,
-    admin,
-    output: () => out,
-    async stop() {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited(child);
-      clearTimeout(timer);
-    },
-  };
+  const gateway = await runGateway(['--config', file], /listening on/, 5000);
+  return { port, admin, output: gateway.output, stop: gateway.stop };
 }

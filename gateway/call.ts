@@ -519,7 +519,31 @@ export class ProxyCall implements PoolRequester, ResponseSink, BodyConsumer, Req
   }
 
   onPoolError(err: PoolError): void {
-    if (err.kind === 'queue') this.failAttempt('pool-exhausted', 503, 'upstream connection pool exhausted');
+    if (err.kind === 'closed' && this.state === CONNECTING) {
+      // The target left while this waited in its pool's queue (a reload, discovery): nothing was sent,
+      // so another target takes it, whatever the method, and it uses up no retry. Not the target's failure.
+      const target = this.target!;
+      target.active--;
+      if (this.tried === null) this.tried = new Set();
+      this.tried.add(target);
+      // The targets in force (a newer version's, when one replaced this request's).
+      let upstream = this.upstream;
+      while (upstream.successor !== null) upstream = upstream.successor;
+      const next = upstream.pick(this.key, this.tried);
+      if (next === null) {
+        this.fail('no-healthy-target', 503, 'no healthy upstream');
+        return;
+      }
+      this.target = next;
+      this.record.target = next.address;
+      next.active++;
+      next.requests++;
+      this.phaseMs = this.loop.now();
+      next.pool.acquire(this);
+      return;
+    }
+    if (err.kind === 'queue' || err.kind === 'closed')
+      this.failAttempt('pool-exhausted', 503, 'upstream connection pool exhausted');
     else if (err.kind === 'connect-timeout')
       this.failAttempt('connect-timeout', 504, 'upstream connect timeout');
     else this.failAttempt('connect-failed', 502, 'upstream connect failed');

@@ -58,6 +58,8 @@ interface Snapshot {
 
 interface CacheFile {
   source: string;
+  /** The key or prefix the configuration was read from (a cache of another is not served). */
+  target: string;
   revision: number;
   config: unknown;
 }
@@ -65,7 +67,7 @@ interface CacheFile {
 function parseValue(kv: EtcdKeyValue): unknown {
   const text = kv.value.trim();
   try {
-    return text.startsWith('{') || text.startsWith('[') ? JSON.parse(text) : parseYaml(text);
+    return parseYaml(text); // YAML holds JSON, and flow style like {name: x} too
   } catch (err) {
     // Validation reports it with the key and revision; the running configuration stays.
     throw new GatewayError(
@@ -155,7 +157,12 @@ export class EtcdConfigSource implements ConfigSource {
     this.served = snap;
     if (!wasCached) this.fromCache = false;
     if (this.cacheFile === undefined || wasCached) return;
-    const file: CacheFile = { source: this.description, revision: snap.revision, config: snap.config };
+    const file: CacheFile = {
+      source: this.description,
+      target: this.key ?? `prefix:${this.prefix}`,
+      revision: snap.revision,
+      config: snap.config,
+    };
     try {
       const tmp = `${this.cacheFile}.${process.pid}.tmp`;
       writeFileSync(tmp, `${JSON.stringify(file)}\n`);
@@ -168,6 +175,13 @@ export class EtcdConfigSource implements ConfigSource {
   private readCache(): CacheFile | null {
     try {
       const c = JSON.parse(readFileSync(this.cacheFile!, 'utf8')) as CacheFile;
+      if (c.target !== (this.key ?? `prefix:${this.prefix}`)) {
+        this.log('configuration cache ignored: it holds another key or prefix', {
+          cache: this.cacheFile,
+          target: c.target,
+        });
+        return null;
+      }
       return typeof c.revision === 'number' && c.config !== undefined ? c : null;
     } catch {
       return null;
@@ -226,16 +240,25 @@ export class EtcdConfigSource implements ConfigSource {
     let retry: NodeJS.Timeout | null = null;
     let backoff = 250;
     const target = this.key ?? this.prefix!;
+    /** A watch started after one ended: once it is up, etcd is reachable, and what it holds is read. */
+    let rewatched = false;
     const start = () => {
       if (stopped) return;
-      const from = (this.served ?? this.last)?.revision ?? 0;
+      // From the revision read last (served or refused): the served one may be compacted by now.
+      const from = (this.last ?? this.served)?.revision ?? 0;
       current = this.client.watch(
         target,
         this.key === undefined,
         from + 1,
         (events) => {
-          backoff = 250;
-          if (events.length > 0) onChange();
+          if (stopped) return;
+          if (rewatched) {
+            rewatched = false;
+            onChange(); // a re-read that failed while etcd was away is made good now
+          }
+          if (events.length === 0) return;
+          backoff = 250; // real changes: the watch works
+          onChange();
         },
         (end) => ended(end),
       );
@@ -253,7 +276,9 @@ export class EtcdConfigSource implements ConfigSource {
       // A re-read (the gateway reloads: unchanged, or the newest revision), then a new watch from it.
       retry = setTimeout(() => {
         retry = null;
+        if (stopped) return;
         onChange();
+        rewatched = true;
         setTimeout(start, 100).unref();
       }, backoff);
       retry.unref();
@@ -265,7 +290,7 @@ export class EtcdConfigSource implements ConfigSource {
         ? setInterval(() => {
             this.stale().then(
               (stale) => {
-                if (!stale) return;
+                if (!stale || stopped) return;
                 this.log('etcd holds another configuration than the one served: re-reading', {
                   revision: this.revision,
                 });

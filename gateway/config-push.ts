@@ -6,12 +6,17 @@
  *
  * With a key, the whole configuration is that key's value (JSON). With a prefix, `<prefix>base` holds what is
  * not routes or upstreams, `<prefix>routes/<nnnn>-<name>` each route in order, `<prefix>upstreams/<name>`
- * each upstream, and `<prefix>pushed` the guard every push changes (the old routes and upstreams go in the
- * same transaction).
+ * each upstream, and `<prefix>pushed` when and from which file the last push came (the old routes and
+ * upstreams go in the same transaction). The guard is every key under the prefix: an edit made in place
+ * after the revision named refuses the push as well.
  */
-import { loadConfig } from './config.ts';
+import { readFile } from 'node:fs/promises';
+import { loadConfig, parseConfigText } from './config.ts';
 import { GatewayError } from './errors.ts';
 import { EtcdClient, type EtcdOperation } from './etcd-client.ts';
+
+/** Operations etcd takes in one transaction by default (`--max-txn-ops`). */
+const MAX_TXN_OPS = 128;
 
 /** Where to push, and what the author last saw. */
 export interface PushOptions {
@@ -30,12 +35,19 @@ export async function pushConfig(file: string, options: PushOptions): Promise<{ 
     throw new TypeError('a push takes a key or a prefix');
   // Every problem is reported before anything is written (ConfigError).
   await loadConfig(file, [...(options.plugins ?? [])]);
-  const { parseConfigText } = await import('./config.ts');
-  const { readFile } = await import('node:fs/promises');
   const input = parseConfigText(await readFile(file, 'utf8'), file) as Record<string, unknown>;
+  const listed = Array.isArray(input.plugins) ? (input.plugins as unknown[]) : [];
+  const relative = listed.filter((p) => typeof p === 'string' && (p.startsWith('./') || p.startsWith('../')));
+  if (relative.length > 0)
+    throw new GatewayError(
+      'ERR_GATEWAY_ETCD',
+      `plugins ${relative.join(', ')} are relative to ${file}, but each gateway resolves them where it runs: name packages, absolute paths or URLs`,
+    );
   const client = new EtcdClient({ endpoints: options.endpoints });
-  const guard = options.key ?? `${options.prefix}pushed`;
-  const since = options.expectRevision ?? (await client.range(guard)).revision;
+  // The guard: the key, or every key under the prefix (an edit made in place counts as a change too).
+  const guard = options.key ?? options.prefix!;
+  const marker = `${options.prefix}pushed`;
+  const since = options.expectRevision ?? (await client.range(guard, options.key === undefined)).revision;
   let operations: EtcdOperation[];
   if (options.key !== undefined) {
     operations = [{ op: 'put', key: options.key, value: JSON.stringify(input, null, 2) }];
@@ -62,7 +74,7 @@ export async function pushConfig(file: string, options: PushOptions): Promise<{ 
           value: JSON.stringify(u),
         }),
       ),
-      { op: 'put', key: guard, value: JSON.stringify({ at: new Date().toISOString(), file }) },
+      { op: 'put', key: marker, value: JSON.stringify({ at: new Date().toISOString(), file }) },
     ];
     // The routes and upstreams of the old configuration that this one has not, deleted in the same
     // transaction (etcd refuses a transaction whose deletes cover keys it also writes).
@@ -73,7 +85,12 @@ export async function pushConfig(file: string, options: PushOptions): Promise<{ 
     );
     operations = [...stale.map((k): EtcdOperation => ({ op: 'delete', key: k })), ...puts];
   }
-  const r = await client.putIfUnchangedSince(guard, since, operations);
+  if (operations.length > MAX_TXN_OPS)
+    throw new GatewayError(
+      'ERR_GATEWAY_ETCD',
+      `a push by prefix of ${operations.length} keys is more than etcd takes in one transaction (${MAX_TXN_OPS} by default, --max-txn-ops): push by key, or fewer routes and upstreams`,
+    );
+  const r = await client.putIfUnchangedSince(guard, since, operations, options.key === undefined);
   if (!r.ok)
     throw new GatewayError(
       'ERR_GATEWAY_CONFIG_CONFLICT',

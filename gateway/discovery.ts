@@ -58,8 +58,11 @@ export const discoverySettings = z.union([
           /** Re-resolved at the records' TTL, bounded to these milliseconds (default 1 s to 5 min). */
           minInterval: z.number().int().min(100).default(1000),
           maxInterval: z.number().int().min(100).default(300_000),
-          /** The resolver to ask (`host:port`); the system's when absent. */
-          server: z.string().optional(),
+          /** The resolver to ask (an IP address, with `:port` if not 53); the system's when absent. */
+          server: z
+            .string()
+            .refine((s) => resolverAddress(s), 'the resolver is an IP address, with :port if not 53')
+            .optional(),
         })
         .strict()
         .refine((d) => d.type === 'SRV' || d.port !== undefined, 'A and AAAA records need a port'),
@@ -82,6 +85,24 @@ function sameTargets(a: readonly DiscoveredTarget[], b: readonly DiscoveredTarge
 const byAddress = (a: DiscoveredTarget, b: DiscoveredTarget) =>
   a.address < b.address ? -1 : a.address > b.address ? 1 : 0;
 
+/** Whether `s` is what `dns.Resolver.setServers` takes: an IP, `ip:port` or `[ipv6]:port`. */
+function resolverAddress(s: string): boolean {
+  if (isIP(s) !== 0) return true;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(s);
+  return m !== null && isIP(m[1] ?? m[2]!) !== 0 && Number(m[3]) >= 1 && Number(m[3]) <= 65_535;
+}
+
+/** Whether `address` is a target the configuration would take: `[scheme://]host:port`, port 1-65535. */
+export function validTargetAddress(address: string): boolean {
+  const m = /^(?:https?:\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$/.exec(
+    address,
+  );
+  if (m === null) return false;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65_535) return false;
+  return !m[1]!.startsWith('[') || isIP(m[1]!.slice(1, -1)) === 6;
+}
+
 /** A registration's value: `host:port`, or `{ "address": "host:port", "weight": n }`. */
 export function parseRegistration(value: string): DiscoveredTarget | null {
   const text = value.trim();
@@ -96,11 +117,7 @@ export function parseRegistration(value: string): DiscoveredTarget | null {
       return null;
     }
   }
-  if (
-    typeof address !== 'string' ||
-    !/^(https?:\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(address)
-  )
-    return null;
+  if (typeof address !== 'string' || !validTargetAddress(address)) return null;
   if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) return null;
   return { address, weight };
 }
@@ -240,7 +257,10 @@ export class DnsDiscovery implements DiscoverySource {
       this.resolve().then(
         ({ targets, ttl }) => {
           if (stopped) return;
-          const list = [...new Map(targets.map((t) => [t.address, t])).values()].sort(byAddress);
+          const valid = targets.filter((t) => validTargetAddress(t.address));
+          if (valid.length < targets.length)
+            onError(new Error(`records of ${s.name} that are not host:port were skipped`));
+          const list = [...new Map(valid.map((t) => [t.address, t])).values()].sort(byAddress);
           if (last === null || !sameTargets(last, list)) {
             last = list;
             onTargets(list);
@@ -259,6 +279,7 @@ export class DnsDiscovery implements DiscoverySource {
     return () => {
       stopped = true;
       if (timer !== null) clearTimeout(timer);
+      this.resolver.cancel(); // a query in flight must not keep the process
     };
   }
 }

@@ -256,6 +256,7 @@ export class GatewayLoop {
   private swap(next: GatewayRuntime): void {
     const old = this.runtime;
     this.runtime = next;
+    if (old !== next) for (const [name, u] of old.upstreams) u.successor = next.upstreams.get(name) ?? null;
     if (old !== next) old.use.retire(); // its filters close once its requests in flight are done
     this.registry.apply(next.targetsInUse());
     this.relays.accessLog = next.config.http.accessLog;

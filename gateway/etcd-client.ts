@@ -214,13 +214,23 @@ export class EtcdClient {
     guard: string,
     since: number,
     operations: readonly EtcdOperation[],
+    guardIsPrefix = false,
   ): Promise<{ ok: true; revision: number } | { ok: false; modRevision: number }> {
     const r = await this.call<{
       header: { revision: string };
       succeeded?: boolean;
       responses?: { response_range?: { kvs?: RawKv[] } }[];
     }>('/v3/kv/txn', {
-      compare: [{ key: b64(guard), target: 'MOD', result: 'LESS', mod_revision: String(since + 1) }],
+      // With a prefix: no key under it changed after `since` (etcd compares every key of the range).
+      compare: [
+        {
+          key: b64(guard),
+          ...(guardIsPrefix ? { range_end: prefixEnd(guard) } : {}),
+          target: 'MOD',
+          result: 'LESS',
+          mod_revision: String(since + 1),
+        },
+      ],
       success: operations.map((o) =>
         o.op === 'put'
           ? { request_put: { key: b64(o.key), value: b64(o.value) } }
@@ -231,11 +241,15 @@ export class EtcdClient {
               },
             },
       ),
-      failure: [{ request_range: { key: b64(guard) } }],
+      failure: [
+        { request_range: { key: b64(guard), ...(guardIsPrefix ? { range_end: prefixEnd(guard) } : {}) } },
+      ],
     });
     if (r.succeeded === true) return { ok: true, revision: Number(r.header.revision) };
-    const kv = r.responses?.[0]?.response_range?.kvs?.[0];
-    return { ok: false, modRevision: kv === undefined ? 0 : Number(kv.mod_revision ?? 0) };
+    let newest = 0;
+    for (const kv of r.responses?.[0]?.response_range?.kvs ?? [])
+      newest = Math.max(newest, Number(kv.mod_revision ?? 0));
+    return { ok: false, modRevision: newest };
   }
 
   /** Grants a lease of `ttl` seconds; returns its id (an int64, as text: it may not fit a double). */
@@ -261,9 +275,11 @@ export class EtcdClient {
 
   /**
    * Watches `key` (a prefix with `prefix`) from `startRevision`: `onEvents` gets each batch with the
-   * revision it brings the watcher to; `onEnd` once, when the watch cannot go on (the caller decides what
-   * to re-read). Progress notifications keep an idle stream alive; a stream silent for `idleMs` (default
-   * 15 s) counts as failed.
+   * revision it brings the watcher to (and an empty one once the watch is created); `onEnd` once, when the
+   * watch cannot go on (the caller decides what to re-read). A quiet stream is not a dead one (etcd sends
+   * progress every 10 minutes): while it is up, the watch's endpoint is asked a cheap range every
+   * `probeMs` (default 10 s), and a watch etcd does not answer within the call timeout, or whose probe
+   * fails, ends as failed.
    */
   watch(
     key: string,
@@ -271,27 +287,30 @@ export class EtcdClient {
     startRevision: number,
     onEvents: (events: EtcdEvent[], revision: number) => void,
     onEnd: (end: WatchEnd) => void,
-    idleMs = 15_000,
+    probeMs = 10_000,
   ): EtcdWatch {
     const endpoint = this.endpoints[this.current]!;
     const url = new URL('/v3/watch', `${endpoint}/`);
     const lib = url.protocol === 'https:' ? https : http;
     let closed = false;
-    let idle: NodeJS.Timeout | null = null;
+    let probe: NodeJS.Timeout | null = null;
+    // Until etcd answers the watch request at all (the stream's head): a member that never does is dead.
+    let answer: NodeJS.Timeout | null = setTimeout(
+      () => end({ reason: 'failed', error: new Error(`the watch had no answer within ${this.timeout} ms`) }),
+      this.timeout,
+    );
+    answer.unref();
+    const stopTimers = () => {
+      if (answer !== null) clearTimeout(answer);
+      if (probe !== null) clearInterval(probe);
+      answer = probe = null;
+    };
     const end = (e: WatchEnd) => {
       if (closed) return;
       closed = true;
-      if (idle !== null) clearTimeout(idle);
+      stopTimers();
       req.destroy();
       onEnd(e);
-    };
-    const touch = () => {
-      if (idle !== null) clearTimeout(idle);
-      idle = setTimeout(
-        () => end({ reason: 'failed', error: new Error(`the watch was silent for ${idleMs} ms`) }),
-        idleMs,
-      );
-      idle.unref();
     };
     const payload = JSON.stringify({
       create_request: {
@@ -314,11 +333,17 @@ export class EtcdClient {
         end({ reason: 'failed', error: new Error(`the watch was answered ${res.statusCode}`) });
         return;
       }
-      touch();
+      if (answer !== null) clearTimeout(answer);
+      answer = null;
+      probe = setInterval(() => {
+        this.post(endpoint, '/v3/kv/range', { key: b64(key), count_only: true }).catch((error: Error) =>
+          end({ reason: 'failed', error: new Error(`etcd stopped answering: ${error.message}`) }),
+        );
+      }, probeMs);
+      probe.unref();
       res.setEncoding('utf8');
       let buffered = '';
       res.on('data', (d: string) => {
-        touch();
         buffered += d;
         for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
           const line = buffered.slice(0, nl).trim();
@@ -335,7 +360,7 @@ export class EtcdClient {
     return {
       close: () => {
         closed = true;
-        if (idle !== null) clearTimeout(idle);
+        stopTimers();
         req.destroy();
       },
     };

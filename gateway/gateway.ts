@@ -144,6 +144,8 @@ export class Gateway {
   /** Versions rolled out because discovered targets changed. */
   private targetRollouts = 0;
   private queuedFromSource = false;
+  /** What the reload in progress read from the source (in force once its rollout went through). */
+  private candidateConfig: GatewayConfig | null = null;
   /** Where the configuration is read from (and watched). */
   readonly source: ConfigSource;
   /** One engine per listener of the configuration. */
@@ -421,6 +423,12 @@ export class Gateway {
           if (result.ok && result.changed) this.targetRollouts++;
           return result;
         }
+        const candidate = this.candidateConfig;
+        this.candidateConfig = null;
+        if (result.ok && candidate !== null) {
+          this.sourceConfig = candidate;
+          this.syncDiscovery(candidate);
+        }
         if (result.ok) this.sourceApplied(result.version);
         const counts = this.reloadCounts;
         if (!result.ok) counts.refused++;
@@ -444,8 +452,9 @@ export class Gateway {
       if (fromSource) {
         next = validateConfig(await this.source.load(), this.source.description, this.filters);
         if (this.stopped) return this.stoppingResult();
-        this.sourceConfig = next;
-        this.syncDiscovery(next);
+        // In force only if the rollout goes through (startReload commits it): a refused one must not come
+        // back with the next discovery change.
+        this.candidateConfig = next;
       } else next = this.sourceConfig;
       next = this.withDiscovered(next);
     } catch (err) {
@@ -660,7 +669,8 @@ export class Gateway {
       if (wanted !== undefined && JSON.stringify(wanted) === d.settings) continue;
       d.stop();
       this.discoveries.delete(name);
-      this.discovered.delete(name);
+      // Settings changed: the targets found so far stay until the new source answers.
+      if (wanted === undefined) this.discovered.delete(name);
     }
     for (const [name, u] of Object.entries(config.upstreams)) {
       if (u.discovery === undefined || this.discoveries.has(name)) continue;

@@ -394,6 +394,10 @@ export class MirrorExchange implements PoolRequester, ResponseSink, RawRequestHe
 
   onPoolError(err: PoolError): void {
     if (this.state === DONE) return;
+    if (err.kind === 'closed') {
+      this.finish('aborted', null); // the shadow target left the configuration: nobody's failure
+      return;
+    }
     this.finish(
       'failed',
       err.kind === 'connect-timeout'

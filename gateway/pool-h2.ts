@@ -65,7 +65,7 @@ export class Http2TargetPool implements UpstreamPool {
    */
   acquire(requester: PoolRequester, _fresh = false): void {
     if (this.closing) {
-      requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
+      requester.onPoolError(new PoolError('closed', `pool for ${this.address} closed`));
       return;
     }
     for (const c of this.sessions) {
@@ -125,7 +125,7 @@ export class Http2TargetPool implements UpstreamPool {
     this.closing = true;
     for (const c of this.sessions) if (c.active === 0) c.conn.close();
     for (const w of this.queue.splice(0))
-      w.requester.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
+      w.requester.onPoolError(new PoolError('closed', `pool for ${this.address} closed`));
     this.queueTimer?.cancel();
     this.queueTimer = null;
   }

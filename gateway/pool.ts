@@ -49,8 +49,9 @@ export interface PoolRequester {
 
 /** Why a connection could not be had: the dial failed or timed out, or the pool's queue is full or too slow. */
 export class PoolError extends Error {
-  readonly kind: 'connect' | 'connect-timeout' | 'queue';
-  constructor(kind: 'connect' | 'connect-timeout' | 'queue', message: string, cause?: unknown) {
+  /** `closed`: the pool closed (its target left the configuration) while the requester waited in its queue. */
+  readonly kind: 'connect' | 'connect-timeout' | 'queue' | 'closed';
+  constructor(kind: 'connect' | 'connect-timeout' | 'queue' | 'closed', message: string, cause?: unknown) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'PoolError';
     this.kind = kind;
@@ -212,7 +213,7 @@ export class TargetPool implements UpstreamPool {
     this.closing = true;
     for (const c of this.idle.splice(0)) c.conn.close();
     for (let w = this.dequeue(); w !== null; w = this.dequeue())
-      w.onPoolError(new PoolError('queue', `pool for ${this.address} closed`));
+      w.onPoolError(new PoolError('closed', `pool for ${this.address} closed`));
     this.queueTimer?.cancel();
     this.queueTimer = null;
   }

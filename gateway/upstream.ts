@@ -171,6 +171,11 @@ export class Upstream {
   private readonly failingStatuses: ReadonlySet<number>;
   /** Bounds the retries of this upstream on this loop (null: `retryBudget: false`). */
   readonly retryBudget: RetryBudget | null;
+  /**
+   * The same upstream in the version that replaced this one (null while this one is in force): a request
+   * of an old version whose target left can be taken by the targets in force.
+   */
+  successor: Upstream | null = null;
 
   constructor(loop: EventLoop, name: string, config: UpstreamConfig, registry: TargetRegistry) {
     this.loop = loop;

@@ -41,7 +41,7 @@ const FRAMING_METHODS: ReadonlySet<string> = new Set(['HEAD', 'CONNECT']);
 import type { RouteRuntime } from './runtime.ts';
 import { epochMicros, parentOf, type SpanTimes } from './span.ts';
 import { newRequestId, newSpanId, nextTraceparent } from './tracing.ts';
-import type { Upstream, UpstreamTarget } from './upstream.ts';
+import { IDEMPOTENT, type Upstream, type UpstreamTarget } from './upstream.ts';
 import {
   connectionTokens,
   copyHead,
@@ -52,9 +52,6 @@ import {
   prepareHead,
 } from './upstream-head.ts';
 import type { RelaySummary, WebSocketRelays } from './websocket-relay.ts';
-
-/** Methods that may be retried on another target (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 // The call's states.
 const FILTERING = 0; // onRequest filters run

@@ -28,7 +28,7 @@ import type { FailureKind } from './completion.ts';
 import type { PoolError, PoolRequester, UpstreamExchange } from './pool.ts';
 import type { SharedCounter, SharedState } from './shared-state.ts';
 import { newSpanId } from './tracing.ts';
-import type { Upstream, UpstreamTarget } from './upstream.ts';
+import { IDEMPOTENT, type Upstream, type UpstreamTarget } from './upstream.ts';
 import { copyHead, type HeaderOverride, type HeadInput, prepareHead } from './upstream-head.ts';
 
 /** A route's mirror (`routes[].mirror`). */
@@ -69,9 +69,6 @@ export interface MirrorStats {
 }
 
 type MirrorCounters = Record<keyof MirrorStats, SharedCounter>;
-
-/** Methods a mirror may send again when its connection turned out closed (RFC 9110 §9.2.2). */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /**
  * The mirrors each loop runs now: aborted when the loop begins to stop (a shadow must not hold a graceful

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { type LogShipper, type RingLogger, startLogShipper } from '../core/index.ts';
 import type { CompletionRecord } from './completion.ts';
 import { duration, headerRecord } from './config-fields.ts';
+import { validTraceparent } from './tracing.ts';
 import type { OtlpSinkOptions } from './tracing-export.ts';
 
 /** The `observability.tracing` section. */
@@ -56,18 +57,10 @@ export const tracingSettings = z
 
 export type TracingSettings = z.infer<typeof tracingSettings>;
 
-// Lower-case hex only (W3C Trace Context); the same validity rules as tracing.ts's nextTraceparent.
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-const ZERO_TRACE = '0'.repeat(32);
-const ZERO_SPAN = '0'.repeat(16);
-
 /** The span id and sampled flag of a valid incoming `traceparent`, or null (a new trace starts). */
 export function parentOf(incoming: string | undefined): { spanId: string; sampled: boolean } | null {
-  if (incoming === undefined) return null;
-  const m = TRACEPARENT.exec(incoming.trim());
-  if (m === null || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return null;
-  if (m[2] === ZERO_TRACE || m[3] === ZERO_SPAN) return null;
-  return { spanId: m[3]!, sampled: (Number.parseInt(m[4]!, 16) & 1) === 1 };
+  const m = validTraceparent(incoming);
+  return m === null ? null : { spanId: m[3]!, sampled: (Number.parseInt(m[4]!, 16) & 1) === 1 };
 }
 
 /** Microseconds since the epoch, with sub-millisecond precision. */

@@ -48,15 +48,21 @@ export function newSpanId(): string {
   return latin1(scratch, 0, 16);
 }
 
+/**
+ * A `traceparent` that continues its trace, as [whole, version, trace id, span id, flags]; null for one that
+ * starts a new trace (malformed, version ff, version 00 with more fields, an all-zero id).
+ */
+export function validTraceparent(incoming: string | undefined): RegExpExecArray | null {
+  if (incoming === undefined) return null;
+  const m = TRACEPARENT.exec(incoming.trim());
+  if (m === null || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return null;
+  return m[2] === ZERO_TRACE || m[3] === ZERO_SPAN ? null : m;
+}
+
 /** The traceparent to send upstream given the one received (or none). */
 export function nextTraceparent(incoming: string | undefined): string {
-  if (incoming !== undefined) {
-    const m = TRACEPARENT.exec(incoming.trim());
-    const valid = m !== null && m[1] !== 'ff' && (m[1] !== '00' || m[5] === undefined);
-    if (valid && m[2] !== ZERO_TRACE && m[3] !== ZERO_SPAN) {
-      return `${m[1] === '00' ? '00' : m[1]}-${m[2]}-${newSpanId()}-${m[4]}`;
-    }
-  }
+  const m = validTraceparent(incoming);
+  if (m !== null) return `${m[1]}-${m[2]}-${newSpanId()}-${m[4]}`;
   // 00-<trace id: 16 bytes>-<span id: 8 bytes>-01, neither all zero (W3C Trace Context).
   scratch[0] = scratch[1] = 0x30; // 00-
   scratch[2] = 0x2d;

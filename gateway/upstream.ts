@@ -11,6 +11,9 @@ import { RetryBudget, type RetryBudgetSettings } from './retry-budget.ts';
 import { dialTls, splitScheme } from './tls-config.ts';
 
 /** The Host a request to `address` carries when the route does not keep the client's: `host:port`. */
+/** Methods a request may be sent again with, on another target or connection (RFC 9110 §9.2.2). */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
 export function hostOf(address: string): string {
   const a = parseAddress(splitScheme(address).address);
   if (a.kind === 'unix') return 'localhost';

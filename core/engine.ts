@@ -389,6 +389,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     slot.crashes.push(now);
     if (slot.crashes.length > this.options.maxRestarts) {
       process.stderr.write(`netloom: loop ${slot.index} crashed too often; not restarting it\n`);
+      this.metricsMemory.releaseRow(slot.index);
       this.emit('loopFailed', slot.index);
       return;
     }
@@ -397,6 +398,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       () => this.emit('loopRestart', slot.index),
       (err) => {
         process.stderr.write(`netloom: restarting loop ${slot.index} failed: ${String(err)}\n`);
+        this.metricsMemory.releaseRow(slot.index);
         this.emit('loopFailed', slot.index);
       },
     );

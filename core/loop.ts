@@ -11,7 +11,8 @@ import { Action, type EventHandler, type HandlerExport } from './handler.ts';
 import { RingLogger } from './log/logger.ts';
 import { type Logger, stderrLogger } from './logger.ts';
 import { MemoryPipe } from './memory-pipe.ts';
-import { createMetricsMemory, MetricsWriter } from './metrics/memory.ts';
+import { createMetricsMemory } from './metrics/memory.ts';
+import { MetricsWriter } from './metrics/writer.ts';
 import {
   adoptHandle,
   type ClientHandle,

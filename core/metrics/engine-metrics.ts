@@ -5,7 +5,7 @@
 import type { LogStats } from '../log/shipper.ts';
 import type { EngineStats } from '../stats.ts';
 import type { MetricSample } from './exposition.ts';
-import { defineMetric, type MetricFamily } from './memory.ts';
+import { defineMetric, type MetricFamily } from './family.ts';
 
 const L = ['listener', 'loop'];
 const openConnections = defineMetric(

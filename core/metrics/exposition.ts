@@ -4,7 +4,8 @@
  * `_sum` and `_count`. Samples of the same family and labels from several sources (the rows of a memory,
  * several engines) are summed.
  */
-import { KEY_SEPARATOR, type MetricFamily, type MetricsMemory } from './memory.ts';
+import { KEY_SEPARATOR, type MetricFamily } from './family.ts';
+import type { MetricsMemory } from './memory.ts';
 
 /** The content type of {@link renderExposition}'s text. */
 export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -22,9 +23,9 @@ export interface MetricSample {
 
 /** The samples a memory holds now: every series, its rows summed. */
 export function memorySamples(memory: MetricsMemory): MetricSample[] {
-  const cells = memory.sum();
+  const { directory, cells } = memory.snapshot();
   const out: MetricSample[] = [];
-  for (const { family, series } of memory.directory()) {
+  for (const { family, series } of directory) {
     const width = family.type === 'histogram' ? family.buckets.length + 3 : 1;
     for (const s of series) {
       if (s.cell + width > cells.length) continue; // claimed after the sum was taken

@@ -1,12 +1,10 @@
 export { engineSamples, logSamples } from './engine-metrics.ts';
 export { EXPOSITION_CONTENT_TYPE, type MetricSample, memorySamples, renderExposition } from './exposition.ts';
+export { defineMetric, type MetricFamily, type MetricType } from './family.ts';
 export {
   createMetricsMemory,
-  defineMetric,
-  type MetricFamily,
-  MetricSeries,
+  type DirectorySeries,
   MetricsMemory,
   type MetricsMemoryOptions,
-  MetricsWriter,
-  type MetricType,
 } from './memory.ts';
+export { MetricSeries, MetricsWriter } from './writer.ts';

@@ -4,70 +4,26 @@
  *
  * One `SharedArrayBuffer` holds a directory and a row of cells per writer (a loop). The directory names
  * the families (name, help, type, label names, histogram bounds) and the series (a family and its label
- * values), each claimed once by whichever thread first asks (a compare-and-swap; later askers find it), so
- * every row lays its cells out alike and a reader sums the rows cell by cell.
+ * values); every row lays its cells out alike and a reader sums the rows cell by cell. A writer updates a
+ * private copy of its row and publishes it under a sequence lock (see `writer.ts`).
  *
- * A writer updates a private copy of its row with plain additions (the hot path pays an addition and an
- * array store) and publishes it into its shared row every few milliseconds under a sequence lock: the
- * sequence is odd while the row is being copied, and a reader that saw it change reads the row again. A
- * scrape is therefore at most one publish interval behind the loops.
+ * Series are held: the writer of each row that makes a series holds it (a bit in the row's holder map,
+ * and a count in the entry) until it lets it go (a route a reload removed, a target that left). A row that
+ * lets go moves its share of a counter or histogram into a carry row no writer owns (a gauge's share just
+ * goes), so a counter never goes back. A series no row holds is retired: it leaves the exposition, and
+ * comes back with its totals if it is made again; when the memory is full, the oldest retired series give
+ * their entries and cells to new ones. A gateway whose routes are renamed over time therefore stays within
+ * its memory. Claims, releases and scrapes take a short lock on the directory; they happen when a version
+ * is built or a series is first used, never per update.
  *
  * Everything is bounded when created: `series` directory entries and `cells` cells a row. A series that
  * does not fit is counted (`dropped`) and given cells of its own that nobody reads: updates never throw.
  */
-
-/** What a family counts: a monotonic `counter`, a `gauge` that goes both ways, or a `histogram`. */
-export type MetricType = 'counter' | 'gauge' | 'histogram';
-
-/** A metric family: series of one name with the same label names. Define once, at module level. */
-export interface MetricFamily {
-  /** The metric's name (`[a-zA-Z_:][a-zA-Z0-9_:]*`); counters end in `_total`, histograms name a unit. */
-  readonly name: string;
-  readonly help: string;
-  readonly type: MetricType;
-  /** The label names each series gives values for, in this order. */
-  readonly labels: readonly string[];
-  /** Histograms: the bucket upper bounds, ascending (`+Inf` is implied). */
-  readonly buckets: readonly number[];
-}
-
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
-/**
- * Defines a metric family (checked: a bad name, label or bound throws a `TypeError` here, not at a scrape).
- * `buckets` only for histograms.
- */
-export function defineMetric(
-  name: string,
-  type: MetricType,
-  help: string,
-  labels: readonly string[] = [],
-  buckets: readonly number[] = [],
-): MetricFamily {
-  if (!NAME.test(name))
-    throw new TypeError(`metric name ${JSON.stringify(name)} is not [a-zA-Z_:][a-zA-Z0-9_:]*`);
-  for (const l of labels)
-    if (!LABEL.test(l) || l.startsWith('__') || (type === 'histogram' && l === 'le'))
-      throw new TypeError(`label name ${JSON.stringify(l)} of ${name} is not allowed`);
-  if (new Set(labels).size !== labels.length) throw new TypeError(`${name} repeats a label name`);
-  if (type === 'histogram') {
-    if (buckets.length === 0) throw new TypeError(`histogram ${name} needs bucket bounds`);
-    for (let i = 0; i < buckets.length; i++)
-      if (!Number.isFinite(buckets[i]!) || (i > 0 && buckets[i]! <= buckets[i - 1]!))
-        throw new TypeError(`histogram ${name}: bounds are finite and ascending`);
-  } else if (buckets.length > 0) throw new TypeError(`${name}: only histograms have buckets`);
-  return Object.freeze({ name, help, type, labels: [...labels], buckets: [...buckets] });
-}
-
-/** Cells a series of `family` takes: one, or a histogram's buckets, `+Inf`, sum and count. */
-function widthOf(family: MetricFamily): number {
-  return family.type === 'histogram' ? family.buckets.length + 3 : 1;
-}
+import { KEY_SEPARATOR, type MetricFamily } from './family.ts';
 
 // ---- layout -----------------------------------------------------------------------------------------
 
-const MAGIC = 0x6e6c6d31; // "nlm1"
+const MAGIC = 0x6e6c6d32; // "nlm2"
 // Header words (Int32).
 const H_MAGIC = 0;
 const H_FAMILIES = 1;
@@ -76,15 +32,36 @@ const H_CELLS = 3;
 const H_ROWS = 4;
 const H_NEXT_CELL = 5;
 const H_DROPPED = 6;
+/** The directory lock: 0, or the owner holding it (a row + 1, or rows + 1 for readers). */
+const H_LOCK = 7;
+/** Series retired so far: each retired entry keeps its number, so the oldest is reclaimed first. */
+const H_RETIRED = 8;
 const HEADER_BYTES = 64;
 const FAMILY_BYTES = 2048;
 const SERIES_BYTES = 512;
-/** Bytes of a series entry before its key: state, hash, family, cell, key length. */
-const SERIES_FIXED = 20;
+// A series entry's words, then its key.
+const S_STATE = 0;
+const S_HASH = 1;
+const S_FAMILY = 2;
+const S_CELL = 3;
+const S_KEY_LENGTH = 4;
+const S_HOLDERS = 5;
+const S_WIDTH = 6;
+/** 1 for a gauge: a share let go is dropped, not carried. */
+const S_GAUGE = 7;
+/** When it was retired (H_RETIRED then). */
+const S_RETIRED_AT = 8;
+const SERIES_FIXED = 36;
 const FAMILY_FIXED = 8;
+// Entry states. Families go EMPTY -> CLAIMING -> READY by compare-and-swap; series, under the lock, go
+// EMPTY -> READY -> FREE -> READY... (a retired entry keeps its key and carry: made again, it comes back;
+// probes pass it, and a new series takes the oldest one's room when nothing else is left).
 const EMPTY = 0;
 const CLAIMING = 1;
 const READY = 2;
+const FREE = 3;
+/** A lock held this long belongs to a thread that died holding it (claims take microseconds). */
+const LOCK_STALE_MS = 2000;
 
 /** Sizes of a metrics memory (see {@link createMetricsMemory}). */
 export interface MetricsMemoryOptions {
@@ -92,7 +69,7 @@ export interface MetricsMemoryOptions {
   rows: number;
   /** Families the directory holds (default 128). */
   families?: number;
-  /** Series the directory holds (default 4,096). */
+  /** Series the directory holds at once (default 4,096; freed series make room). */
   series?: number;
   /** Cells a row holds (default 32,768; a histogram series takes its bucket count + 3). */
   cells?: number;
@@ -107,8 +84,13 @@ export function createMetricsMemory(options: MetricsMemoryOptions): SharedArrayB
   for (const [k, v] of Object.entries({ rows, families, series, cells }))
     if (!Number.isSafeInteger(v) || v < 1)
       throw new RangeError(`metrics memory: ${k} must be a whole number >= 1`);
-  const seqBytes = align8(rows * 4);
-  const bytes = HEADER_BYTES + families * FAMILY_BYTES + series * SERIES_BYTES + seqBytes + rows * cells * 8;
+  const bytes =
+    HEADER_BYTES +
+    families * FAMILY_BYTES +
+    series * SERIES_BYTES +
+    align8(rows * 4) +
+    align8(rows * holderWords(series) * 4) +
+    (rows + 1) * cells * 8;
   const buffer = new SharedArrayBuffer(bytes);
   const head = new Int32Array(buffer, 0, HEADER_BYTES / 4);
   head[H_FAMILIES] = families;
@@ -121,6 +103,11 @@ export function createMetricsMemory(options: MetricsMemoryOptions): SharedArrayB
 
 function align8(n: number): number {
   return (n + 7) & ~7;
+}
+
+/** Words of one row's holder map: a bit a series entry. */
+function holderWords(series: number): number {
+  return Math.ceil(series / 32);
 }
 
 /** FNV-1a over a string's UTF-16 units (a probe start, not an identity: keys are compared whole). */
@@ -136,6 +123,22 @@ function hashKey(s: string): number {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A series as the directory lists it. */
+export interface DirectorySeries {
+  /** Its label values, one per label name of the family. */
+  readonly values: string[];
+  /** Its first cell in every row. */
+  readonly cell: number;
+}
+
+/** @internal A series entry a row holds (see {@link MetricsMemory.held}). */
+export interface HeldSeries {
+  readonly entry: number;
+  readonly key: string;
+  readonly cell: number;
+  readonly width: number;
+}
+
 /** One thread's view of a metrics memory: the directory, and reading the rows. */
 export class MetricsMemory {
   readonly buffer: SharedArrayBuffer;
@@ -149,7 +152,9 @@ export class MetricsMemory {
   private readonly familiesAt: number;
   private readonly seriesAt: number;
   private readonly seqs: Int32Array;
-  /** Every row's cells, one after the other. */
+  private readonly holders: Int32Array;
+  private readonly holderRow: number;
+  /** Every row's cells, one after the other, then the carry row (shares of series let go). */
   readonly cells: Float64Array;
   /** Families this view resolved, by definition (their directory index). */
   private readonly known = new Map<MetricFamily, number>();
@@ -170,7 +175,14 @@ export class MetricsMemory {
     this.seriesAt = this.familiesAt + this.familyCount * FAMILY_BYTES;
     const seqAt = this.seriesAt + this.seriesCount * SERIES_BYTES;
     this.seqs = new Int32Array(buffer, seqAt, this.rows);
-    this.cells = new Float64Array(buffer, seqAt + align8(this.rows * 4), this.rows * this.cellsPerRow);
+    const holdersAt = seqAt + align8(this.rows * 4);
+    this.holderRow = holderWords(this.seriesCount);
+    this.holders = new Int32Array(buffer, holdersAt, this.rows * this.holderRow);
+    this.cells = new Float64Array(
+      buffer,
+      holdersAt + align8(this.rows * this.holderRow * 4),
+      (this.rows + 1) * this.cellsPerRow,
+    );
   }
 
   /** Series that found no room (directory or cells full) since the memory was made. */
@@ -178,9 +190,18 @@ export class MetricsMemory {
     return Atomics.load(this.head, H_DROPPED);
   }
 
-  /** Cells claimed so far (the same in every row). */
+  /** Cells claimed so far (the same in every row; freed cells are reused before new ones are claimed). */
   get usedCells(): number {
-    return Math.min(Atomics.load(this.head, H_NEXT_CELL), this.cellsPerRow);
+    return Atomics.load(this.head, H_NEXT_CELL);
+  }
+
+  /** Series entries in use now (held by at least one row; retired ones are not). */
+  get liveSeries(): number {
+    return this.locked(this.rows + 1, () => {
+      let n = 0;
+      for (let i = 0; i < this.seriesCount; i++) if (this.words[this.entryAt(i) + S_STATE] === READY) n++;
+      return n;
+    });
   }
 
   /** The directory index of `family`, claimed if new; -1 when the table is full. */
@@ -226,54 +247,235 @@ export class MetricsMemory {
     ) as MetricFamily;
   }
 
+  /** The first word of series entry `i`. */
+  private entryAt(i: number): number {
+    return (this.seriesAt + i * SERIES_BYTES) / 4;
+  }
+
+  private keyOf(at: number): string {
+    const from = at * 4 + SERIES_FIXED;
+    return decoder.decode(this.bytes.slice(from, from + this.words[at + S_KEY_LENGTH]!));
+  }
+
+  /** Runs `body` holding the directory lock as `owner` (a row + 1, or rows + 1 for a reader). */
+  private locked<T>(owner: number, body: () => T): T {
+    const head = this.head;
+    let since = 0;
+    for (;;) {
+      const held = Atomics.compareExchange(head, H_LOCK, 0, owner);
+      if (held === 0) break;
+      const now = Date.now();
+      if (since === 0) since = now;
+      else if (now - since > LOCK_STALE_MS) {
+        // Its holder died inside (a thread ended mid-claim): take it over rather than wait forever.
+        if (Atomics.compareExchange(head, H_LOCK, held, owner) === held) break;
+        since = 0;
+        continue;
+      }
+      Atomics.wait(head, H_LOCK, held, 1);
+    }
+    try {
+      return body();
+    } finally {
+      Atomics.compareExchange(head, H_LOCK, owner, 0);
+      Atomics.notify(head, H_LOCK);
+    }
+  }
+
+  /** Whether row `row` holds entry `i`. */
+  private heldBy(row: number, i: number): boolean {
+    return (this.holders[row * this.holderRow + (i >>> 5)]! & (1 << (i & 31))) !== 0;
+  }
+
+  /** Row `row` holds entry `i` (under the lock). */
+  private hold(row: number, i: number): void {
+    if (this.heldBy(row, i)) return;
+    this.holders[row * this.holderRow + (i >>> 5)]! |= 1 << (i & 31);
+    this.words[this.entryAt(i) + S_HOLDERS]! += 1;
+  }
+
+  /** Row `row` lets entry `i` go; the last holder retires it (under the lock). */
+  private unhold(row: number, i: number): void {
+    if (!this.heldBy(row, i)) return;
+    this.holders[row * this.holderRow + (i >>> 5)]! &= ~(1 << (i & 31));
+    const at = this.entryAt(i);
+    const words = this.words;
+    words[at + S_HOLDERS]! -= 1;
+    if (words[at + S_HOLDERS]! > 0) return;
+    words[at + S_STATE] = FREE;
+    words[at + S_RETIRED_AT] = ++this.head[H_RETIRED]!;
+  }
+
   /**
-   * The first cell of the series of `family` (directory index `f`) with label values `key` (joined), claimed
-   * with `width` cells if new; -1 when there is no room.
+   * @internal The series of `family` (directory index `f`) with label values `key` (joined), held by `row`
+   * from now on: found, brought back with its totals if retired, or claimed with `width` cells. Its entry,
+   * or -1 when the directory has no room.
    */
-  series(f: number, key: string, width: number): number {
+  claim(f: number, key: string, width: number, gauge: boolean, row: number): number {
     const encoded = encoder.encode(key);
     if (encoded.length > SERIES_BYTES - SERIES_FIXED) {
       Atomics.add(this.head, H_DROPPED, 1);
       return -1;
     }
-    const words = this.words;
-    const h = hashKey(key) ^ Math.imul(f + 1, 0x9e3779b1);
-    let i = (h >>> 0) % this.seriesCount;
-    for (let probe = 0; probe < this.seriesCount; probe++, i = (i + 1) % this.seriesCount) {
-      const at = (this.seriesAt + i * SERIES_BYTES) / 4;
-      const state = Atomics.compareExchange(words, at, EMPTY, CLAIMING);
-      if (state === EMPTY) {
-        const cell = Atomics.add(this.head, H_NEXT_CELL, width);
-        const fits = cell + width <= this.cellsPerRow;
-        words[at + 1] = h | 0;
-        words[at + 2] = f;
-        words[at + 3] = fits ? cell : -1;
-        this.bytes.set(encoded, at * 4 + SERIES_FIXED);
-        words[at + 4] = encoded.length;
-        Atomics.store(words, at, READY);
-        if (!fits) Atomics.add(this.head, H_DROPPED, 1);
-        return fits ? cell : -1;
-      }
-      while (Atomics.load(words, at) === CLAIMING);
-      if (words[at + 1] !== (h | 0) || words[at + 2] !== f) continue;
-      const length = words[at + 4]!;
-      if (length !== encoded.length) continue;
-      const base = at * 4 + SERIES_FIXED;
-      let same = true;
-      for (let k = 0; k < length; k++)
-        if (this.bytes[base + k] !== encoded[k]) {
-          same = false;
-          break;
+    const h = (hashKey(key) ^ Math.imul(f + 1, 0x9e3779b1)) | 0;
+    return this.locked(row + 1, () => {
+      const words = this.words;
+      const n = this.seriesCount;
+      let empty = -1; // the empty entry ending the probe path
+      let oldest = -1; // else the longest retired entry on it
+      let i = (h >>> 0) % n;
+      for (let probe = 0; probe < n; probe++, i = (i + 1) % n) {
+        const at = this.entryAt(i);
+        const state = words[at + S_STATE];
+        if (state === EMPTY) {
+          empty = i;
+          break; // a key is never past an empty entry
         }
-      if (same) return words[at + 3]!;
-    }
-    Atomics.add(this.head, H_DROPPED, 1);
-    return -1;
+        if (this.isKey(at, h, f, encoded)) {
+          if (state === FREE) {
+            // Made again: it comes back with what it had counted (new cells if its own were taken).
+            if (words[at + S_CELL]! < 0) words[at + S_CELL] = this.newCells(width);
+            if (words[at + S_CELL]! < 0) Atomics.add(this.head, H_DROPPED, 1);
+            words[at + S_STATE] = READY;
+          }
+          this.hold(row, i);
+          return i;
+        }
+        if (
+          state === FREE &&
+          (oldest < 0 || words[at + S_RETIRED_AT]! < words[this.entryAt(oldest) + S_RETIRED_AT]!)
+        )
+          oldest = i;
+      }
+      const slot = empty >= 0 ? empty : oldest;
+      if (slot < 0) {
+        Atomics.add(this.head, H_DROPPED, 1);
+        return -1;
+      }
+      const at = this.entryAt(slot);
+      let cell = -1;
+      if (words[at + S_STATE] === FREE && words[at + S_CELL]! >= 0) {
+        // The retired series whose entry this takes is gone for good; its cells too, unless they fit.
+        if (words[at + S_WIDTH] === width) cell = this.reclaim(slot);
+        else this.reclaim(slot); // cells of another width: given up (a full directory's last resort)
+      }
+      if (cell < 0) cell = this.newCells(width);
+      words[at + S_HASH] = h;
+      words[at + S_FAMILY] = f;
+      words[at + S_CELL] = cell;
+      words[at + S_WIDTH] = width;
+      words[at + S_GAUGE] = gauge ? 1 : 0;
+      this.bytes.set(encoded, at * 4 + SERIES_FIXED);
+      words[at + S_KEY_LENGTH] = encoded.length;
+      words[at + S_HOLDERS] = 0;
+      words[at + S_STATE] = READY;
+      this.hold(row, slot);
+      if (cell < 0) Atomics.add(this.head, H_DROPPED, 1);
+      return slot;
+    });
   }
 
-  /** Every family and its series (label values and first cell), as the directory holds them now. */
-  directory(): { family: MetricFamily; series: { values: string[]; cell: number }[] }[] {
-    const byIndex = new Map<number, { family: MetricFamily; series: { values: string[]; cell: number }[] }>();
+  /** Whether entry `at` is the series with this hash, family and key. */
+  private isKey(at: number, h: number, f: number, encoded: Uint8Array): boolean {
+    const words = this.words;
+    if (words[at + S_HASH] !== h || words[at + S_FAMILY] !== f || words[at + S_KEY_LENGTH] !== encoded.length)
+      return false;
+    const base = at * 4 + SERIES_FIXED;
+    for (let k = 0; k < encoded.length; k++) if (this.bytes[base + k] !== encoded[k]) return false;
+    return true;
+  }
+
+  /**
+   * Cells for a series: new ones while the rows have room, else the oldest retired series' of the same
+   * width (that series then comes back from zero, if ever); -1 when neither.
+   */
+  private newCells(width: number): number {
+    const head = this.head;
+    const next = head[H_NEXT_CELL]!;
+    if (next + width <= this.cellsPerRow) {
+      Atomics.store(head, H_NEXT_CELL, next + width);
+      return next;
+    }
+    const words = this.words;
+    let oldest = -1;
+    for (let i = 0; i < this.seriesCount; i++) {
+      const at = this.entryAt(i);
+      if (words[at + S_STATE] !== FREE || words[at + S_CELL]! < 0 || words[at + S_WIDTH] !== width) continue;
+      if (oldest < 0 || words[at + S_RETIRED_AT]! < words[this.entryAt(oldest) + S_RETIRED_AT]!) oldest = i;
+    }
+    return oldest < 0 ? -1 : this.reclaim(oldest);
+  }
+
+  /**
+   * Takes retired entry `i`'s cells away from it: their carry is cleared (every row's share is zero
+   * already: each holder zeroed its own when it let go). Returns them.
+   */
+  private reclaim(i: number): number {
+    const at = this.entryAt(i);
+    const cell = this.words[at + S_CELL]!;
+    this.words[at + S_CELL] = -1;
+    const carry = this.rows * this.cellsPerRow;
+    this.cells.fill(0, carry + cell, carry + cell + this.words[at + S_WIDTH]!);
+    return cell;
+  }
+
+  /** @internal The first cell of entry `i` (-1: it found no room). */
+  cellOf(i: number): number {
+    return Atomics.load(this.words, this.entryAt(i) + S_CELL);
+  }
+
+  /**
+   * @internal Row `row` lets entry `i` go: its share (`share`, the writer's own copy of the cells; else
+   * what its shared row holds) moves into the carry row unless the series is a gauge, and its shared cells
+   * are zeroed (its writer zeroes its own copy). The last holder retires the series.
+   */
+  release(i: number, row: number, share: Float64Array | null = null): void {
+    this.locked(row + 1, () => {
+      if (!this.heldBy(row, i)) return;
+      this.letGo(row, i, share);
+    });
+  }
+
+  /** Moves row `row`'s share of entry `i` to the carry row and lets the entry go (under the lock). */
+  private letGo(row: number, i: number, share: Float64Array | null): void {
+    const at = this.entryAt(i);
+    const cell = this.words[at + S_CELL]!;
+    if (cell >= 0) {
+      const width = this.words[at + S_WIDTH]!;
+      const base = row * this.cellsPerRow + cell;
+      const carry = this.rows * this.cellsPerRow + cell;
+      this.bumpSeq(row);
+      if (this.words[at + S_GAUGE] === 0)
+        for (let k = 0; k < width; k++)
+          this.cells[carry + k]! += share === null ? this.cells[base + k]! : share[k]!;
+      this.cells.fill(0, base, base + width);
+      this.bumpSeq(row);
+    }
+    this.unhold(row, i);
+  }
+
+  /** @internal The entries of family `f` that row `row` holds. */
+  held(f: number, row: number): HeldSeries[] {
+    return this.locked(row + 1, () => {
+      const out: HeldSeries[] = [];
+      for (let i = 0; i < this.seriesCount; i++) {
+        const at = this.entryAt(i);
+        if (this.words[at + S_STATE] !== READY || this.words[at + S_FAMILY] !== f || !this.heldBy(row, i))
+          continue;
+        out.push({
+          entry: i,
+          key: this.keyOf(at),
+          cell: this.words[at + S_CELL]!,
+          width: this.words[at + S_WIDTH]!,
+        });
+      }
+      return out;
+    });
+  }
+
+  /** The directory now: every family and its series held by some row (under the lock). */
+  private listing(): { family: MetricFamily; series: DirectorySeries[] }[] {
+    const byIndex = new Map<number, { family: MetricFamily; series: DirectorySeries[] }>();
     for (let i = 0; i < this.familyCount; i++) {
       const at = this.familiesAt + i * FAMILY_BYTES;
       if (Atomics.load(this.words, at / 4) === EMPTY) continue;
@@ -281,21 +483,36 @@ export class MetricsMemory {
     }
     const words = this.words;
     for (let i = 0; i < this.seriesCount; i++) {
-      const at = (this.seriesAt + i * SERIES_BYTES) / 4;
-      if (Atomics.load(words, at) !== READY) continue;
-      const cell = words[at + 3]!;
-      const entry = byIndex.get(words[at + 2]!);
+      const at = this.entryAt(i);
+      if (words[at + S_STATE] !== READY) continue;
+      const cell = words[at + S_CELL]!;
+      const entry = byIndex.get(words[at + S_FAMILY]!);
       if (cell < 0 || entry === undefined) continue;
-      const key = decoder.decode(
-        this.bytes.slice(at * 4 + SERIES_FIXED, at * 4 + SERIES_FIXED + words[at + 4]!),
-      );
+      const key = this.keyOf(at);
       entry.series.push({ values: entry.family.labels.length === 0 ? [] : key.split(KEY_SEPARATOR), cell });
     }
     return [...byIndex.values()];
   }
 
-  /** Every row's cells summed (each row read whole between two publishes: a consistent row). */
+  /** Every family and its series (label values and first cell), as the directory holds them now. */
+  directory(): { family: MetricFamily; series: DirectorySeries[] }[] {
+    return this.locked(this.rows + 1, () => this.listing());
+  }
+
+  /**
+   * The directory and every row's cells summed, taken together: a series freed and its cells reused in
+   * between cannot lend one series' counts to another's name.
+   */
+  snapshot(): { directory: { family: MetricFamily; series: DirectorySeries[] }[]; cells: Float64Array } {
+    return this.locked(this.rows + 1, () => ({ directory: this.listing(), cells: this.total() }));
+  }
+
+  /** Every row's cells summed, with the carry (each row read whole between two publishes). */
   sum(): Float64Array {
+    return this.locked(this.rows + 1, () => this.total());
+  }
+
+  private total(): Float64Array {
     const used = this.usedCells;
     const total = new Float64Array(used);
     const width = this.cellsPerRow;
@@ -311,141 +528,40 @@ export class MetricsMemory {
       }
       for (let c = 0; c < used; c++) total[c]! += row[c]!;
     }
+    const carry = this.rows * width;
+    for (let c = 0; c < used; c++) total[c]! += this.cells[carry + c]!;
     return total;
   }
 
   /**
    * @internal Row `r`'s writer is gone (its loop crashed): its gauges no longer hold (zeroed; counters
-   * stay, and a restarted writer continues them), and a publish it left half done is closed.
+   * stay, and a restarted writer continues them and the series the row held), a publish it left half done
+   * is closed, and the directory lock, if it died holding it, is let go.
    */
   settleRow(r: number): void {
     if ((Atomics.load(this.seqs, r) & 1) === 1) Atomics.add(this.seqs, r, 1);
-    this.bumpSeq(r);
-    const base = r * this.cellsPerRow;
-    for (const { family, series } of this.directory())
-      if (family.type === 'gauge') for (const s of series) this.cells[base + s.cell] = 0;
-    this.bumpSeq(r);
+    Atomics.compareExchange(this.head, H_LOCK, r + 1, 0);
+    this.locked(this.rows + 1, () => {
+      this.bumpSeq(r);
+      const base = r * this.cellsPerRow;
+      for (const { family, series } of this.listing())
+        if (family.type === 'gauge') for (const s of series) this.cells[base + s.cell] = 0;
+      this.bumpSeq(r);
+    });
+  }
+
+  /**
+   * @internal Row `r` will have no writer again (its loop is not restarted): it lets go of what it held,
+   * its counters' shares carried (they do not go back), its gauges' dropped.
+   */
+  releaseRow(r: number): void {
+    this.locked(this.rows + 1, () => {
+      for (let i = 0; i < this.seriesCount; i++) if (this.heldBy(r, i)) this.letGo(r, i, null);
+    });
   }
 
   /** @internal Marks row `r` as being written (odd) or written (even). */
   bumpSeq(r: number): void {
     Atomics.add(this.seqs, r, 1);
-  }
-}
-
-/** Joins label values into a series key (a value may hold anything but this character). */
-export const KEY_SEPARATOR = '\u0000';
-
-/** A series' update handle: a counter or gauge cell, or a histogram's cells, in its writer's row. */
-export class MetricSeries {
-  private readonly local: Float64Array;
-  private readonly at: number;
-  private readonly bounds: readonly number[];
-  private readonly writer: MetricsWriter;
-
-  /** @internal Use `MetricsWriter.series`. */
-  constructor(writer: MetricsWriter, local: Float64Array, at: number, bounds: readonly number[]) {
-    this.writer = writer;
-    this.local = local;
-    this.at = at;
-    this.bounds = bounds;
-  }
-
-  /** Adds `n` (1 by default) to a counter or gauge. */
-  add(n = 1): void {
-    this.local[this.at]! += n;
-    this.writer.dirty = true;
-  }
-
-  /** Sets a gauge (this writer's share of it: rows are summed). */
-  set(v: number): void {
-    this.local[this.at] = v;
-    this.writer.dirty = true;
-  }
-
-  /** Records one observation in a histogram. */
-  observe(v: number): void {
-    const bounds = this.bounds;
-    const local = this.local;
-    const at = this.at;
-    let b = 0;
-    while (b < bounds.length && v > bounds[b]!) b++;
-    local[at + b]! += 1; // non-cumulative here; the exposition sums them up
-    local[at + bounds.length + 1]! += v;
-    local[at + bounds.length + 2]! += 1;
-    this.writer.dirty = true;
-  }
-}
-
-/**
- * A thread's writer over one row: series handles (made once, then updated with no allocation) and
- * `publish`, which the owner calls every few milliseconds. Only one writer may own a row at a time; a
- * writer made for a row that had one before (a restarted loop) continues its totals.
- */
-export class MetricsWriter {
-  readonly memory: MetricsMemory;
-  readonly row: number;
-  private readonly local: Float64Array;
-  /** Cells of series that found no room: written, never published. */
-  private readonly spare: Float64Array;
-  /** @internal Something changed since the last publish. */
-  dirty = false;
-  private readonly handles = new Map<MetricFamily, Map<string, MetricSeries>>();
-
-  constructor(memory: SharedArrayBuffer | MetricsMemory, row: number) {
-    const m = memory instanceof MetricsMemory ? memory : new MetricsMemory(memory);
-    if (!Number.isInteger(row) || row < 0 || row >= m.rows)
-      throw new RangeError(`metrics row ${row} is not one of the memory's ${m.rows}`);
-    this.memory = m;
-    this.row = row;
-    const width = m.cellsPerRow;
-    this.local = m.cells.slice(row * width, (row + 1) * width);
-    this.spare = new Float64Array(64);
-  }
-
-  /**
-   * The series of `family` with these label values (one per label name, in order), made once: keep the
-   * handle. A series the memory has no room for still takes updates (they are counted nowhere).
-   */
-  series(family: MetricFamily, values: readonly string[] = []): MetricSeries {
-    if (values.length !== family.labels.length)
-      throw new TypeError(`${family.name} takes ${family.labels.length} label values, got ${values.length}`);
-    for (const v of values)
-      if (v.includes(KEY_SEPARATOR))
-        throw new TypeError(`a label value of ${family.name} holds a NUL character`);
-    const key = values.join(KEY_SEPARATOR);
-    let byKey = this.handles.get(family);
-    if (byKey === undefined) {
-      byKey = new Map();
-      this.handles.set(family, byKey);
-    }
-    const known = byKey.get(key);
-    if (known !== undefined) return known;
-    const m = this.memory;
-    const f = m.family(family);
-    const width = widthOf(family);
-    const cell = f < 0 ? -1 : m.series(f, key, width);
-    const handle =
-      cell < 0
-        ? new MetricSeries(
-            this,
-            width <= this.spare.length ? this.spare : new Float64Array(width),
-            0,
-            family.buckets,
-          )
-        : new MetricSeries(this, this.local, cell, family.buckets);
-    byKey.set(key, handle);
-    return handle;
-  }
-
-  /** Copies this writer's row into shared memory, if anything changed (readers see it from now on). */
-  publish(): void {
-    if (!this.dirty) return;
-    this.dirty = false;
-    const m = this.memory;
-    const used = m.usedCells;
-    m.bumpSeq(this.row);
-    m.cells.set(this.local.subarray(0, used), this.row * m.cellsPerRow);
-    m.bumpSeq(this.row);
   }
 }

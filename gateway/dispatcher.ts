@@ -12,7 +12,7 @@ import { ProxyCall, sendGatewayError } from './call.ts';
 import type { GatewayConfig } from './config.ts';
 import { gatewayUsdtProbes } from './diagnostics.ts';
 import type { FilterRegistry } from './filter.ts';
-import { LoopMetrics } from './metrics.ts';
+import { LoopMetrics, SeriesLedger } from './metrics.ts';
 import { stopMirrors } from './mirror.ts';
 import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
@@ -104,6 +104,7 @@ export class GatewayLoop {
   private readonly channel: BroadcastChannel;
   private readonly statsTimer: LoopTimer;
   private readonly metrics: LoopMetrics;
+  private readonly ledger: SeriesLedger;
   /** Writes sampled requests' spans (`observability.tracing`), or null. */
   private readonly tracer: Tracer | null;
   private readonly usdt: UsdtBridge | null;
@@ -114,6 +115,7 @@ export class GatewayLoop {
   constructor(loop: EventLoop, data: GatewayLoopData, filters: FilterRegistry) {
     this.loop = loop;
     this.metrics = new LoopMetrics(loop.metrics);
+    this.ledger = new SeriesLedger(loop.metrics);
     const tracing = data.config.observability.tracing;
     this.tracer = tracing === undefined || data.spans === undefined ? null : this.tracerFor(tracing, data);
     this.usdt = data.config.observability.dtrace
@@ -186,6 +188,7 @@ export class GatewayLoop {
       this.shared,
       this.tracer,
       this.id,
+      this.ledger,
     );
   }
 
@@ -241,6 +244,11 @@ export class GatewayLoop {
           }
         }
         if (msg.to === this.id) {
+          if (this.syncedResolve !== null) {
+            // The version in force runs: what a crashed predecessor's row held for names gone since goes.
+            this.ledger.sweep();
+            this.metrics.sweep();
+          }
           this.syncedResolve?.();
           // It asked because it missed a commit (or booted): the main thread may be waiting for this answer.
           this.post({ type: 'committed', loop: this.id, version: this.runtime.version });

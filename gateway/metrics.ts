@@ -2,20 +2,13 @@
  * The gateway's metrics. Per request, each loop adds to series in its own row of the listener's metrics
  * memory (`loop.metrics`): requests by route, domain, upstream and status class, latency histograms, body
  * bytes, retries and failures. Every second each loop sets its gauges (pools, target health, WebSockets).
- * Figures kept elsewhere in shared memory (rate limits, circuits, mirrors), reloads and the log pipeline
- * are read at the scrape. Labels come from the configuration only (route, domain, upstream, target,
- * failure kind): no per-path or per-client series.
+ * Labels come from the configuration only (route, domain, upstream, target, failure kind): no per-path or
+ * per-client series. Series of names no version on the loop uses any more are let go (a route renamed, a
+ * target gone), so their room goes to new ones. What the main thread adds at a scrape is in
+ * `scrape-metrics.ts`.
  */
-import {
-  defineMetric,
-  type LogStats,
-  type MetricSample,
-  type MetricSeries,
-  type MetricsWriter,
-} from '../core/index.ts';
-import type { CircuitStats } from './circuit-breaker.ts';
+import { defineMetric, type MetricSeries, type MetricsWriter } from '../core/index.ts';
 import type { CompletionRecord } from './completion.ts';
-import type { MirrorStats } from './mirror.ts';
 import type { Upstream, UpstreamTarget } from './upstream.ts';
 
 /** Latency bucket bounds, seconds: 1 ms to 30 s. */
@@ -104,6 +97,76 @@ const healthyLoops = defineMetric(
 const websockets = defineMetric('netloom_gateway_websockets_open', 'gauge', 'WebSocket relays open now.');
 
 const STATUS_CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'];
+/** Families labelled by route first (`requests` has its upstream third), by upstream first, by target. */
+const BY_ROUTE = [requests, duration, requestBytes, responseBytes, failures];
+const BY_UPSTREAM = [firstByte, retries, retriesDenied];
+const BY_TARGET = [poolConnections, poolWaiting, poolEvents, healthyLoops];
+
+/**
+ * Which route and upstream names the versions alive on a loop use (built, in force, or draining their
+ * requests), so that the series of a name none of them uses any more are let go: a gateway whose routes
+ * are renamed over many reloads stays within its metrics memory, and /metrics lists what is configured.
+ */
+export class SeriesLedger {
+  private readonly writer: MetricsWriter;
+  private readonly routes = new Map<string, number>();
+  private readonly upstreams = new Map<string, number>();
+
+  constructor(writer: MetricsWriter) {
+    this.writer = writer;
+  }
+
+  /** A version's names are in use until the function returned runs (once: when the version closes). */
+  hold(routes: readonly string[], upstreams: readonly string[]): () => void {
+    const r = [...new Set(routes)];
+    const u = [...new Set(upstreams)];
+    for (const name of r) this.routes.set(name, (this.routes.get(name) ?? 0) + 1);
+    for (const name of u) this.upstreams.set(name, (this.upstreams.get(name) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const goneRoutes = SeriesLedger.drop(this.routes, r);
+      const goneUpstreams = SeriesLedger.drop(this.upstreams, u);
+      if (goneRoutes.size + goneUpstreams.size > 0)
+        this.release(
+          (name) => goneRoutes.has(name),
+          (name) => goneUpstreams.has(name),
+        );
+    };
+  }
+
+  private static drop(counts: Map<string, number>, names: readonly string[]): Set<string> {
+    const gone = new Set<string>();
+    for (const name of names) {
+      const n = (counts.get(name) ?? 1) - 1;
+      if (n > 0) counts.set(name, n);
+      else {
+        counts.delete(name);
+        gone.add(name);
+      }
+    }
+    return gone;
+  }
+
+  private release(route: (name: string) => boolean, upstream: (name: string) => boolean): void {
+    const w = this.writer;
+    for (const f of BY_ROUTE)
+      w.releaseSeries(f, f === requests ? (v) => route(v[0]!) || upstream(v[2]!) : (v) => route(v[0]!));
+    for (const f of BY_UPSTREAM) w.releaseSeries(f, (v) => upstream(v[0]!));
+  }
+
+  /**
+   * Lets go what this loop's row holds for names no version here uses: after a restart, the series its
+   * crashed predecessor held for routes and upstreams removed since (call once the version in force runs).
+   */
+  sweep(): void {
+    this.release(
+      (name) => !this.routes.has(name),
+      (name) => !this.upstreams.has(name),
+    );
+  }
+}
 
 /** The series of one upstream as one route's requests use them. */
 interface UpstreamSeries {
@@ -178,6 +241,8 @@ export class LoopMetrics {
   /** Each target's series, and what its pool had counted at the last call. */
   private readonly targets = new Map<UpstreamTarget, { series: MetricSeries[]; counted: number[] }>();
   private readonly websockets: MetricSeries;
+  /** At the next `gauges`, let go of target series the row holds for targets not in force. */
+  private sweepPending = false;
 
   constructor(writer: MetricsWriter) {
     this.writer = writer;
@@ -197,15 +262,23 @@ export class LoopMetrics {
   /**
    * Sets this loop's gauges (its targets' pools and health, its WebSockets) and adds what the pools counted
    * since the last call. A target a reload removed stops counting (its gauges go to 0); a pool made anew
-   * (the target removed and added again) counts from its own zero, so the counters never go back.
+   * (the target removed and added again) counts from its own zero, so the counters never go back. The
+   * series of a target no longer in force are let go.
    */
   gauges(targets: Iterable<[string, UpstreamTarget]>, websocketsOpen: number): void {
     const current = new Map<UpstreamTarget, string>();
     for (const [upstream, t] of targets) current.set(t, upstream);
-    for (const [t, entry] of this.targets) {
+    let left = this.sweepPending;
+    this.sweepPending = false;
+    for (const t of this.targets.keys()) {
       if (current.has(t)) continue;
-      for (const k of [0, 1, 2, 7]) entry.series[k]!.set(0);
       this.targets.delete(t);
+      left = true;
+    }
+    if (left) {
+      const live = new Set<string>();
+      for (const [t, upstream] of current) live.add(`${upstream}\u0000${t.address}`);
+      for (const f of BY_TARGET) this.writer.releaseSeries(f, (v) => !live.has(`${v[0]}\u0000${v[1]}`));
     }
     for (const [t, upstream] of current) {
       let entry = this.targets.get(t);
@@ -242,179 +315,9 @@ export class LoopMetrics {
     }
     this.websockets.set(websocketsOpen);
   }
-}
 
-// ---- read at the scrape (the main thread) -------------------------------------------------------------
-
-const reloads = defineMetric(
-  'netloom_gateway_reloads_total',
-  'counter',
-  'Configuration reloads by result: applied, unchanged, refused.',
-  ['result'],
-);
-const configVersion = defineMetric(
-  'netloom_gateway_config_version',
-  'gauge',
-  'The configuration version in force.',
-);
-const targetRollouts = defineMetric(
-  'netloom_gateway_target_rollouts_total',
-  'counter',
-  'Configuration versions rolled out because discovered targets changed (no source reload).',
-);
-const rateLimited = defineMetric(
-  'netloom_gateway_rate_limited_total',
-  'counter',
-  "Requests a route's rate-limit filters refused.",
-  ['route'],
-);
-const keyEvictions = defineMetric(
-  'netloom_gateway_rate_limit_key_evictions_total',
-  'counter',
-  'Rate-limit keys evicted from the shared key table.',
-);
-const redisCalls = defineMetric(
-  'netloom_gateway_rate_limit_redis_calls_total',
-  'counter',
-  'Calls to Redis for rate limits, by result (ok, error).',
-  ['result'],
-);
-const redisFallbacks = defineMetric(
-  'netloom_gateway_rate_limit_redis_fallbacks_total',
-  'counter',
-  'Requests decided without Redis while it failed, by mode (open: admitted, closed: refused).',
-  ['mode'],
-);
-const redisBreaker = defineMetric(
-  'netloom_gateway_rate_limit_redis_breaker_opened_total',
-  'counter',
-  "Times the rate limits' Redis breaker opened.",
-);
-const circuitOpen = defineMetric(
-  'netloom_gateway_circuit_open_loops',
-  'gauge',
-  'Loops where a circuit is open or half-open now.',
-  ['circuit'],
-);
-const circuitTransitions = defineMetric(
-  'netloom_gateway_circuit_transitions_total',
-  'counter',
-  'Circuit transitions, by the state entered.',
-  ['circuit', 'to'],
-);
-const circuitFallbacks = defineMetric(
-  'netloom_gateway_circuit_fallbacks_total',
-  'counter',
-  'Requests a circuit answered with its fallback.',
-  ['circuit'],
-);
-const circuitShed = defineMetric(
-  'netloom_gateway_circuit_shed_total',
-  'counter',
-  'Requests of low-priority routes cut while the circuit was closed.',
-  ['circuit'],
-);
-const mirrorRequests = defineMetric(
-  'netloom_gateway_mirror_requests_total',
-  'counter',
-  "Mirrors of a route's requests, by outcome (started, answered, failed, aborted, skipped).",
-  ['route', 'outcome'],
-);
-const mirrorsInFlight = defineMetric('netloom_gateway_mirrors_in_flight', 'gauge', 'Mirrors running now.', [
-  'route',
-]);
-
-/** Reload results counted on the main thread. */
-export interface ReloadCounts {
-  applied: number;
-  unchanged: number;
-  refused: number;
-}
-
-/** What the main thread knows at a scrape, as samples. */
-export function gatewaySamples(figures: {
-  version: number;
-  reloads: ReloadCounts;
-  /** Versions rolled out because discovered targets changed. */
-  targetRollouts: number;
-  limits: {
-    evictions: number;
-    rejected: Record<string, number>;
-    redis?: {
-      calls: number;
-      answered: number;
-      errors: number;
-      failOpen: number;
-      failClosed: number;
-      breakerOpened: number;
-    };
-  };
-  circuits: Record<string, CircuitStats>;
-  mirrors: Record<string, MirrorStats>;
-}): MetricSample[] {
-  const out: MetricSample[] = [];
-  const put = (family: MetricSample['family'], values: string[], value: number) =>
-    out.push({ family, values, value });
-  for (const result of ['applied', 'unchanged', 'refused'] as const)
-    put(reloads, [result], figures.reloads[result]);
-  put(configVersion, [], figures.version);
-  put(targetRollouts, [], figures.targetRollouts);
-  for (const [route, n] of Object.entries(figures.limits.rejected)) put(rateLimited, [route], n);
-  put(keyEvictions, [], figures.limits.evictions);
-  const redis = figures.limits.redis;
-  if (redis !== undefined) {
-    put(redisCalls, ['ok'], redis.answered);
-    put(redisCalls, ['error'], redis.errors);
-    put(redisFallbacks, ['open'], redis.failOpen);
-    put(redisFallbacks, ['closed'], redis.failClosed);
-    put(redisBreaker, [], redis.breakerOpened);
+  /** After a restart: the target series the crashed predecessor held go at the next `gauges` if not in force. */
+  sweep(): void {
+    this.sweepPending = true;
   }
-  for (const [id, c] of Object.entries(figures.circuits)) {
-    put(circuitOpen, [id], c.openLoops);
-    put(circuitTransitions, [id, 'open'], c.opened);
-    put(circuitTransitions, [id, 'half_open'], c.halfOpened);
-    put(circuitTransitions, [id, 'closed'], c.closed);
-    put(circuitFallbacks, [id], c.fallbacks);
-    put(circuitShed, [id], c.shed);
-  }
-  for (const [route, m] of Object.entries(figures.mirrors)) {
-    for (const outcome of ['started', 'answered', 'failed', 'aborted', 'skipped'] as const)
-      put(mirrorRequests, [route, outcome], m[outcome]);
-    put(mirrorsInFlight, [route], m.inFlight);
-  }
-  return out;
-}
-
-const spans = defineMetric(
-  'netloom_gateway_traced_requests_total',
-  'counter',
-  "Traced requests' spans (a server span, and a client span once a target was tried): queued by the loops, exported, dropped (queue full, or the collector failed).",
-  ['outcome'],
-);
-
-/** The span pipeline's figures (`observability.tracing`), a request (one or two spans) a count. */
-export function spanSamples(stats: LogStats): MetricSample[] {
-  const dropped = stats.dropped.full + stats.dropped.tooLarge + stats.dropped.sink + stats.dropped.abandoned;
-  return [
-    { family: spans, values: ['queued'], value: stats.committed },
-    { family: spans, values: ['exported'], value: stats.shipped },
-    { family: spans, values: ['dropped'], value: dropped },
-  ];
-}
-
-/**
- * Room for the gateway's series in a listener's metrics memory, from the configuration at start: a target
- * takes 8 series, a route 15 plus 6 an upstream it reaches, a histogram 17 cells; twice that for reloads
- * and discovered targets to come (past it, series are dropped and counted on /metrics).
- */
-export function metricsRoom(config: {
-  routes: readonly unknown[];
-  upstreams: Record<string, { targets: readonly unknown[]; discovery?: unknown }>;
-}): { metricsSeries: number; metricsCells: number } {
-  const upstreams = Object.values(config.upstreams);
-  const targets = upstreams.reduce((n, u) => n + u.targets.length + (u.discovery === undefined ? 0 : 64), 0);
-  const routes = config.routes.length;
-  const series = 512 + 8 * targets + routes * (15 + 6 * Math.min(upstreams.length, 4)) + 3 * upstreams.length;
-  const cells = series + 17 * (routes + upstreams.length);
-  return { metricsSeries: Math.max(4096, 2 * series), metricsCells: Math.max(32_768, 2 * cells) };
 }

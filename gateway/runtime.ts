@@ -2,7 +2,7 @@ import type { EventLoop } from '../core/index.ts';
 import type { GatewayConfig, RouteConfig, UpstreamConfig } from './config.ts';
 import type { FilterInstance, FilterRegistry } from './filter.ts';
 import { byLength, FORWARDING, SKIP_REQUEST, SKIP_RESPONSE } from './hop-by-hop.ts';
-import { RouteMetrics } from './metrics.ts';
+import { RouteMetrics, type SeriesLedger } from './metrics.ts';
 import { MIRROR_MARKER, RouteMirror } from './mirror.ts';
 import { Router } from './router.ts';
 import type { SharedState } from './shared-state.ts';
@@ -128,10 +128,13 @@ export class VersionUse {
   private closed = false;
   private readonly instances: readonly FilterInstance[];
   private readonly loop: EventLoop;
+  /** Lets the version's metric names go (see `SeriesLedger`). */
+  private readonly letGoSeries: () => void;
 
-  constructor(instances: readonly FilterInstance[], loop: EventLoop) {
+  constructor(instances: readonly FilterInstance[], loop: EventLoop, letGoSeries: () => void = () => {}) {
     this.instances = instances;
     this.loop = loop;
+    this.letGoSeries = letGoSeries;
   }
 
   acquire(): void {
@@ -152,6 +155,7 @@ export class VersionUse {
     if (this.closed) return;
     this.closed = true;
     closeInstances(this.instances, this.loop);
+    this.letGoSeries();
   }
 }
 
@@ -212,12 +216,17 @@ export class GatewayRuntime {
     shared: SharedState,
     tracer: Tracer | null = null,
     loopId = `0:${loop.index}`,
+    ledger: SeriesLedger | null = null,
   ): GatewayRuntime {
     const upstreams = new Map<string, Upstream>();
     for (const [name, u] of Object.entries(config.upstreams))
       upstreams.set(name, new Upstream(loop, name, u, registry));
     const all: FilterInstance[] = [];
-    const use = new VersionUse(all, loop);
+    const letGo = ledger?.hold(
+      config.routes.map((r) => r.name),
+      Object.keys(config.upstreams),
+    );
+    const use = new VersionUse(all, loop, letGo);
     let routes: RouteRuntime[];
     try {
       routes = GatewayRuntime.routesOf(
@@ -234,6 +243,7 @@ export class GatewayRuntime {
       );
     } catch (err) {
       closeInstances(all, loop); // the version is refused: what its filters opened goes too
+      letGo?.();
       throw err;
     }
     return new GatewayRuntime(version, config, upstreams, routes, use);

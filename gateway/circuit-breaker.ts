@@ -79,8 +79,6 @@ const settings = z
   })
   .strict();
 
-type Settings = z.output<typeof settings>;
-
 const BUCKETS = 10;
 
 // The circuit's states.

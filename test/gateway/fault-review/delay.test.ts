@@ -59,7 +59,7 @@ describe('fault delay review', { timeout: 30_000 }, () => {
     else assert.equal(r.status, 200);
   });
 
-  test('abort 204 and 304: no body and the connection stays usable', async (t) => {
+  test('abort 204 and 304: no body and the connection stays usable', async () => {
     for (const status of [204, 304]) {
       const up = await namedUpstream('ok');
       const gw = await faultGateway(up.address, { abort: { status, body: 'should not go out' } });

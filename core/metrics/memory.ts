@@ -36,6 +36,10 @@ const H_DROPPED = 6;
 const H_LOCK = 7;
 /** Series retired so far: each retired entry keeps its number, so the oldest is reclaimed first. */
 const H_RETIRED = 8;
+/** Ranges in the free list: cells no series owns (left over when an entry of another width was reused). */
+const H_FREE_RANGES = 9;
+/** Bumped by each taker of the lock, so a waiter tells a lock held for long from one changing hands. */
+const H_LOCK_TAKEN = 10;
 const HEADER_BYTES = 64;
 const FAMILY_BYTES = 2048;
 const SERIES_BYTES = 512;
@@ -90,6 +94,7 @@ export function createMetricsMemory(options: MetricsMemoryOptions): SharedArrayB
     series * SERIES_BYTES +
     align8(rows * 4) +
     align8(rows * holderWords(series) * 4) +
+    align8(series * 2 * 4) +
     (rows + 1) * cells * 8;
   const buffer = new SharedArrayBuffer(bytes);
   const head = new Int32Array(buffer, 0, HEADER_BYTES / 4);
@@ -154,6 +159,8 @@ export class MetricsMemory {
   private readonly seqs: Int32Array;
   private readonly holders: Int32Array;
   private readonly holderRow: number;
+  /** Free cell ranges: (first cell, width) pairs, `H_FREE_RANGES` of them. */
+  private readonly freeRanges: Int32Array;
   /** Every row's cells, one after the other, then the carry row (shares of series let go). */
   readonly cells: Float64Array;
   /** Families this view resolved, by definition (their directory index). */
@@ -178,9 +185,11 @@ export class MetricsMemory {
     const holdersAt = seqAt + align8(this.rows * 4);
     this.holderRow = holderWords(this.seriesCount);
     this.holders = new Int32Array(buffer, holdersAt, this.rows * this.holderRow);
+    const freeAt = holdersAt + align8(this.rows * this.holderRow * 4);
+    this.freeRanges = new Int32Array(buffer, freeAt, this.seriesCount * 2);
     this.cells = new Float64Array(
       buffer,
-      holdersAt + align8(this.rows * this.holderRow * 4),
+      freeAt + align8(this.seriesCount * 2 * 4),
       (this.rows + 1) * this.cellsPerRow,
     );
   }
@@ -261,19 +270,24 @@ export class MetricsMemory {
   private locked<T>(owner: number, body: () => T): T {
     const head = this.head;
     let since = 0;
+    let seen = -1;
     for (;;) {
       const held = Atomics.compareExchange(head, H_LOCK, 0, owner);
       if (held === 0) break;
       const now = Date.now();
-      if (since === 0) since = now;
-      else if (now - since > LOCK_STALE_MS) {
-        // Its holder died inside (a thread ended mid-claim): take it over rather than wait forever.
+      const taken = Atomics.load(head, H_LOCK_TAKEN);
+      if (taken !== seen) {
+        // Taken again since we last looked: a live lock changing hands, not one left held.
+        seen = taken;
+        since = now;
+      } else if (now - since > LOCK_STALE_MS) {
+        // The same taking for this long: its holder died inside (a thread ended mid-claim). Take it over.
         if (Atomics.compareExchange(head, H_LOCK, held, owner) === held) break;
-        since = 0;
         continue;
       }
       Atomics.wait(head, H_LOCK, held, 1);
     }
+    Atomics.add(head, H_LOCK_TAKEN, 1);
     try {
       return body();
     } finally {
@@ -355,9 +369,12 @@ export class MetricsMemory {
       const at = this.entryAt(slot);
       let cell = -1;
       if (words[at + S_STATE] === FREE && words[at + S_CELL]! >= 0) {
-        // The retired series whose entry this takes is gone for good; its cells too, unless they fit.
-        if (words[at + S_WIDTH] === width) cell = this.reclaim(slot);
-        else this.reclaim(slot); // cells of another width: given up (a full directory's last resort)
+        // The retired series whose entry this takes is gone for good; its cells are ours if they fit,
+        // else they go to the free list for another series.
+        const theirs = words[at + S_WIDTH]!;
+        const taken = this.reclaim(slot);
+        if (theirs === width) cell = taken;
+        else this.freeCells(taken, theirs);
       }
       if (cell < 0) cell = this.newCells(width);
       words[at + S_HASH] = h;
@@ -386,8 +403,9 @@ export class MetricsMemory {
   }
 
   /**
-   * Cells for a series: new ones while the rows have room, else the oldest retired series' of the same
-   * width (that series then comes back from zero, if ever); -1 when neither.
+   * Cells for a series: new ones while the rows have room, else free ones, else the oldest retired
+   * series' that are wide enough (that series then comes back from zero, if ever; what is left over goes
+   * to the free list); -1 when none.
    */
   private newCells(width: number): number {
     const head = this.head;
@@ -396,14 +414,50 @@ export class MetricsMemory {
       Atomics.store(head, H_NEXT_CELL, next + width);
       return next;
     }
+    const free = this.takeFree(width);
+    if (free >= 0) return free;
     const words = this.words;
     let oldest = -1;
     for (let i = 0; i < this.seriesCount; i++) {
       const at = this.entryAt(i);
-      if (words[at + S_STATE] !== FREE || words[at + S_CELL]! < 0 || words[at + S_WIDTH] !== width) continue;
+      if (words[at + S_STATE] !== FREE || words[at + S_CELL]! < 0 || words[at + S_WIDTH]! < width) continue;
       if (oldest < 0 || words[at + S_RETIRED_AT]! < words[this.entryAt(oldest) + S_RETIRED_AT]!) oldest = i;
     }
-    return oldest < 0 ? -1 : this.reclaim(oldest);
+    if (oldest < 0) return -1;
+    const theirs = words[this.entryAt(oldest) + S_WIDTH]!;
+    const cell = this.reclaim(oldest);
+    if (theirs > width) this.freeCells(cell + width, theirs - width);
+    return cell;
+  }
+
+  /** Puts `width` cells from `cell` on the free list (zero in every row and the carry already). */
+  private freeCells(cell: number, width: number): void {
+    const n = this.head[H_FREE_RANGES]!;
+    if (n >= this.seriesCount) return; // a list this long means fragments too small to matter
+    this.freeRanges[2 * n] = cell;
+    this.freeRanges[2 * n + 1] = width;
+    this.head[H_FREE_RANGES] = n + 1;
+  }
+
+  /** Takes `width` cells off the free list (the first range wide enough), or -1. */
+  private takeFree(width: number): number {
+    const ranges = this.freeRanges;
+    const n = this.head[H_FREE_RANGES]!;
+    for (let j = 0; j < n; j++) {
+      const have = ranges[2 * j + 1]!;
+      if (have < width) continue;
+      const cell = ranges[2 * j]!;
+      if (have > width) {
+        ranges[2 * j] = cell + width;
+        ranges[2 * j + 1] = have - width;
+      } else {
+        ranges[2 * j] = ranges[2 * (n - 1)]!;
+        ranges[2 * j + 1] = ranges[2 * (n - 1) + 1]!;
+        this.head[H_FREE_RANGES] = n - 1;
+      }
+      return cell;
+    }
+    return -1;
   }
 
   /**

@@ -97,75 +97,86 @@ const healthyLoops = defineMetric(
 const websockets = defineMetric('netloom_gateway_websockets_open', 'gauge', 'WebSocket relays open now.');
 
 const STATUS_CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'];
-/** Families labelled by route first (`requests` has its upstream third), by upstream first, by target. */
-const BY_ROUTE = [requests, duration, requestBytes, responseBytes, failures];
+/** Families labelled by route first (besides `requests`), by upstream first, by target. */
+const BY_ROUTE = [duration, requestBytes, responseBytes, failures];
 const BY_UPSTREAM = [firstByte, retries, retriesDenied];
 const BY_TARGET = [poolConnections, poolWaiting, poolEvents, healthyLoops];
 
 /**
- * Which route and upstream names the versions alive on a loop use (built, in force, or draining their
- * requests), so that the series of a name none of them uses any more are let go: a gateway whose routes
- * are renamed over many reloads stays within its metrics memory, and /metrics lists what is configured.
+ * Which route, upstream and (route, domain, upstream) label sets the versions alive on a loop use (built,
+ * in force, or draining their requests), so that the series no version uses any more are let go: a
+ * gateway whose routes are renamed, moved to another domain or pointed elsewhere over many reloads stays
+ * within its metrics memory, and /metrics lists what is configured.
  */
 export class SeriesLedger {
   private readonly writer: MetricsWriter;
   private readonly routes = new Map<string, number>();
   private readonly upstreams = new Map<string, number>();
+  /** `route NUL domain NUL upstream`: the label sets a version's requests may count under. */
+  private readonly requestSets = new Map<string, number>();
 
   constructor(writer: MetricsWriter) {
     this.writer = writer;
   }
 
-  /** A version's names are in use until the function returned runs (once: when the version closes). */
-  hold(routes: readonly string[], upstreams: readonly string[]): () => void {
-    const r = [...new Set(routes)];
+  /**
+   * A version's names are in use until the function returned runs (once: when the version closes). Any
+   * route's request may be served by any upstream of the version (a filter may choose it).
+   */
+  hold(routes: readonly { name: string; domain: string }[], upstreams: readonly string[]): () => void {
+    const r = [...new Set(routes.map((x) => x.name))];
     const u = [...new Set(upstreams)];
-    for (const name of r) this.routes.set(name, (this.routes.get(name) ?? 0) + 1);
-    for (const name of u) this.upstreams.set(name, (this.upstreams.get(name) ?? 0) + 1);
+    const sets = [...new Set(routes.flatMap((x) => u.map((name) => requestSet(x.name, x.domain, name))))];
+    SeriesLedger.add(this.routes, r);
+    SeriesLedger.add(this.upstreams, u);
+    SeriesLedger.add(this.requestSets, sets);
     let held = true;
     return () => {
       if (!held) return;
       held = false;
-      const goneRoutes = SeriesLedger.drop(this.routes, r);
-      const goneUpstreams = SeriesLedger.drop(this.upstreams, u);
-      if (goneRoutes.size + goneUpstreams.size > 0)
-        this.release(
-          (name) => goneRoutes.has(name),
-          (name) => goneUpstreams.has(name),
-        );
+      const gone =
+        SeriesLedger.drop(this.routes, r) +
+        SeriesLedger.drop(this.upstreams, u) +
+        SeriesLedger.drop(this.requestSets, sets);
+      if (gone > 0) this.sweep();
     };
   }
 
-  private static drop(counts: Map<string, number>, names: readonly string[]): Set<string> {
-    const gone = new Set<string>();
+  private static add(counts: Map<string, number>, names: readonly string[]): void {
+    for (const name of names) counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+
+  /** Takes one use of each name off; returns how many are used no more. */
+  private static drop(counts: Map<string, number>, names: readonly string[]): number {
+    let gone = 0;
     for (const name of names) {
       const n = (counts.get(name) ?? 1) - 1;
       if (n > 0) counts.set(name, n);
       else {
         counts.delete(name);
-        gone.add(name);
+        gone++;
       }
     }
     return gone;
   }
 
-  private release(route: (name: string) => boolean, upstream: (name: string) => boolean): void {
-    const w = this.writer;
-    for (const f of BY_ROUTE)
-      w.releaseSeries(f, f === requests ? (v) => route(v[0]!) || upstream(v[2]!) : (v) => route(v[0]!));
-    for (const f of BY_UPSTREAM) w.releaseSeries(f, (v) => upstream(v[0]!));
-  }
-
   /**
-   * Lets go what this loop's row holds for names no version here uses: after a restart, the series its
-   * crashed predecessor held for routes and upstreams removed since (call once the version in force runs).
+   * Lets go of every series this loop's row holds that no version here uses: when a version closes, and
+   * after a restart (what the crashed predecessor held for names removed since; call it once the version
+   * in force runs).
    */
   sweep(): void {
-    this.release(
-      (name) => !this.routes.has(name),
-      (name) => !this.upstreams.has(name),
-    );
+    const w = this.writer;
+    const route = (name: string) => !this.routes.has(name);
+    const upstream = (name: string) => !this.upstreams.has(name);
+    w.releaseSeries(requests, (v) => !this.requestSets.has(requestSet(v[0]!, v[1]!, v[2]!)));
+    for (const f of BY_ROUTE) w.releaseSeries(f, (v) => route(v[0]!));
+    for (const f of BY_UPSTREAM) w.releaseSeries(f, (v) => upstream(v[0]!));
   }
+}
+
+function requestSet(route: string, domain: string, upstream: string): string {
+  return `${route}\u0000${domain}\u0000${upstream}`;
 }
 
 /** The series of one upstream as one route's requests use them. */

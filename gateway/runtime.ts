@@ -222,10 +222,7 @@ export class GatewayRuntime {
     for (const [name, u] of Object.entries(config.upstreams))
       upstreams.set(name, new Upstream(loop, name, u, registry));
     const all: FilterInstance[] = [];
-    const letGo = ledger?.hold(
-      config.routes.map((r) => r.name),
-      Object.keys(config.upstreams),
-    );
+    const letGo = ledger?.hold(config.routes, Object.keys(config.upstreams));
     const use = new VersionUse(all, loop, letGo);
     let routes: RouteRuntime[];
     try {

@@ -398,7 +398,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       () => this.emit('loopRestart', slot.index),
       (err) => {
         process.stderr.write(`netloom: restarting loop ${slot.index} failed: ${String(err)}\n`);
-        this.metricsMemory.releaseRow(slot.index);
+        // A loop whose boot failed stays up (its writer could publish again): end it before its row goes.
+        const failed = slot.worker;
+        void (failed === null ? Promise.resolve(0) : failed.terminate()).then(() => {
+          this.metricsMemory.settleRow(slot.index);
+          this.metricsMemory.releaseRow(slot.index);
+        });
         this.emit('loopFailed', slot.index);
       },
     );

@@ -17,6 +17,7 @@ import { stopMirrors } from './mirror.ts';
 import { normalizePath, PathError } from './paths.ts';
 import type { PoolStats } from './pool.ts';
 import { GatewayRuntime, type LocalState } from './runtime.ts';
+import { SharedKeyTable } from './shared-keys.ts';
 import { SharedState } from './shared-state.ts';
 import { Tracer, type TracingSettings } from './span.ts';
 import { TargetRegistry, type UpstreamTarget } from './upstream.ts';
@@ -128,7 +129,10 @@ export class GatewayLoop {
       : null;
     this.id = `${data.listener}:${loop.index}`;
     this.filters = filters;
-    this.shared = new SharedState(data.shared, data.keys);
+    // A loop booting (or restarted after a crash): the places in flight its predecessor held come back.
+    const loopNumber = (data.loopBase ?? 0) + loop.index;
+    SharedKeyTable.reclaimInFlight(data.keys, loopNumber);
+    this.shared = new SharedState(data.shared, data.keys, loopNumber);
     this.registry = new TargetRegistry(loop);
     this.relays = new WebSocketRelays(loop);
     this.runtime = this.build(data.config, data.version);

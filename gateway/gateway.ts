@@ -25,7 +25,7 @@ import type { FilterRegistry } from './filter.ts';
 import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import { gatewaySamples, metricsRoom, type ReloadCounts, spanSamples } from './scrape-metrics.ts';
-import { createKeyTable } from './shared-keys.ts';
+import { createKeyTable, SharedKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
 import { startSpanExport } from './span.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
@@ -360,6 +360,9 @@ export class Gateway {
         data,
         logRing: this.logs?.ring ?? null,
       });
+      // A loop that will not be restarted gives back the rate-limit places its requests held.
+      const loopBase = data.loopBase!;
+      engine.on('loopFailed', (index) => SharedKeyTable.reclaimInFlight(this.keys, loopBase + index));
       this.listeners.push(engine);
     }
     if (this.config.admin !== undefined)

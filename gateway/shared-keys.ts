@@ -7,6 +7,10 @@
  * Each slot has a lock word; a loop holds it for a handful of arithmetic operations (no allocation, no
  * call out), so contention costs a few spins. The lock's Atomics operations order the plain reads and
  * writes of the slot's words between loops.
+ *
+ * Places in flight (`concurrency`) are also written in a journal of the loop that took them (one per loop
+ * of the gateway, written by that loop alone), so that when a loop dies with requests in flight its
+ * successor, or the main thread if it is not restarted, gives those places back.
  */
 
 /** Slots of a gateway's key table: 65,536 keys (4 MiB). */
@@ -29,14 +33,35 @@ const W2 = 5;
 const IN_FLIGHT = 6;
 /** A lease's refill: until when a loop is fetching the next one (0: nobody). */
 const REFILL = 7;
-// Header: float64 0 is the time origin; int32 2 counts evictions; int32 3 is the insert lock.
+// Header: float64 0 is the time origin; int32 2 counts evictions; int32 3 is the insert lock; int32 4
+// the slots, 5 the journals.
 const EVICTIONS = 2;
 const INSERTING = 3;
+const H_SLOTS = 4;
+const H_JOURNALS = 5;
 
-/** Allocates a key table (main thread). */
-export function createKeyTable(slots = KEY_SLOTS): SharedArrayBuffer {
-  const buffer = new SharedArrayBuffer(HEADER_BYTES + slots * SLOT_BYTES);
+/** Loops of a gateway (over all its listeners) whose places in flight are journaled. */
+export const JOURNALS = 64;
+/** Keys a loop's journal holds (a key past them is not journaled: its places would stay if it crashed). */
+const JOURNAL_KEYS = 1024;
+/** Entries a key may take in a journal, from its hash on. */
+const JOURNAL_PROBE = 16;
+// Int32 words of a journal entry: the key, its places in flight here, and whether the entry was used.
+const J_A = 0;
+const J_B = 1;
+const J_COUNT = 2;
+const J_USED = 3;
+const JOURNAL_ENTRY = 4;
+
+/** Allocates a key table (main thread): `slots` keys, and a journal for each of `journals` loops. */
+export function createKeyTable(slots = KEY_SLOTS, journals = JOURNALS): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(
+    HEADER_BYTES + slots * SLOT_BYTES + journals * JOURNAL_KEYS * JOURNAL_ENTRY * 4,
+  );
   new Float64Array(buffer)[0] = performance.timeOrigin + performance.now();
+  const head = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+  head[H_SLOTS] = slots;
+  head[H_JOURNALS] = journals;
   return buffer;
 }
 
@@ -127,12 +152,79 @@ export class SharedKeyTable {
     untracked: false,
   };
 
-  constructor(buffer: SharedArrayBuffer) {
-    this.i32 = new Int32Array(buffer, HEADER_BYTES);
+  /** This view's loop's journal of places in flight (null: no loop, or past the journals). */
+  private readonly journal: Int32Array | null;
+
+  /**
+   * `loop`: the gateway-wide number of the loop this view runs on (its listener's first loop number plus
+   * its index), whose journal it writes; -1 for a view that takes no places (the main thread).
+   */
+  constructor(buffer: SharedArrayBuffer, loop = -1) {
+    const head = new Int32Array(buffer, 0, HEADER_BYTES / 4);
+    this.slots = head[H_SLOTS]!;
+    const journals = head[H_JOURNALS]!;
+    this.i32 = new Int32Array(buffer, HEADER_BYTES, this.slots * (SLOT_BYTES / 4));
     this.header = header32(this.i32);
-    this.f64 = new Float64Array(buffer, HEADER_BYTES);
-    this.slots = (buffer.byteLength - HEADER_BYTES) / SLOT_BYTES;
+    this.f64 = new Float64Array(buffer, HEADER_BYTES, this.slots * (SLOT_BYTES / 8));
     this.origin = new Float64Array(buffer, 0, 1)[0]!;
+    const words = JOURNAL_KEYS * JOURNAL_ENTRY;
+    this.journal =
+      loop >= 0 && loop < journals
+        ? new Int32Array(buffer, HEADER_BYTES + this.slots * SLOT_BYTES + loop * words * 4, words)
+        : null;
+  }
+
+  /** Adds `delta` to the places in flight `key` holds in this loop's journal. */
+  private journalAdd(key: KeyHash, delta: number): void {
+    const j = this.journal;
+    if (j === null) return;
+    const start = (key.a >>> 0) % JOURNAL_KEYS;
+    let free = -1;
+    for (let k = 0; k < JOURNAL_PROBE; k++) {
+      const e = ((start + k) % JOURNAL_KEYS) * JOURNAL_ENTRY;
+      if (j[e + J_USED] === 1 && j[e + J_A] === key.a && j[e + J_B] === key.b) {
+        j[e + J_COUNT] = Math.max(0, j[e + J_COUNT]! + delta);
+        return;
+      }
+      if (free < 0 && j[e + J_COUNT] === 0) free = e;
+    }
+    if (delta <= 0 || free < 0) return;
+    j[free + J_A] = key.a;
+    j[free + J_B] = key.b;
+    j[free + J_COUNT] = delta;
+    j[free + J_USED] = 1;
+  }
+
+  /**
+   * Gives back every place in flight the journal of loop `loop` holds, and empties it: that loop died
+   * with those requests (call it from its successor before it takes traffic, or once it will not be
+   * restarted). Returns the places given back.
+   */
+  static reclaimInFlight(buffer: SharedArrayBuffer, loop: number): number {
+    const table = new SharedKeyTable(buffer, loop);
+    const j = table.journal;
+    if (j === null) return 0;
+    let given = 0;
+    const key: KeyHash = { a: 0, b: 0 };
+    const now = table.now();
+    for (let e = 0; e < j.length; e += JOURNAL_ENTRY) {
+      const count = j[e + J_COUNT]!;
+      if (j[e + J_USED] === 1 && count > 0) {
+        key.a = j[e + J_A]!;
+        key.b = j[e + J_B]!;
+        // A slot with places in flight is never evicted: the key is where it was.
+        const s = table.find(key, (key.a >>> 0) % table.slots, now);
+        if (s !== -1) {
+          const f = s * 8 + IN_FLIGHT;
+          const before = table.f64[f]!;
+          table.f64[f] = Math.max(0, before - count);
+          given += before - table.f64[f]!;
+          table.unlock(s);
+        }
+      }
+    }
+    j.fill(0);
+    return given;
   }
 
   /** Keys pushed out to make room for others, by every loop. */
@@ -343,6 +435,7 @@ export class SharedKeyTable {
       o.remaining = max - inFlight - 1;
     }
     this.unlock(s);
+    if (o.allowed) this.journalAdd(key, 1);
     return o;
   }
 
@@ -353,6 +446,7 @@ export class SharedKeyTable {
     const f = s * 8 + IN_FLIGHT;
     this.f64[f] = Math.max(0, this.f64[f]! - 1);
     this.unlock(s);
+    this.journalAdd(key, -1);
   }
 
   /**

@@ -65,9 +65,12 @@ export class SharedState {
   private readonly slots: number;
   private readonly origin: number;
 
-  /** `keys`: the key table's memory (a small one of this view's own when not given). */
-  constructor(buffer: SharedArrayBuffer, keys: SharedArrayBuffer = createKeyTable(1024)) {
-    this.keys = new SharedKeyTable(keys);
+  /**
+   * `keys`: the key table's memory (a small one of this view's own when not given); `loop`: the
+   * gateway-wide number of the loop this view runs on (its places in flight are journaled), or -1.
+   */
+  constructor(buffer: SharedArrayBuffer, keys: SharedArrayBuffer = createKeyTable(1024), loop = -1) {
+    this.keys = new SharedKeyTable(keys, loop);
     this.cells = new BigInt64Array(buffer);
     this.slots = Math.floor((this.cells.length - 1) / WORDS);
     this.origin = new Float64Array(buffer)[this.slots * WORDS]!;

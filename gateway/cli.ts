@@ -17,6 +17,7 @@
  * listeners (5 s at most) and exits 0.
  */
 import { parseArgs } from 'node:util';
+import { checkPrefix } from './config-etcd.ts';
 import {
   ConfigError,
   type ConfigSource,
@@ -77,6 +78,12 @@ const plugins = values.plugins ?? [];
 const endpoints = values.etcd?.split(',').filter(Boolean);
 if (endpoints !== undefined && (values['etcd-key'] === undefined) === (values['etcd-prefix'] === undefined))
   fail(`--etcd takes --etcd-key or --etcd-prefix\n${USAGE}`);
+if (values['etcd-prefix'] !== undefined)
+  try {
+    checkPrefix(values['etcd-prefix']);
+  } catch (err) {
+    fail((err as Error).message);
+  }
 
 if (positionals[0] === 'config' && positionals[1] === 'push') {
   const file = positionals[2];

@@ -22,7 +22,7 @@ export interface EtcdSourceOptions {
   endpoints: readonly string[];
   /** The key holding the whole configuration; or give `prefix`. */
   key?: string;
-  /** The prefix under which `base`, `routes/` and `upstreams/` live (ends in `/`). */
+  /** The prefix under which `base`, `routes/` and `upstreams/` live; it ends in `/` (a TypeError if not). */
   prefix?: string;
   /** Where the last applied configuration is kept (JSON); none when absent. */
   cacheFile?: string;
@@ -98,6 +98,7 @@ export class EtcdConfigSource implements ConfigSource {
   constructor(options: EtcdSourceOptions) {
     if ((options.key === undefined) === (options.prefix === undefined))
       throw new TypeError('an etcd configuration source takes a key or a prefix');
+    if (options.prefix !== undefined) checkPrefix(options.prefix);
     this.client = new EtcdClient({ endpoints: options.endpoints, timeout: options.timeout ?? 2000 });
     this.key = options.key;
     this.prefix = options.prefix;
@@ -308,4 +309,15 @@ export class EtcdConfigSource implements ConfigSource {
       if (check !== null) clearInterval(check);
     };
   }
+}
+
+/**
+ * Throws a TypeError unless `prefix` ends in `/`: etcd reads a prefix as bytes, so `/netloom` would also
+ * take `/netloom-staging/...` (guarded by a push, listed by a watch).
+ */
+export function checkPrefix(prefix: string): void {
+  if (!prefix.endsWith('/') || prefix.length < 2)
+    throw new TypeError(
+      `an etcd prefix ends in "/" (got ${JSON.stringify(prefix)}): without it, keys of siblings such as ${JSON.stringify(`${prefix}-other/`)} would be read too`,
+    );
 }

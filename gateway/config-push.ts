@@ -12,6 +12,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { loadConfig, parseConfigText } from './config.ts';
+import { checkPrefix } from './config-etcd.ts';
 import { GatewayError } from './errors.ts';
 import { EtcdClient, type EtcdOperation } from './etcd-client.ts';
 
@@ -33,6 +34,7 @@ export interface PushOptions {
 export async function pushConfig(file: string, options: PushOptions): Promise<{ revision: number }> {
   if ((options.key === undefined) === (options.prefix === undefined))
     throw new TypeError('a push takes a key or a prefix');
+  if (options.prefix !== undefined) checkPrefix(options.prefix);
   // Every problem is reported before anything is written (ConfigError).
   await loadConfig(file, [...(options.plugins ?? [])]);
   const input = parseConfigText(await readFile(file, 'utf8'), file) as Record<string, unknown>;

@@ -42,7 +42,13 @@ export const discoverySettings = z.union([
             .array(z.string().regex(/^https?:\/\/[^/]+\/?$/, 'an endpoint is http(s)://host:port'))
             .min(1),
           /** Services register `<prefix><instance>` = `host:port` or `{"address": "host:port", "weight": 2}`. */
-          prefix: z.string().min(1),
+          prefix: z
+            .string()
+            .min(2)
+            .refine((p) => p.endsWith('/'), {
+              message:
+                'ends in "/" (etcd reads a prefix as bytes: without it, siblings\' keys would be targets too)',
+            }),
         })
         .strict(),
     })

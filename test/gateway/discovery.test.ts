@@ -154,6 +154,10 @@ describe('service discovery', () => {
       problems({ discovery: { etcd: { endpoints: ['localhost'], prefix: '/s/' } } }),
       /http\(s\):\/\/host:port/,
     );
+    assert.match(
+      problems({ discovery: { etcd: { endpoints: ['http://127.0.0.1:2379'], prefix: '/services/video' } } }),
+      /upstreams\.u\.discovery\.etcd\.prefix: ends in "\/"/,
+    );
     assert.match(problems({ discovery: { consul: {} } }), /upstreams\.u\.discovery/);
     const ok = validateConfig(
       gatewayConfig({ u: { discovery: { dns: { name: 'x', port: 80 } } } }, [

@@ -213,6 +213,30 @@ describe('configuration from etcd', () => {
     assert.match(r.out, /etcd/);
   });
 
+  test('a prefix that does not end in "/" is refused (it would take its siblings\' keys), by push and by serve', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'netloom-push-'));
+    const path = join(dir, 'c.json');
+    writeFileSync(path, JSON.stringify(fleetConfig(port, a.address)));
+    for (const args of [
+      ['config', 'push', path, '--etcd', etcd.endpoint, '--etcd-prefix', '/fleet-noslash'],
+      ['--etcd', etcd.endpoint, '--etcd-prefix', '/fleet-noslash'],
+    ]) {
+      const r = await cli(args);
+      assert.equal(r.code, 1, r.out);
+      assert.match(r.out, /an etcd prefix ends in "\/" \(got "\/fleet-noslash"\)/);
+    }
+    // Nothing was written.
+    const put = await fetch(`${etcd.endpoint}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({
+        key: Buffer.from('/fleet-noslash').toString('base64'),
+        range_end: Buffer.from('/fleet-noslasi').toString('base64'),
+      }),
+    });
+    assert.equal(((await put.json()) as { count?: string }).count ?? '0', '0');
+  });
+
   test('config push: validated, compare-and-swap on the revision; by key and by prefix', async (t) => {
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'netloom-push-'));

@@ -8,6 +8,7 @@ import {
   type UsdtBridge,
 } from '../core/index.ts';
 import { http1UsdtProbes, type Request, type Response } from '../protocols/http1/index.ts';
+import { http2UsdtProbes } from '../protocols/http2/index.ts';
 import { ProxyCall, sendGatewayError } from './call.ts';
 import type { GatewayConfig } from './config.ts';
 import { gatewayUsdtProbes } from './diagnostics.ts';
@@ -123,6 +124,7 @@ export class GatewayLoop {
       ? bridgeToUsdt('netloom', [
           ...engineUsdtProbes,
           ...http1UsdtProbes,
+          ...http2UsdtProbes,
           // Reloads publish on the main thread, which bridges that probe itself.
           ...gatewayUsdtProbes.filter((p) => p.channel !== 'netloom:gateway:reload'),
         ])

@@ -7,6 +7,13 @@
 
 export { Http2ClientConnection, http2ClientHandler, refusedError } from './client.ts';
 export { Http2ClientStream } from './client-stream.ts';
+export {
+  type Http2RequestAbortMessage,
+  type Http2RequestStartMessage,
+  type Http2ResponseFinishMessage,
+  http2Channels,
+  http2UsdtProbes,
+} from './diagnostics.ts';
 export { checkFrame, type FrameHeader, Http2Error, readFrameHeader } from './frames.ts';
 export {
   type DecoderLimits,

@@ -8,6 +8,7 @@ import { collectBody } from '../http1/body-reading.ts';
 import type { BodyConsumer } from '../http1/index.ts';
 import { HttpError } from '../http1/index.ts';
 import type { Http2Connection } from './connection.ts';
+import { type Http2RequestAbortMessage, http2Channels } from './diagnostics.ts';
 import type { RequestHead } from './fields.ts';
 import { FlowWindow } from './flow.ts';
 import { Http2Request } from './request.ts';
@@ -20,6 +21,11 @@ interface DrainWaiter {
   resolve(): void;
   reject(err: Error): void;
 }
+
+/** {@link Http2Stream.probed}: nothing published yet; request:start published; its end published. */
+export const PROBE_NONE = 0;
+export const PROBE_STARTED = 1;
+export const PROBE_ENDED = 2;
 
 /** Why a request was aborted or a write refused: the client reset the stream or closed the connection. */
 export function streamClosedError(what = 'the client closed the stream'): HttpError {
@@ -81,6 +87,8 @@ export class Http2Stream {
   zombie = false;
   /** The handler was told the request is over (listener and signal), once. */
   private abandoned = false;
+  /** Its probes: PROBE_NONE, PROBE_STARTED (request:start published), PROBE_ENDED (finish or abort). */
+  probed = PROBE_NONE;
 
   constructor(
     session: Http2Connection,
@@ -300,14 +308,34 @@ export class Http2Stream {
     this.settleDrain(reason);
     this.outQueue = null;
     this.outBytes = 0;
-    if (this.res.finished) return;
+    if (this.res.finished) {
+      this.probeAbort(reason); // ended, but its END_STREAM had not gone out: the answer was not whole
+      return;
+    }
     this.tellAbandoned(reason);
   }
 
-  /** Runs the abort listener and aborts the request's signal, once (a reset, or an answer in its place). */
-  tellAbandoned(reason: HttpError): void {
+  /** Publishes `request:abort` for a started stream whose end was not published yet. */
+  private probeAbort(reason: HttpError): void {
+    if (this.probed !== PROBE_STARTED) return;
+    this.probed = PROBE_ENDED;
+    if (http2Channels.requestAbort.hasSubscribers)
+      http2Channels.requestAbort.publish({
+        request: this.req,
+        response: this.res,
+        stream: this.id,
+        error: reason,
+      } satisfies Http2RequestAbortMessage);
+  }
+
+  /**
+   * Runs the abort listener and aborts the request's signal, once (a reset, or an answer in its place:
+   * `own`, when the server answers, so the request ends with that answer's finish, not an abort).
+   */
+  tellAbandoned(reason: HttpError, own = false): void {
     if (this.abandoned) return;
     this.abandoned = true;
+    if (!own) this.probeAbort(reason);
     const listener = this.abortListener;
     this.abortListener = null;
     if (listener !== null) {

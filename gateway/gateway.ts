@@ -486,7 +486,8 @@ export class Gateway {
       restartRequired.push(key);
       next = { ...next, [key]: this.config[key] };
     }
-    if (restartRequired.length > 0) {
+    // Said when the source changed; a rollout of discovered targets carries the same pending change.
+    if (restartRequired.length > 0 && fromSource) {
       process.stderr.write(
         `netloom gateway: ${restartRequired.join(', ')} changed: that applies at the next start; applying the rest\n`,
       );

@@ -131,6 +131,50 @@ describe('service discovery', () => {
     assert.equal((await send(gw.port, '/')).text, 'B');
   });
 
+  test('a restart-only change pending: the notice comes with the reload, not again with each discovery rollout', async (t) => {
+    const a = await named('A');
+    const b = await named('B');
+    t.after(() => Promise.all([a.close(), b.close()]));
+    const dns = await srvServer([a.port]);
+    t.after(() => dns.close());
+    const config = (admin: boolean) =>
+      gatewayConfig(
+        {
+          video: {
+            discovery: {
+              dns: { name: 'video.test', type: 'SRV', server: `127.0.0.1:${dns.port}`, minInterval: 200 },
+            },
+          },
+        },
+        [{ name: 'v', match: { path: '/' }, upstream: 'video' }],
+        admin ? { admin: { address: '127.0.0.1:0', token: 'restart-only-notice-token-0123456789' } } : {},
+      );
+    const gw = await startTestGateway(config(false));
+    t.after(() => gw.stop());
+    await waitUntil(async () => (await send(gw.port, '/')).text === 'A', 5000, 'A from SRV');
+    const notices: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      const text = String(chunk);
+      if (text.includes('applies at the next start')) notices.push(text);
+      return write(chunk, ...rest);
+    }) as typeof process.stderr.write;
+    t.after(() => {
+      process.stderr.write = write;
+    });
+    // admin is restart-only: the reload says so once and applies the rest.
+    await gw.source.set(config(true));
+    const r = await gw.gateway.reload();
+    assert.ok(r.ok && r.restartRequired.includes('admin'), JSON.stringify(r));
+    assert.equal(notices.length, 1, notices.join(''));
+    // Discovery answers change twice: two rollouts, no new notice.
+    dns.answer([b.port]);
+    await waitUntil(async () => (await send(gw.port, '/')).text === 'B', 5000, 'B from SRV');
+    dns.answer([a.port]);
+    await waitUntil(async () => (await send(gw.port, '/')).text === 'A', 5000, 'A again');
+    assert.equal(notices.length, 1, `the notice repeated: ${notices.join('')}`);
+  });
+
   test('discovery settings are checked; an upstream needs targets or discovery', () => {
     const problems = (upstream: unknown) => {
       try {

@@ -166,7 +166,7 @@ export const rateLimit = defineFilter({
         { a: 0, b: 0 },
       );
     /** The place in flight each request of this instance holds, to give back when it completes. */
-    const held = new WeakMap<RequestContext, KeyHash>();
+    const held = new WeakMap<RequestContext, KeyHash & { journaled: boolean }>();
     const redis = s.redis;
     // A lease of 2% of a second's budget: about 50 Redis calls a second per busy key. At most a tenth of
     // the burst (or the window's limit): several loops holding leases must not park the whole burst while
@@ -239,7 +239,7 @@ export const rateLimit = defineFilter({
       const outcome = table.acquire(key, concurrency.max);
       if (!outcome.allowed)
         return refuse(ctx, concurrency.name, `"${concurrency.name}";q=${concurrency.max}`, 1000, 1000);
-      if (!outcome.untracked) held.set(ctx, { a: key.a, b: key.b });
+      if (!outcome.untracked) held.set(ctx, { a: key.a, b: key.b, journaled: outcome.journaled });
       return undefined;
     };
 
@@ -380,7 +380,7 @@ export const rateLimit = defineFilter({
         const key = held.get(ctx);
         if (key === undefined) return;
         held.delete(ctx);
-        table.release(key);
+        table.release(key, key.journaled);
       },
     };
   },

@@ -42,15 +42,16 @@ const H_JOURNALS = 5;
 
 /** Loops of a gateway (over all its listeners) whose places in flight are journaled. */
 export const JOURNALS = 64;
-/** Keys a loop's journal holds (a key past them is not journaled: its places would stay if it crashed). */
+/**
+ * Keys a loop's journal holds at once (distinct keys with places in flight on that loop; past them a
+ * place is not journaled, and would stay taken if the loop crashed).
+ */
 const JOURNAL_KEYS = 1024;
-/** Entries a key may take in a journal, from its hash on. */
-const JOURNAL_PROBE = 16;
-// Int32 words of a journal entry: the key, its places in flight here, and whether the entry was used.
+// Int32 words of a journal entry: the key and its places in flight here (0: the entry is empty). Open
+// addressing from the key's hash, deletions shifting the entries behind back (no tombstones).
 const J_A = 0;
 const J_B = 1;
 const J_COUNT = 2;
-const J_USED = 3;
 const JOURNAL_ENTRY = 4;
 
 /** Allocates a key table (main thread): `slots` keys, and a journal for each of `journals` loops. */
@@ -111,6 +112,8 @@ export interface LimitOutcome {
   retryMs: number;
   /** The key had no slot (every candidate busy with requests in flight): allowed, not counted. */
   untracked: boolean;
+  /** `acquire`: the place was written in this loop's journal (give it back to `release`). */
+  journaled: boolean;
 }
 
 /**
@@ -150,6 +153,7 @@ export class SharedKeyTable {
     resetMs: 0,
     retryMs: 0,
     untracked: false,
+    journaled: false,
   };
 
   /** This view's loop's journal of places in flight (null: no loop, or past the journals). */
@@ -174,25 +178,51 @@ export class SharedKeyTable {
         : null;
   }
 
-  /** Adds `delta` to the places in flight `key` holds in this loop's journal. */
-  private journalAdd(key: KeyHash, delta: number): void {
+  /**
+   * Adds `delta` (+1 or -1) to the places in flight `key` holds in this loop's journal; false when it is
+   * not there to take one off, or the journal is full.
+   */
+  private journalAdd(key: KeyHash, delta: number): boolean {
     const j = this.journal;
-    if (j === null) return;
-    const start = (key.a >>> 0) % JOURNAL_KEYS;
-    let free = -1;
-    for (let k = 0; k < JOURNAL_PROBE; k++) {
-      const e = ((start + k) % JOURNAL_KEYS) * JOURNAL_ENTRY;
-      if (j[e + J_USED] === 1 && j[e + J_A] === key.a && j[e + J_B] === key.b) {
-        j[e + J_COUNT] = Math.max(0, j[e + J_COUNT]! + delta);
-        return;
+    if (j === null) return false;
+    let i = (key.a >>> 0) % JOURNAL_KEYS;
+    for (let k = 0; k < JOURNAL_KEYS; k++, i = (i + 1) % JOURNAL_KEYS) {
+      const e = i * JOURNAL_ENTRY;
+      const count = j[e + J_COUNT]!;
+      if (count === 0) {
+        // An empty entry ends the key's run: it is not in the journal.
+        if (delta <= 0) return false;
+        j[e + J_A] = key.a;
+        j[e + J_B] = key.b;
+        j[e + J_COUNT] = delta;
+        return true;
       }
-      if (free < 0 && j[e + J_COUNT] === 0) free = e;
+      if (j[e + J_A] !== key.a || j[e + J_B] !== key.b) continue;
+      if (count + delta > 0) j[e + J_COUNT] = count + delta;
+      else this.journalDelete(i);
+      return true;
     }
-    if (delta <= 0 || free < 0) return;
-    j[free + J_A] = key.a;
-    j[free + J_B] = key.b;
-    j[free + J_COUNT] = delta;
-    j[free + J_USED] = 1;
+    return false;
+  }
+
+  /** Empties journal entry `hole`, moving back the entries after it whose run it would otherwise cut. */
+  private journalDelete(hole: number): void {
+    const j = this.journal!;
+    const n = JOURNAL_KEYS;
+    j[hole * JOURNAL_ENTRY + J_COUNT] = 0;
+    for (let i = (hole + 1) % n; ; i = (i + 1) % n) {
+      const e = i * JOURNAL_ENTRY;
+      if (j[e + J_COUNT] === 0) return;
+      const home = (j[e + J_A]! >>> 0) % n;
+      // The entry may fill the hole when the hole lies between its home and where it is now.
+      if ((i - home + n) % n < (i - hole + n) % n) continue;
+      const h = hole * JOURNAL_ENTRY;
+      j[h + J_A] = j[e + J_A]!;
+      j[h + J_B] = j[e + J_B]!;
+      j[h + J_COUNT] = j[e + J_COUNT]!;
+      j[e + J_COUNT] = 0;
+      hole = i;
+    }
   }
 
   /**
@@ -209,7 +239,7 @@ export class SharedKeyTable {
     const now = table.now();
     for (let e = 0; e < j.length; e += JOURNAL_ENTRY) {
       const count = j[e + J_COUNT]!;
-      if (j[e + J_USED] === 1 && count > 0) {
+      if (count > 0) {
         key.a = j[e + J_A]!;
         key.b = j[e + J_B]!;
         // A slot with places in flight is never evicted: the key is where it was.
@@ -435,18 +465,21 @@ export class SharedKeyTable {
       o.remaining = max - inFlight - 1;
     }
     this.unlock(s);
-    if (o.allowed) this.journalAdd(key, 1);
+    o.journaled = o.allowed && this.journalAdd(key, 1);
     return o;
   }
 
-  /** Gives back a place {@link acquire} took (a slot with requests in flight is never evicted). */
-  release(key: KeyHash): void {
+  /**
+   * Gives back a place {@link acquire} took (a slot with requests in flight is never evicted); `journaled`:
+   * what the acquire's outcome said (a place not journaled is not taken off the journal).
+   */
+  release(key: KeyHash, journaled = true): void {
     const s = this.lock(key, this.now());
     if (s === -1) return;
     const f = s * 8 + IN_FLIGHT;
     this.f64[f] = Math.max(0, this.f64[f]! - 1);
     this.unlock(s);
-    this.journalAdd(key, -1);
+    if (journaled) this.journalAdd(key, -1);
   }
 
   /**

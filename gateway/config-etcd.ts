@@ -316,7 +316,7 @@ export class EtcdConfigSource implements ConfigSource {
  * take `/netloom-staging/...` (guarded by a push, listed by a watch).
  */
 export function checkPrefix(prefix: string): void {
-  if (!prefix.endsWith('/') || prefix.length < 2)
+  if (!prefix.endsWith('/'))
     throw new TypeError(
       `an etcd prefix ends in "/" (got ${JSON.stringify(prefix)}): without it, keys of siblings such as ${JSON.stringify(`${prefix}-other/`)} would be read too`,
     );

@@ -44,7 +44,7 @@ export const discoverySettings = z.union([
           /** Services register `<prefix><instance>` = `host:port` or `{"address": "host:port", "weight": 2}`. */
           prefix: z
             .string()
-            .min(2)
+            .min(1)
             .refine((p) => p.endsWith('/'), {
               message:
                 'ends in "/" (etcd reads a prefix as bytes: without it, siblings\' keys would be targets too)',

@@ -5,6 +5,7 @@
  */
 import { defineMetric, type LogStats, type MetricSample } from '../core/index.ts';
 import type { CircuitStats } from './circuit-breaker.ts';
+import type { LimitStats } from './gateway.ts';
 import type { MirrorStats } from './mirror.ts';
 
 const reloads = defineMetric(
@@ -98,18 +99,7 @@ export function gatewaySamples(figures: {
   reloads: ReloadCounts;
   /** Versions rolled out because discovered targets changed. */
   targetRollouts: number;
-  limits: {
-    evictions: number;
-    rejected: Record<string, number>;
-    redis?: {
-      calls: number;
-      answered: number;
-      errors: number;
-      failOpen: number;
-      failClosed: number;
-      breakerOpened: number;
-    };
-  };
+  limits: Pick<LimitStats, 'evictions' | 'rejected' | 'redis'>;
   circuits: Record<string, CircuitStats>;
   mirrors: Record<string, MirrorStats>;
 }): MetricSample[] {

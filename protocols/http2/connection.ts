@@ -10,11 +10,6 @@
 import type { Conn } from '../../core/index.ts';
 import { currentDateLine, HttpError, STATUS_TEXT } from '../http1/index.ts';
 import { Budget, CLOSED_BY_PEER, CLOSED_BY_US, CLOSED_NORMAL, ClosedStreams } from './connection-memory.ts';
-import {
-  type Http2RequestStartMessage,
-  type Http2ResponseFinishMessage,
-  http2Channels,
-} from './diagnostics.ts';
 import { checkRequest, checkTrailers, connectionSpecific, type RequestHead } from './fields.ts';
 import { FlowWindow } from './flow.ts';
 import { writeGoaway, writeHeaderBlock, writeRstStream, writeWindowUpdate } from './frame-writer.ts';
@@ -62,7 +57,7 @@ import {
 } from './frames.ts';
 import { HeaderListTooLarge, HpackDecoder, HpackEncoder, HpackError } from './hpack.ts';
 import type { Http2Core } from './server.ts';
-import { Http2Stream, PROBE_ENDED, PROBE_STARTED, streamClosedError } from './stream.ts';
+import { Http2Stream, streamClosedError } from './stream.ts';
 import { CLOSED, HALF_CLOSED_LOCAL, HALF_CLOSED_REMOTE, IDLE, onReceive } from './stream-state.ts';
 
 // The connection's states.
@@ -639,13 +634,7 @@ export class Http2Connection {
   // ---- the handler -------------------------------------------------------------------------------------
 
   private runHandler(s: Http2Stream): void {
-    s.probed = PROBE_STARTED;
-    if (http2Channels.requestStart.hasSubscribers)
-      http2Channels.requestStart.publish({
-        request: s.req,
-        response: s.res,
-        stream: s.id,
-      } satisfies Http2RequestStartMessage);
+    s.probeStart();
     try {
       const result = this.core.handler(s.req, s.res);
       if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
@@ -920,15 +909,7 @@ export class Http2Connection {
   /** We sent END_STREAM on `s`. */
   private endSent(s: Http2Stream): void {
     s.sentEnd();
-    if (s.probed === PROBE_STARTED) {
-      s.probed = PROBE_ENDED;
-      if (http2Channels.responseFinish.hasSubscribers)
-        http2Channels.responseFinish.publish({
-          request: s.req,
-          response: s.res,
-          stream: s.id,
-        } satisfies Http2ResponseFinishMessage);
-    }
+    s.probeFinish();
     if (s.state === HALF_CLOSED_LOCAL) {
       // The response is complete before the request (§8.1): the client may stop sending.
       s.dropBody();

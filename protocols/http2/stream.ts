@@ -8,7 +8,12 @@ import { collectBody } from '../http1/body-reading.ts';
 import type { BodyConsumer } from '../http1/index.ts';
 import { HttpError } from '../http1/index.ts';
 import type { Http2Connection } from './connection.ts';
-import { type Http2RequestAbortMessage, http2Channels } from './diagnostics.ts';
+import {
+  type Http2RequestAbortMessage,
+  type Http2RequestStartMessage,
+  type Http2ResponseFinishMessage,
+  http2Channels,
+} from './diagnostics.ts';
 import type { RequestHead } from './fields.ts';
 import { FlowWindow } from './flow.ts';
 import { Http2Request } from './request.ts';
@@ -23,9 +28,9 @@ interface DrainWaiter {
 }
 
 /** {@link Http2Stream.probed}: nothing published yet; request:start published; its end published. */
-export const PROBE_NONE = 0;
-export const PROBE_STARTED = 1;
-export const PROBE_ENDED = 2;
+const PROBE_NONE = 0;
+const PROBE_STARTED = 1;
+const PROBE_ENDED = 2;
 
 /** Why a request was aborted or a write refused: the client reset the stream or closed the connection. */
 export function streamClosedError(what = 'the client closed the stream'): HttpError {
@@ -88,7 +93,7 @@ export class Http2Stream {
   /** The handler was told the request is over (listener and signal), once. */
   private abandoned = false;
   /** Its probes: PROBE_NONE, PROBE_STARTED (request:start published), PROBE_ENDED (finish or abort). */
-  probed = PROBE_NONE;
+  private probed = PROBE_NONE;
 
   constructor(
     session: Http2Connection,
@@ -313,6 +318,31 @@ export class Http2Stream {
       return;
     }
     this.tellAbandoned(reason);
+  }
+
+  // ---- probes: PROBE_NONE -> PROBE_STARTED (the handler runs) -> PROBE_ENDED (a finish or an abort) ----
+
+  /** Publishes `request:start`: the handler is about to run. */
+  probeStart(): void {
+    this.probed = PROBE_STARTED;
+    if (http2Channels.requestStart.hasSubscribers)
+      http2Channels.requestStart.publish({
+        request: this.req,
+        response: this.res,
+        stream: this.id,
+      } satisfies Http2RequestStartMessage);
+  }
+
+  /** Publishes `response:finish` for a started stream whose END_STREAM just went out. */
+  probeFinish(): void {
+    if (this.probed !== PROBE_STARTED) return;
+    this.probed = PROBE_ENDED;
+    if (http2Channels.responseFinish.hasSubscribers)
+      http2Channels.responseFinish.publish({
+        request: this.req,
+        response: this.res,
+        stream: this.id,
+      } satisfies Http2ResponseFinishMessage);
   }
 
   /** Publishes `request:abort` for a started stream whose end was not published yet. */

@@ -14,21 +14,28 @@ import {
   type UsdtBridge,
 } from '../core/index.ts';
 import { adminHandler } from './admin.ts';
-import { type CircuitStats, circuitIds, circuitStats } from './circuit-breaker.ts';
+import type { CircuitStats } from './circuit-breaker.ts';
 import { ConfigError, type GatewayConfig, loadFilters, pluginSpecifiers, validateConfig } from './config.ts';
 import { type ConfigSource, FileConfigSource } from './config-source.ts';
 import { gatewayChannels, gatewayUsdtProbes, type ReloadMessage } from './diagnostics.ts';
-import { createDiscovery, type DiscoveredTarget } from './discovery.ts';
 import type { GatewayLoopData, GatewayMessage, LoopSnapshot } from './dispatcher.ts';
-import { type FaultSwitch, faultSwitch, setFaultSwitch } from './fault.ts';
+import { type FaultSwitch, setFaultSwitch } from './fault.ts';
 import type { FilterRegistry } from './filter.ts';
-import { type MirrorStats, mirrorStats } from './mirror.ts';
-import { redisCounters } from './rate-limit-redis.ts';
+import {
+  circuitStatsOf,
+  faultRoutes,
+  faultsOf,
+  type LimitStats,
+  limitStatsOf,
+  mirrorStatsOf,
+} from './governance-stats.ts';
+import type { MirrorStats } from './mirror.ts';
 import { gatewaySamples, metricsRoom, type ReloadCounts, spanSamples } from './scrape-metrics.ts';
 import { createKeyTable, SharedKeyTable } from './shared-keys.ts';
 import { createSharedMemory, SharedState } from './shared-state.ts';
 import { startSpanExport } from './span.ts';
 import { engineTls, upstreamTlsFingerprint } from './tls-config.ts';
+import { UpstreamDiscovery } from './upstream-discovery.ts';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -60,25 +67,9 @@ export interface GatewayOptions {
   reloadTimeout?: number;
 }
 
-/** The outcome of a reload. */
-/** {@link Gateway.limitStats}: the admin endpoint's `rateLimits`. */
-export interface LimitStats {
-  keySlots: number;
-  evictions: number;
-  /** Requests each route's `rate-limit` filters refused (429, and 503 while Redis failed closed). */
-  rejected: Record<string, number>;
-  /** Present when a route keeps limits on Redis: this process's figures. */
-  redis?: {
-    calls: number;
-    /** Calls Redis answered (with a grant or a refusal); calls - answered - errors are on their way. */
-    answered: number;
-    errors: number;
-    failOpen: number;
-    failClosed: number;
-    breakerOpened: number;
-  };
-}
+export type { LimitStats } from './governance-stats.ts';
 
+/** The outcome of a reload. */
 export type ReloadResult =
   | {
       ok: true;
@@ -137,10 +128,8 @@ export class Gateway {
   private readonly revisions = new Map<number, number>();
   /** The configuration as the source gave it (validated); in force with the discovered targets merged in. */
   private sourceConfig: GatewayConfig;
-  /** Targets discovery found, by upstream (in force instead of the listed ones). */
-  private readonly discovered = new Map<string, DiscoveredTarget[]>();
-  /** The running discovery sources, by upstream, with the settings they run with. */
-  private readonly discoveries = new Map<string, { settings: string; stop: () => void }>();
+  /** The upstreams' discovery sources and the targets they found (in force instead of the listed ones). */
+  private readonly discovery = new UpstreamDiscovery(() => this.refreshTargets());
   /** Versions rolled out because discovered targets changed. */
   private targetRollouts = 0;
   private queuedFromSource = false;
@@ -170,29 +159,7 @@ export class Gateway {
    * answer, and the times a loop's Redis breaker opened.
    */
   limitStats(): LimitStats {
-    const view = this.sharedState();
-    // No prototype: a route may be named `__proto__` (any non-empty string).
-    const rejected: Record<string, number> = Object.create(null);
-    let redis = false;
-    for (const r of this.configInForce.routes)
-      for (const f of r.filters)
-        if (f.name === 'rate-limit') {
-          rejected[r.name] = view.counter(`rate-limit|${r.name}|rejected`).get();
-          if ((f as { redis?: unknown }).redis !== undefined) redis = true;
-        }
-    const stats: LimitStats = { keySlots: view.keys.slots, evictions: view.keys.evictions, rejected };
-    if (redis) {
-      const c = redisCounters(view);
-      stats.redis = {
-        calls: c.calls.get(),
-        answered: c.answered.get(),
-        errors: c.errors.get(),
-        failOpen: c.failOpen.get(),
-        failClosed: c.failClosed.get(),
-        breakerOpened: c.breakerOpened.get(),
-      };
-    }
-    return stats;
+    return limitStatsOf(this.configInForce, this.sharedState());
   }
 
   /**
@@ -200,16 +167,7 @@ export class Gateway {
    * route's Nth breaker, `upstream:NAME` for a circuit its upstream's routes share.
    */
   circuitStats(): Record<string, CircuitStats> {
-    const view = this.sharedState();
-    const ids = new Set<string>();
-    for (const r of this.configInForce.routes) {
-      const entries = r.filters.filter((f) => f.name === 'circuit-breaker') as { scope?: unknown }[];
-      if (entries.length === 0) continue;
-      // Any upstream: a filter (or a breaker's degraded fallback) may send a request to any of them.
-      for (const id of circuitIds(r.name, entries, Object.keys(this.configInForce.upstreams))) ids.add(id);
-    }
-    // Built from entries: names may be `__proto__`.
-    return Object.fromEntries([...ids].map((id): [string, CircuitStats] => [id, circuitStats(view, id)]));
+    return circuitStatsOf(this.configInForce, this.sharedState());
   }
 
   /**
@@ -238,27 +196,12 @@ export class Gateway {
 
   /** The mirrors of the routes that have one (`routes[].mirror`), summed over the loops. */
   mirrorStats(): Record<string, MirrorStats> {
-    const view = this.sharedState();
-    // Built from entries: a route may be named `__proto__`.
-    return Object.fromEntries(
-      this.configInForce.routes
-        .filter((r) => r.mirror !== undefined)
-        .map((r): [string, MirrorStats] => [r.name, mirrorStats(view, r.name)]),
-    );
+    return mirrorStatsOf(this.configInForce, this.sharedState());
   }
 
   /** The routes with a `fault` filter and their runtime switch (`config`: as configured). */
   faults(): Record<string, FaultSwitch> {
-    // Built from entries: a route may be named `__proto__` or `toString` (any non-empty string).
-    return Object.fromEntries(
-      this.faultRoutes().map((name): [string, FaultSwitch] => [name, faultSwitch(this.sharedState(), name)]),
-    );
-  }
-
-  private faultRoutes(): string[] {
-    return this.configInForce.routes
-      .filter((r) => r.filters.some((f) => f.name === 'fault'))
-      .map((r) => r.name);
+    return faultsOf(this.configInForce, this.sharedState());
   }
 
   /**
@@ -266,7 +209,7 @@ export class Gateway {
    * the configuration says; false when no route of that name has a `fault` filter.
    */
   switchFaults(route: string, to: FaultSwitch): boolean {
-    if (!this.faultRoutes().includes(route)) return false;
+    if (!faultRoutes(this.configInForce).includes(route)) return false;
     setFaultSwitch(this.sharedState(), route, to);
     return true;
   }
@@ -368,7 +311,7 @@ export class Gateway {
     if (this.config.admin !== undefined)
       this.adminEngine = await serve(adminHandler(this), { address: this.config.admin.address, loops: 1 });
     // Discovery starts once the loops run: each answer rolls the targets out to them.
-    this.syncDiscovery(this.sourceConfig);
+    this.discovery.sync(this.sourceConfig);
     if (options.watch ?? true) {
       this.unwatch = this.source.watch(() => {
         this.reload().catch((err: unknown) => {
@@ -430,7 +373,7 @@ export class Gateway {
         this.candidateConfig = null;
         if (result.ok && candidate !== null) {
           this.sourceConfig = candidate;
-          this.syncDiscovery(candidate);
+          this.discovery.sync(candidate);
         }
         if (result.ok) this.sourceApplied(result.version);
         const counts = this.reloadCounts;
@@ -459,7 +402,7 @@ export class Gateway {
         // back with the next discovery change.
         this.candidateConfig = next;
       } else next = this.sourceConfig;
-      next = this.withDiscovered(next);
+      next = this.discovery.merge(next);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
       const revision = this.source.revision === undefined ? '' : ` (source revision ${this.source.revision})`;
@@ -666,45 +609,6 @@ export class Gateway {
     );
   }
 
-  /** Starts, keeps or stops each upstream's discovery source as `config` says. */
-  private syncDiscovery(config: GatewayConfig): void {
-    for (const [name, d] of this.discoveries) {
-      const wanted = config.upstreams[name]?.discovery;
-      if (wanted !== undefined && JSON.stringify(wanted) === d.settings) continue;
-      d.stop();
-      this.discoveries.delete(name);
-      // Settings changed: the targets found so far stay until the new source answers.
-      if (wanted === undefined) this.discovered.delete(name);
-    }
-    for (const [name, u] of Object.entries(config.upstreams)) {
-      if (u.discovery === undefined || this.discoveries.has(name)) continue;
-      const source = createDiscovery(u.discovery);
-      const stop = source.start(
-        (targets) => {
-          this.discovered.set(name, targets);
-          process.stdout.write(
-            `netloom gateway: upstream ${name}: ${targets.length} target${targets.length === 1 ? '' : 's'} from ${source.description}\n`,
-          );
-          this.refreshTargets();
-        },
-        (err) => process.stderr.write(`netloom gateway: discovery for upstream ${name}: ${err.message}\n`),
-      );
-      this.discoveries.set(name, { settings: JSON.stringify(u.discovery), stop });
-    }
-  }
-
-  /** `config` with each discovered upstream's targets (the listed ones until discovery answered). */
-  private withDiscovered(config: GatewayConfig): GatewayConfig {
-    if (this.discovered.size === 0) return config;
-    const upstreams = { ...config.upstreams };
-    for (const [name, targets] of this.discovered) {
-      const u = upstreams[name];
-      if (u === undefined) continue;
-      upstreams[name] = { ...u, targets: targets.map((t) => ({ address: t.address, weight: t.weight })) };
-    }
-    return { ...config, upstreams };
-  }
-
   /** The source revision (etcd's) each configuration version came from, for the versions still served. */
   revisionOf(version: number): number | undefined {
     return this.revisions.get(version);
@@ -728,8 +632,7 @@ export class Gateway {
   /** Stops watching, stops every listener gracefully (and the admin endpoint), resolves when all are down. */
   async stop(deadline?: number): Promise<void> {
     this.stopped = true;
-    for (const d of this.discoveries.values()) d.stop();
-    this.discoveries.clear();
+    this.discovery.stop();
     this.unwatch?.();
     this.unwatch = null;
     this.rollout?.cancel?.();

@@ -5,7 +5,7 @@
  */
 import { defineMetric, type LogStats, type MetricSample } from '../core/index.ts';
 import type { CircuitStats } from './circuit-breaker.ts';
-import type { LimitStats } from './gateway.ts';
+import type { LimitStats } from './governance-stats.ts';
 import type { MirrorStats } from './mirror.ts';
 
 const reloads = defineMetric(

@@ -10,7 +10,7 @@ import { type MirrorStats, mirrorStats } from './mirror.ts';
 import { redisCounters } from './rate-limit-redis.ts';
 import type { SharedState } from './shared-state.ts';
 
-/** {@link Gateway.limitStats}: the admin endpoint's `rateLimits`. */
+/** `Gateway.limitStats()`: the admin endpoint's `rateLimits`. */
 export interface LimitStats {
   keySlots: number;
   evictions: number;

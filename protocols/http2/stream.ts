@@ -27,7 +27,7 @@ interface DrainWaiter {
   reject(err: Error): void;
 }
 
-/** {@link Http2Stream.probed}: nothing published yet; request:start published; its end published. */
+/** A stream's probes (its private `probed`): nothing published yet; request:start published; its end published. */
 const PROBE_NONE = 0;
 const PROBE_STARTED = 1;
 const PROBE_ENDED = 2;

@@ -1,5 +1,5 @@
 // A reload that changes an upstream's discovery settings (here: a second etcd endpoint for the same
-// registry) makes Gateway.syncDiscovery stop the source and forget its targets at once; withDiscovered then
+// registry) made the gateway's discovery sync stop the source and forget its targets at once; the merge then
 // rolls the version out with the listed targets (none), and the new source's first answer only comes as a
 // later rollout. In between, every request to the upstream is refused 503 although the registry never
 // changed.

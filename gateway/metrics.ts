@@ -103,8 +103,8 @@ const BY_UPSTREAM = [firstByte, retries, retriesDenied];
 const BY_TARGET = [poolConnections, poolWaiting, poolEvents, healthyLoops];
 
 /**
- * Which route, upstream and (route, domain, upstream) label sets the versions alive on a loop use (built,
- * in force, or draining their requests), so that the series no version uses any more are let go: a
+ * Which route, upstream and (route, domain) names the versions alive on a loop use (built, in force, or
+ * draining their requests), so that the series no version uses any more are let go: a
  * gateway whose routes are renamed, moved to another domain or pointed elsewhere over many reloads stays
  * within its metrics memory, and /metrics lists what is configured.
  */
@@ -112,8 +112,8 @@ export class SeriesLedger {
   private readonly writer: MetricsWriter;
   private readonly routes = new Map<string, number>();
   private readonly upstreams = new Map<string, number>();
-  /** `route NUL domain NUL upstream`: the label sets a version's requests may count under. */
-  private readonly requestSets = new Map<string, number>();
+  /** `route NUL domain`: a route and the domain its requests count under. */
+  private readonly routeDomains = new Map<string, number>();
 
   constructor(writer: MetricsWriter) {
     this.writer = writer;
@@ -126,10 +126,10 @@ export class SeriesLedger {
   hold(routes: readonly { name: string; domain: string }[], upstreams: readonly string[]): () => void {
     const r = [...new Set(routes.map((x) => x.name))];
     const u = [...new Set(upstreams)];
-    const sets = [...new Set(routes.flatMap((x) => u.map((name) => requestSet(x.name, x.domain, name))))];
+    const d = [...new Set(routes.map((x) => routeDomain(x.name, x.domain)))];
     SeriesLedger.add(this.routes, r);
     SeriesLedger.add(this.upstreams, u);
-    SeriesLedger.add(this.requestSets, sets);
+    SeriesLedger.add(this.routeDomains, d);
     let held = true;
     return () => {
       if (!held) return;
@@ -137,7 +137,7 @@ export class SeriesLedger {
       const gone =
         SeriesLedger.drop(this.routes, r) +
         SeriesLedger.drop(this.upstreams, u) +
-        SeriesLedger.drop(this.requestSets, sets);
+        SeriesLedger.drop(this.routeDomains, d);
       if (gone > 0) this.sweep();
     };
   }
@@ -169,14 +169,15 @@ export class SeriesLedger {
     const w = this.writer;
     const route = (name: string) => !this.routes.has(name);
     const upstream = (name: string) => !this.upstreams.has(name);
-    w.releaseSeries(requests, (v) => !this.requestSets.has(requestSet(v[0]!, v[1]!, v[2]!)));
+    // A request's (route, domain) and upstream each still in use (by one version or another) keep it.
+    w.releaseSeries(requests, (v) => !this.routeDomains.has(routeDomain(v[0]!, v[1]!)) || upstream(v[2]!));
     for (const f of BY_ROUTE) w.releaseSeries(f, (v) => route(v[0]!));
     for (const f of BY_UPSTREAM) w.releaseSeries(f, (v) => upstream(v[0]!));
   }
 }
 
-function requestSet(route: string, domain: string, upstream: string): string {
-  return `${route}\u0000${domain}\u0000${upstream}`;
+function routeDomain(route: string, domain: string): string {
+  return `${route}\u0000${domain}`;
 }
 
 /** The series of one upstream as one route's requests use them. */

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseExposition } from '../fixtures/prometheus.ts';
 import {
+  crashLoop,
   gatewayConfig,
   httpUpstream,
   send,
@@ -93,13 +94,7 @@ test('a route a crashed loop was draining leaves /metrics once the loop is back;
   engine.on('loopRestart', () => {
     restarted = true;
   });
-  let crashed = false;
-  for (let i = 0; i < 50 && !crashed; i++)
-    crashed = await send(gw.port, '/crash/0').then(
-      () => false,
-      () => true,
-    );
-  assert.ok(crashed, 'a /crash/0 landed on loop 0');
+  await crashLoop(gw.port, 0); // once: see crashLoop
   await waitUntil(() => restarted, 5000, 'loop 0 coming back');
   await Promise.all(slow); // loop 1's slow requests end: its version with c closes too
   await waitUntil(

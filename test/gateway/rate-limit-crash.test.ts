@@ -6,6 +6,7 @@ import http from 'node:http';
 import { type TestContext, test } from 'node:test';
 import { createKeyTable, SharedKeyTable } from 'netloom/gateway';
 import {
+  crashLoop,
   gatewayConfig,
   httpUpstream,
   send,
@@ -58,13 +59,7 @@ async function scenario(t: TestContext, restart: boolean): Promise<void> {
     ),
   );
   await waitUntil(() => gates.length === MAX, 3000, 'every request at the upstream');
-  let crashed = false;
-  for (let i = 0; i < 50 && !crashed; i++)
-    crashed = await send(gw.port, '/crash/0').then(
-      () => false,
-      () => true,
-    );
-  assert.ok(crashed, 'a /crash/0 landed on loop 0');
+  await crashLoop(gw.port, 0); // once: see crashLoop
   await waitUntil(() => back, 5000, restart ? 'loop 0 coming back' : 'loop 0 given up');
   for (const g of gates.splice(0)) g();
   const statuses = await Promise.all(first);

@@ -267,6 +267,23 @@ export async function sendJson<T>(
   return { ...reply, json: JSON.parse(reply.text) as T };
 }
 
+/**
+ * Crashes loop `index` of a gateway served with `fixtures/targeted-crash-handler.ts`, once: sends
+ * `/crash/<index>` over fresh connections until one lands there (it is never answered: its connection dies
+ * with the worker). Stopping at that one matters: the restarted loop accepts before the main thread hears
+ * it is up, so sending on until the restart event could crash it again. Throws if none landed.
+ */
+export async function crashLoop(port: number, index = 0): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const landed = await send(port, `/crash/${index}`).then(
+      () => false,
+      () => true,
+    );
+    if (landed) return;
+  }
+  throw new Error(`no /crash/${index} landed on loop ${index} in 50 tries`);
+}
+
 /** Polls `check` (sync or async) every 10 ms until it is true; throws after `ms`. */
 export async function waitUntil(
   check: () => boolean | Promise<boolean>,
